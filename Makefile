@@ -1,0 +1,54 @@
+# seen-worker: the README's two commands are `make run` and `make test`.
+# Every target creates/updates .venv itself from uv.lock (only python3 must be installed).
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.synced-stamp
+UV_VERSION := 0.13.9
+PYTEST_ARGS ?=
+
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+export UV_PYTHON_DOWNLOADS := never
+
+.PHONY: run worker test test-all lint format bench lock clean
+
+$(STAMP): pyproject.toml uv.lock
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(UV) || $(PY) -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(UV) sync --locked --all-extras --quiet
+	@touch $@
+
+## run: the worker on an embedded server (or on $SEEN_CACHE_ADDR when set)
+run: $(STAMP)
+	@if [ -n "$$SEEN_CACHE_ADDR" ]; then $(VENV)/bin/seen-worker run; \
+	else $(VENV)/bin/seen-worker run --embedded; fi
+
+## test: everything but the slow soak tests, against a private server
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## test-all: including slow tests
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## lint: ruff + mypy --strict
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## bench: every benchmark plus baselines; QUICK=1 for a short run
+bench: $(STAMP)
+	$(PY) -m bench $(if $(QUICK),--quick,)
+
+lock:
+	@test -x $(UV) || (python3 -m venv $(VENV) && $(PY) -m pip install --quiet "uv==$(UV_VERSION)")
+	$(UV) lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,102 @@
+"""Settings the cache layer needs, as plain pydantic models.
+
+They hold no I/O and read no environment: ``worker.settings.Settings`` composes them with the
+environment and ``settings.toml``. Tests and other services can build them directly.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CacheSettings(_Section):
+    """How to reach the store (Dragonfly in production, Redis/Valkey here)."""
+
+    addr: str = Field("localhost:6379", description="host:port, or a redis:// / rediss:// URL")
+    username: str | None = Field(None, description="ACL user name")
+    password: SecretStr | None = Field(None, description="password (never logged)")
+    db: int = Field(0, ge=0, le=15)
+    tls: bool = Field(False, description="use TLS (implied by a rediss:// addr)")
+    tls_ca_file: str | None = Field(None, description="CA bundle for TLS")
+    tls_verify: bool = Field(True, description="verify the server certificate")
+    connect_timeout: float = Field(2.0, gt=0, description="seconds to open a connection")
+    socket_timeout: float = Field(5.0, gt=0, description="seconds to wait for a reply")
+    max_connections: int = Field(64, ge=1, description="pool size per process")
+    pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a free connection")
+    retries: int = Field(3, ge=0, le=20, description="retries on connection/timeout errors")
+    retry_base: float = Field(0.05, gt=0, description="first backoff step, seconds")
+    retry_cap: float = Field(1.0, gt=0, description="largest backoff step, seconds")
+    health_check_interval: int = Field(15, ge=0, description="seconds idle before a PING check")
+    namespace: str = Field("seen", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    max_value_bytes: int = Field(8 * 1024 * 1024, gt=0, description="largest value we write")
+    compress_threshold: int = Field(
+        4096, ge=0, description="JSON values above this many bytes are zlib-compressed; 0 = never"
+    )
+    scan_count: int = Field(500, ge=1, description="COUNT hint for SCAN")
+    delete_batch: int = Field(500, ge=1, description="keys per UNLINK when deleting by pattern")
+
+    @field_validator("addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value:
+            parts = urlsplit(value)
+            if parts.scheme not in _SCHEMES:
+                raise ValueError(f"scheme must be one of {_SCHEMES}, got {parts.scheme!r}")
+            if parts.scheme != "unix" and not parts.hostname:
+                raise ValueError("URL has no host")
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port or a redis:// URL, got {value!r}")
+        return value
+
+    def url(self) -> str:
+        """The connection URL, credentials included only when set via the URL itself.
+
+        The password from ``password`` is passed separately (never embedded in a string
+        that could be logged).
+        """
+        if "://" in self.addr:
+            return self.addr
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{self.addr}/{self.db}"
+
+    def safe_url(self) -> str:
+        """The URL with any password masked, for logs and error messages."""
+        parts = urlsplit(self.url())
+        if parts.password is None:
+            return self.url()
+        user = quote(parts.username or "")
+        netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+        return parts._replace(netloc=netloc).geturl()
+
+
+class TTLSettings(_Section):
+    """Time-to-live of each kind of entry, in seconds (the seed's table)."""
+
+    session: int = Field(24 * 3600, gt=0)
+    user_profile: int = Field(15 * 60, gt=0)
+    catalog: int = Field(5 * 60, gt=0)
+    download_progress: int = Field(30, gt=0)
+    download_terminal: int = Field(3600, gt=0, description="completed/failed/cancelled")
+    download_list: int = Field(5 * 60, gt=0)
+    search_results: int = Field(10 * 60, gt=0)
+    recommendations: int = Field(3600, gt=0)
+    rate_limit: int = Field(60, gt=0)
+    lock: int = Field(30, gt=0)
+
+
+class CacheConfig(_Section):
+    """Everything ``CacheManager`` needs. ``worker.settings.Settings`` extends it."""
+
+    cache: CacheSettings = CacheSettings()
+    ttl: TTLSettings = TTLSettings()

@@ -1,0 +1,73 @@
+"""One error hierarchy for the cache layer.
+
+Callers catch ``CacheError``; each error names the key (or pattern) it concerns so a log line
+alone says what failed. redis-py exceptions never leak out of ``cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from redis import exceptions as redis_exc
+
+
+class CacheError(Exception):
+    """Base of every error raised by the cache layer."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"{message} (key={key!r})" if key is not None else message)
+
+
+class CacheConnectionError(CacheError):
+    """The store could not be reached after the configured retries."""
+
+
+class CacheTimeoutError(CacheConnectionError):
+    """The store did not answer within the socket timeout."""
+
+
+class CacheResponseError(CacheError):
+    """The store answered with an error (wrong type, script error, ...)."""
+
+
+class CacheOutOfMemoryError(CacheResponseError):
+    """The store refused a write because it is out of memory (maxmemory reached)."""
+
+
+class InvalidKeyError(CacheError, ValueError):
+    """A caller-supplied id or pattern cannot be used to form a key."""
+
+
+class ValueTooLargeError(CacheError, ValueError):
+    """A value exceeds ``cache.max_value_bytes``."""
+
+
+class SerializationError(CacheError, ValueError):
+    """A value could not be encoded to, or decoded from, its stored form."""
+
+
+def _is_oom(exc: redis_exc.ResponseError) -> bool:
+    text = str(exc)
+    return text.startswith("OOM") or "out of memory" in text.lower()
+
+
+@contextmanager
+def translate_errors(key: str | None = None, *, operation: str = "") -> Iterator[None]:
+    """Turn redis-py exceptions raised inside the block into ``CacheError`` subclasses."""
+    what = f"{operation}: " if operation else ""
+    try:
+        yield
+    except CacheError:
+        raise
+    except redis_exc.TimeoutError as exc:
+        raise CacheTimeoutError(f"{what}store timed out: {exc}", key=key) from exc
+    except (redis_exc.ConnectionError, ConnectionError, OSError) as exc:
+        raise CacheConnectionError(f"{what}store unreachable: {exc}", key=key) from exc
+    except redis_exc.ResponseError as exc:
+        if _is_oom(exc):
+            raise CacheOutOfMemoryError(f"{what}store out of memory: {exc}", key=key) from exc
+        raise CacheResponseError(f"{what}store error: {exc}", key=key) from exc
+    except redis_exc.RedisError as exc:
+        raise CacheError(f"{what}{exc}", key=key) from exc

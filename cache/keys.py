@@ -1,0 +1,212 @@
+"""KeyBuilder: the only place a key string is formed.
+
+Layout: ``<namespace>:<kind>:...`` (namespace ``seen``). Caller-supplied ids are validated, never
+escaped silently: an id with a glob character, a separator or a brace is rejected with
+``InvalidKeyError``, so it can neither act as a SCAN pattern nor move a key into another
+hashtag. Free text (search queries, refresh tokens) is hashed into the key instead.
+
+Keys that one Lua script touches together share a ``{hashtag}``, so Dragonfly's
+``--lock_on_hashtags`` (and Redis Cluster) see them as one unit:
+
+- a lock and its fencing counter: ``seen:lock:{<name>}`` and ``seen:lock:{<name>}:fence``;
+- download state: every key of one shard under ``{dl:<shard>}`` (progress, active index,
+  per-user index, event stream).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+
+from cache.errors import InvalidKeyError
+
+MAX_ID_LENGTH = 128
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@=+-]*$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@=+/:-]*$")
+_GLOB = re.compile(r"([*?\[\]\\])")
+
+# TTL defaults in seconds (the seed's table); settings.toml / TTLSettings override them.
+SESSION_TTL = 24 * 3600
+USER_PROFILE_TTL = 15 * 60
+CATALOG_TTL = 5 * 60
+DOWNLOAD_PROGRESS_TTL = 30
+SEARCH_RESULTS_TTL = 10 * 60
+RECOMMENDATIONS_TTL = 3600
+RATE_LIMIT_TTL = 60
+LOCK_TTL = 30
+
+
+def validate_id(value: object, what: str = "id") -> str:
+    """Return ``value`` if it is a safe id: 1-128 chars of ``[A-Za-z0-9._@=+-]``."""
+    if not isinstance(value, str):
+        raise InvalidKeyError(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise InvalidKeyError(f"{what} must not be empty")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidKeyError(f"{what} is longer than {MAX_ID_LENGTH} characters")
+    if not _ID.match(value):
+        raise InvalidKeyError(
+            f"{what} {value!r} has a character outside [A-Za-z0-9._@=+-] "
+            "(no '*', '?', '[', ':', '{', '}', spaces)"
+        )
+    return value
+
+
+def validate_name(value: object, what: str = "name") -> str:
+    """Like ``validate_id`` but also allows ``:`` and ``/`` (lock and job names)."""
+    if not isinstance(value, str):
+        raise InvalidKeyError(f"{what} must be a string, got {type(value).__name__}")
+    if not value or len(value) > MAX_ID_LENGTH or not _NAME.match(value):
+        raise InvalidKeyError(
+            f"{what} {value!r} must be 1-{MAX_ID_LENGTH} characters of [A-Za-z0-9._@=+/:-]"
+        )
+    return value
+
+
+def escape_glob(text: str) -> str:
+    """Escape SCAN/KEYS glob metacharacters so ``text`` matches only itself."""
+    return _GLOB.sub(r"\\\1", text)
+
+
+def digest(text: str) -> str:
+    """A short, stable, collision-resistant digest for free text inside a key."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def token_hash(token: str) -> str:
+    """Full SHA-256 of a secret token: keys and logs never hold the raw token."""
+    if not isinstance(token, str) or not token:
+        raise InvalidKeyError("token must be a non-empty string")
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def shard_of(item_id: str, shards: int) -> int:
+    """Stable shard number of an id in ``[0, shards)`` (CRC32, same in every language)."""
+    return zlib.crc32(item_id.encode("utf-8")) % shards
+
+
+class KeyBuilder:
+    """Forms every key of the system under one namespace."""
+
+    def __init__(self, namespace: str = "seen") -> None:
+        self.namespace = validate_id(namespace, "namespace")
+        self._p = f"{self.namespace}:"
+
+    def __repr__(self) -> str:
+        return f"KeyBuilder({self.namespace!r})"
+
+    # -- generic -----------------------------------------------------------------------
+    def key(self, *parts: str) -> str:
+        """``<ns>:part:part...``; every part validated as an id."""
+        if not parts:
+            raise InvalidKeyError("a key needs at least one part")
+        return self._p + ":".join(validate_id(p, "key part") for p in parts)
+
+    def pattern(self, *parts: str) -> str:
+        """A SCAN pattern for every key below ``<ns>:parts...:``; parts are literal."""
+        return self._p + "".join(escape_glob(validate_id(p, "key part")) + ":" for p in parts) + "*"
+
+    def all_pattern(self) -> str:
+        """Every key of this namespace."""
+        return self._p + "*"
+
+    def owns(self, key_or_pattern: str) -> bool:
+        """Whether a key or pattern lies inside this namespace."""
+        return key_or_pattern.startswith(self._p)
+
+    # -- sessions and profiles -------------------------------------------------------
+    def session(self, session_id: str) -> str:
+        return f"{self._p}session:{validate_id(session_id, 'session_id')}"
+
+    def session_by_refresh_token(self, refresh_token: str) -> str:
+        return f"{self._p}session:refresh:{token_hash(refresh_token)}"
+
+    def user_sessions(self, user_id: str) -> str:
+        return f"{self._p}user:{validate_id(user_id, 'user_id')}:sessions"
+
+    def user_profile(self, user_id: str) -> str:
+        return f"{self._p}user:{validate_id(user_id, 'user_id')}:profile"
+
+    # -- catalog -----------------------------------------------------------------------
+    def catalog_user_generation(self, user_id: str) -> str:
+        return f"{self._p}catalog:gen:user:{validate_id(user_id, 'user_id')}"
+
+    def catalog_global_generation(self) -> str:
+        return f"{self._p}catalog:gen:global"
+
+    def catalog_user_entry(self, kind: str, user_id: str, generation: int) -> str:
+        """Per-user catalog entry (dashboard, watch_later, continue_watching, ...)."""
+        uid = validate_id(user_id, "user_id")
+        return f"{self._p}catalog:{validate_id(kind, 'kind')}:{uid}:g{int(generation)}"
+
+    def catalog_shared_entry(self, kind: str, item: str, generation: int) -> str:
+        """Shared catalog entry (discover section, search digest) under the global generation."""
+        return (
+            f"{self._p}catalog:{validate_id(kind, 'kind')}:{validate_id(item, 'item')}"
+            f":g{int(generation)}"
+        )
+
+    def catalog_fill_lock(self, entry_key: str) -> str:
+        """Single-flight lock for filling one catalog entry."""
+        return f"{self._p}catalog:fill:{digest(entry_key)}"
+
+    def catalog_stats(self) -> str:
+        return f"{self._p}catalog:stats"
+
+    # -- downloads -----------------------------------------------------------------------
+    def download_tag(self, shard: int) -> str:
+        return f"{{dl:{int(shard)}}}"
+
+    def download_progress(self, job_id: str, shard: int) -> str:
+        return f"{self._p}{self.download_tag(shard)}:progress:{validate_id(job_id, 'job_id')}"
+
+    def download_active(self, shard: int) -> str:
+        return f"{self._p}{self.download_tag(shard)}:active"
+
+    def download_user_index(self, user_id: str, shard: int) -> str:
+        uid = validate_id(user_id, "user_id")
+        return f"{self._p}{self.download_tag(shard)}:user:{uid}"
+
+    def download_events(self, shard: int) -> str:
+        return f"{self._p}{self.download_tag(shard)}:events"
+
+    def download_stats(self, shard: int) -> str:
+        return f"{self._p}{self.download_tag(shard)}:stats"
+
+    def download_list(self, user_id: str) -> str:
+        return f"{self._p}download:list:{validate_id(user_id, 'user_id')}"
+
+    # -- coordination --------------------------------------------------------------------
+    def lock(self, name: str) -> str:
+        return f"{self._p}lock:{{{validate_name(name, 'lock name')}}}"
+
+    def lock_fence(self, name: str) -> str:
+        return f"{self._p}lock:{{{validate_name(name, 'lock name')}}}:fence"
+
+    def rate_limit(self, user_id: str, action: str) -> str:
+        uid = validate_id(user_id, "user_id")
+        return f"{self._p}ratelimit:{uid}:{validate_id(action, 'action')}"
+
+    # -- jobs and workers ----------------------------------------------------------------
+    def dead_letter(self) -> str:
+        return f"{self._p}jobs:dead"
+
+    def job_stats(self) -> str:
+        return f"{self._p}jobs:stats"
+
+    def job_pending(self, item_id: str) -> str:
+        """Coalescing marker: one pending apply job per download."""
+        return f"{self._p}jobs:pending:{validate_id(item_id, 'item id')}"
+
+    def cron_slot(self, job_name: str, slot: int) -> str:
+        return f"{self._p}cron:{validate_name(job_name, 'job name')}:{int(slot)}"
+
+    def worker_heartbeat(self, worker_id: str) -> str:
+        return f"{self._p}worker:{validate_id(worker_id, 'worker_id')}"
+
+    def workers_index(self) -> str:
+        return f"{self._p}workers"
+
+    def health_probe(self, nonce: str) -> str:
+        return f"{self._p}health:probe:{validate_id(nonce, 'nonce')}"

@@ -1,0 +1,1 @@
+"""ARQ job functions and the producer side. Imports ``cache``, never ``worker``."""

@@ -1,0 +1,171 @@
+"""Settings: ``settings.toml`` < ``SEEN_*`` environment < explicit values.
+
+Env names are ``SEEN_<SECTION>_<NAME>`` (``SEEN_CACHE_ADDR``, ``SEEN_CACHE_PASSWORD``,
+``SEEN_CACHE_DB``, ``SEEN_TTL_SESSION`` ...). ``SEEN_SETTINGS_FILE`` names another TOML file;
+a named file that is missing, malformed TOML or an invalid value stops start-up with one
+``SettingsError`` naming the setting. Nothing is read at import time: call ``load_settings``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cache.config import CacheConfig
+
+SETTINGS_FILE_ENV = "SEEN_SETTINGS_FILE"
+DEFAULT_SETTINGS_FILE = Path("settings.toml")
+
+
+class SettingsError(Exception):
+    """Configuration that cannot be used; the message names the setting."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueSettings(_Section):
+    """Where ARQ keeps jobs. Defaults to the cache's store; point it at an instance without
+    ``cache_mode`` when the cache instance may evict."""
+
+    addr: str | None = Field(None, description="host:port or URL; empty = the cache's addr")
+    password: SecretStr | None = None
+    db: int | None = Field(None, ge=0, le=15)
+    name: str = Field("arq:queue", min_length=1)
+
+
+class WorkerSection(_Section):
+    """ARQ worker tuning."""
+
+    max_jobs: int = Field(50, ge=1)
+    poll_delay: float = Field(0.05, gt=0, description="seconds between queue polls")
+    job_timeout: float = Field(30.0, gt=0)
+    keep_result: float = Field(60.0, ge=0)
+    max_tries: int = Field(5, ge=1)
+    shutdown_grace: float = Field(20.0, gt=0, description="seconds running jobs get on SIGTERM")
+    uvloop: bool = True
+
+
+class SentrySettings(_Section):
+    dsn: SecretStr | None = None
+    environment: str = "production"
+    traces_sample_rate: float = Field(0.0, ge=0, le=1)
+
+
+class LogSettings(_Section):
+    level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    json_lines: bool = Field(False, alias="json")
+
+
+class Settings(CacheConfig, BaseSettings):
+    """The whole configuration of one worker process."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEEN_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    queue: QueueSettings = QueueSettings()
+    worker: WorkerSection = WorkerSection()
+    sentry: SentrySettings = SentrySettings()
+    log: LogSettings = LogSettings()
+
+    _toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
+        return tuple(sources)
+
+    def queue_addr(self) -> str:
+        return self.queue.addr or self.cache.addr
+
+
+def settings_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The TOML file to read: explicit, else ``$SEEN_SETTINGS_FILE``, else ./settings.toml."""
+    named = explicit if explicit is not None else os.environ.get(SETTINGS_FILE_ENV)
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            source = "argument" if explicit is not None else SETTINGS_FILE_ENV
+            raise SettingsError(f"settings file {str(path)!r} (from {source}) does not exist")
+        return path
+    return DEFAULT_SETTINGS_FILE if DEFAULT_SETTINGS_FILE.is_file() else None
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(p) for p in error.get("loc", ())]
+    name = ".".join(loc) or "settings"
+    env = "SEEN_" + "_".join(loc).upper() if loc else ""
+    where = f" (file key {name!r} or env {env})" if env else ""
+    return f"setting {name}: {error.get('msg', 'invalid')}{where}"
+
+
+def load_settings(file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from file, environment and ``overrides``; raises ``SettingsError``."""
+    path = settings_file(file)
+    if path is not None:
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise SettingsError(f"settings file {str(path)!r} is not valid TOML: {exc}") from exc
+    bound = type("Settings", (Settings,), {"_toml_file": path, "__module__": __name__})
+    try:
+        settings: Settings = bound(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(dict(e)) for e in exc.errors())
+        raise SettingsError(problems) from None
+    return settings
+
+
+class _LazyWorkerSettings(dict[str, Any]):
+    """``arq worker.settings.WorkerSettings`` support without reading settings at import.
+
+    ARQ reads a dict-valued WorkerSettings with ``.items()``; the settings are loaded (and the
+    worker configuration built) on that first read, not when this module is imported.
+    """
+
+    def _fill(self) -> None:
+        if not dict.__len__(self):
+            from worker.app import build_worker_settings
+
+            self.update(build_worker_settings(load_settings()))
+
+    def items(self) -> Any:
+        self._fill()
+        return super().items()
+
+    def __getitem__(self, key: str) -> Any:
+        self._fill()
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+
+WorkerSettings: dict[str, Any] = _LazyWorkerSettings()
