@@ -1,0 +1,79 @@
+"""Shared pieces of the benchmarks: the environment they run in and how results look.
+
+Every ``bench/bench_<topic>.py`` exposes ``async def run(env: BenchEnv) -> list[BenchResult]``.
+A result names what was measured, its figures, and the baseline measured in the same run
+(``ratio`` = ours / baseline for throughput, baseline / ours for latency, so >1 is worse
+only where the docs say so; each result says which in ``ratio_meaning``).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class BenchEnv:
+    """Where and how long to run: one private server shared by all benchmarks of a run."""
+
+    url: str
+    addr: str
+    quick: bool
+    server_binary: str
+    redis_benchmark: str | None = None
+
+    def scale(self, full: int, quick: int) -> int:
+        """A loop count: ``quick`` under QUICK=1, else ``full``."""
+        return quick if self.quick else full
+
+
+@dataclass
+class BenchResult:
+    """One measured figure set, with its same-run baseline."""
+
+    name: str
+    metrics: dict[str, float]
+    baseline: str | None = None
+    ratio: float | None = None
+    ratio_meaning: str = ""
+    target: str = ""
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The q-th percentile (0-100) of ``samples``, nearest-rank; 0.0 when empty."""
+    if not samples:
+        return 0.0
+    ordered = sorted(samples)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1))))
+    return ordered[rank]
+
+
+def latency_summary(samples_s: list[float]) -> dict[str, float]:
+    """p50/p99/mean in microseconds."""
+    us = [s * 1e6 for s in samples_s]
+    return {
+        "p50_us": round(percentile(us, 50), 1),
+        "p99_us": round(percentile(us, 99), 1),
+        "mean_us": round(statistics.fmean(us), 1) if us else 0.0,
+    }
+
+
+async def ops_per_second(
+    op: Callable[[], Awaitable[object]], total: int, concurrency: int = 1
+) -> float:
+    """Run ``op`` ``total`` times over ``concurrency`` tasks; operations per second."""
+    import asyncio
+
+    per_task = max(1, total // concurrency)
+
+    async def loop() -> None:
+        for _ in range(per_task):
+            await op()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    return per_task * concurrency / (time.perf_counter() - start)
