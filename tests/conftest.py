@@ -18,9 +18,14 @@ from redis.asyncio import Redis
 
 from cache.config import CacheConfig, CacheSettings
 from cache.manager import CacheManager
+from cache.scripts import load_scripts
+from tests.compat.lua54 import CommandKeys, Lua54Runner
+from tests.compat.monitor import MonitorRecorder, violations
 from worker.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
+COMPAT_MONITOR = os.environ.get("SEEN_COMPAT_MONITOR") == "1"
+COMPAT_LUA54 = os.environ.get("SEEN_COMPAT_LUA54") == "1"
 
 
 @dataclass
@@ -95,3 +100,61 @@ def private_server() -> Iterator[EmbeddedServer]:
     """A server of this test's own, to kill and restart."""
     with EmbeddedServer(os.environ.get("SEEN_TEST_SERVER") or None) as embedded:
         yield embedded
+
+
+# -- Dragonfly-compatibility lane ---------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def monitor(server: TestServer) -> Iterator[MonitorRecorder]:
+    """MONITOR on the session server (SEEN_COMPAT_MONITOR=1)."""
+    host, _, port = server.addr.rpartition(":")
+    recorder = MonitorRecorder(host, int(port))
+    try:
+        yield recorder
+    finally:
+        recorder.close()
+
+
+@pytest.fixture(autouse=True)
+def dragonfly_rules(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose commands break Dragonfly's rules (see tests/compat/monitor.py)."""
+    node = request.node
+    if (
+        not COMPAT_MONITOR
+        or node.get_closest_marker("unit")
+        or node.get_closest_marker("compat_selftest")
+    ):
+        yield
+        return
+    recorder: MonitorRecorder = request.getfixturevalue("monitor")
+    start = recorder.sync()
+    yield
+    end = recorder.sync()
+    names = {s.sha: name for name, s in load_scripts().items()}
+    names.update({s.source: name for name, s in load_scripts().items()})
+    problems = violations(recorder.slice(start, end), CommandKeys(recorder.control), names)
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        pytest.fail(f"Dragonfly rules broken ({len(problems)}):\n  {shown}", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def lua54_scripts(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Run every script under Lua 5.4 with Dragonfly's key rules (SEEN_COMPAT_LUA54=1)."""
+    if not COMPAT_LUA54 or request.node.get_closest_marker("unit"):
+        yield
+        return
+    patch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    patch.setattr("cache.manager.ScriptRunner", Lua54Runner)
+    yield
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With SEEN_COMPAT_REQUIRE_ALL=1 the Lua 5.4 lane must have run every shipped script."""
+    if not (COMPAT_LUA54 and os.environ.get("SEEN_COMPAT_REQUIRE_ALL") == "1"):
+        return
+    missing = sorted(set(load_scripts()) - Lua54Runner.executed)
+    if missing:
+        print(f"\nLua 5.4 lane: scripts never executed by any test: {missing}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

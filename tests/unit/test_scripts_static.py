@@ -1,0 +1,60 @@
+"""Static Dragonfly rules for every shipped Lua script (the dynamic lanes do the rest)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cache.errors import CacheError
+from cache.scripts import Script, check_keys, hashtag, load_scripts
+
+SCRIPTS = load_scripts()
+
+
+def test_scripts_are_shipped() -> None:
+    assert "probe" in SCRIPTS
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_header_and_body_agree(name: str) -> None:
+    script = SCRIPTS[name]
+    body = "\n".join(line for line in script.source.splitlines() if not line.startswith("--"))
+    used_keys = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", body)}
+    used_args = {int(n) for n in re.findall(r"ARGV\[(\d+)\]", body)}
+    assert used_keys <= set(range(1, script.declared_keys + 1)), "undeclared KEYS index"
+    assert max(used_args, default=0) <= script.declared_args, "ARGV used but not in header"
+    assert re.search(r"^--\s*returns?:", script.source, re.MULTILINE | re.IGNORECASE), (
+        "header must say what the script returns"
+    )
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_no_forbidden_constructs(name: str) -> None:
+    source = SCRIPTS[name].source
+    assert not re.search(r"""redis\.p?call\(\s*['"]keys['"]""", source, re.IGNORECASE)
+    assert "#!lua" not in source, "Dragonfly reads only --!df flags"
+    assert "setresp" not in source
+    assert "allow-undeclared-keys" not in source
+    # keys must come from KEYS: no key strings built inside a script
+    assert not re.search(r"""redis\.p?call\(\s*['"]\w+['"]\s*,\s*['"]""", source), (
+        "a literal key name inside a script is an undeclared key"
+    )
+
+
+def test_hashtag_rules() -> None:
+    assert hashtag("seen:lock:{a}:fence") == "a"
+    assert hashtag("seen:lock:{a}") == "a"
+    assert hashtag("plain") == "plain"
+    assert hashtag("x{}y") == "x{}y"
+    script = Script.parse("two", "-- KEYS[1]: a\n-- KEYS[2]: b\n-- returns: 1\nreturn 1")
+    check_keys(script, ["seen:{dl:1}:a", "seen:{dl:1}:b"])
+    with pytest.raises(CacheError, match="hashtag"):
+        check_keys(script, ["seen:{dl:1}:a", "seen:{dl:2}:b"])
+    with pytest.raises(CacheError, match="declares 2 keys"):
+        check_keys(script, ["seen:{dl:1}:a"])
+
+
+def test_header_must_number_keys_in_order() -> None:
+    with pytest.raises(CacheError):
+        Script.parse("bad", "-- KEYS[2]: b\nreturn 1")
