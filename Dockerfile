@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1.7
+# seen-worker image: multi-stage, installs exactly what uv.lock pins, runs as non-root.
+
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS build
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never
+RUN pip install --no-cache-dir "uv==0.13.9"
+WORKDIR /src
+# Dependencies first (cached layer), then the project itself.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-dev --no-install-project
+COPY cache ./cache
+COPY jobs ./jobs
+COPY worker ./worker
+RUN uv sync --locked --no-dev --no-editable
+
+FROM python:${PYTHON_VERSION}-slim AS runtime
+RUN groupadd --system --gid 10001 seen \
+ && useradd --system --uid 10001 --gid seen --home-dir /app --shell /usr/sbin/nologin seen
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=seen:seen settings.toml ./settings.toml
+ENV PATH="/opt/venv/bin:${PATH}" \
+    PYTHONUNBUFFERED=1 \
+    SEEN_SETTINGS_FILE=/app/settings.toml
+USER seen
+HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
+  CMD ["seen-worker", "health"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["seen-worker"]
+CMD ["run"]
