@@ -28,6 +28,9 @@ TTL_MISSING = -2
 TTL_PERSISTENT = -1
 """``ttl()`` result for a key without an expiry."""
 
+MAX_TTL_SECONDS = 8 * 365 * 24 * 3600
+"""Dragonfly caps expiry deadlines at about 8.5 years; longer TTLs are refused."""
+
 
 def ttl_ms(ttl: TTL) -> int:
     """A positive TTL in whole milliseconds; rejects zero, negative and non-numbers."""
@@ -37,6 +40,8 @@ def ttl_ms(ttl: TTL) -> int:
         raise ValueError(f"ttl must be seconds (int/float) or a timedelta, got {ttl!r}")
     else:
         seconds = float(ttl)
+    if not seconds < MAX_TTL_SECONDS:  # also catches inf and nan
+        raise ValueError(f"ttl must be below {MAX_TTL_SECONDS} s (8 years), got {ttl!r}")
     ms = round(seconds * 1000)
     if ms <= 0:
         raise ValueError(f"ttl must be positive, got {ttl!r}")
