@@ -1,0 +1,157 @@
+"""``seen-worker check``: a non-destructive smoke test of the configured store for operators.
+
+Every check runs in a temporary namespace (``seencheck-<random>``) that is removed at the end,
+so it is safe against production. One line per check; exit 1 when any fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from cache.config import CacheConfig
+from cache.errors import CacheError
+from cache.manager import CacheManager
+
+Check = Callable[[CacheManager], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    ms: float
+
+
+class _Probe(BaseModel):
+    id: str
+    items: list[int]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise AssertionError(message)
+
+
+async def check_connectivity(m: CacheManager) -> str:
+    return f"PING {await m.ping():.2f} ms"
+
+
+async def check_basic(m: CacheManager) -> str:
+    key = m.keys.key("check", "basic")
+    await m.service.set(key, "value")
+    _require(await m.service.get(key) == "value", "GET did not return what SET wrote")
+    _require(await m.service.exists(key) == 1, "EXISTS did not see the key")
+    _require(await m.service.delete(key) == 1, "DEL did not remove the key")
+    return "SET/GET/EXISTS/DEL"
+
+
+async def check_ttl(m: CacheManager) -> str:
+    key = m.keys.key("check", "ttl")
+    await m.service.set(key, "v", ttl=30)
+    ttl = await m.service.ttl(key)
+    _require(0 < ttl <= 30, f"TTL {ttl} not in (0, 30]")
+    _require(await m.service.expire(key, 60), "EXPIRE failed")
+    return f"TTL {ttl}s, EXPIRE ok"
+
+
+async def check_atomic(m: CacheManager) -> str:
+    key = m.keys.key("check", "counter")
+    await asyncio.gather(*(m.service.increment(key, ttl=60) for _ in range(50)))
+    value = await m.service.get(key)
+    _require(value == "50", f"50 concurrent INCRs gave {value}")
+    nx = m.keys.key("check", "nx")
+    wins = await asyncio.gather(*(m.service.set_nx(nx, "x", ttl=60) for _ in range(10)))
+    _require(wins.count(True) == 1, f"SET NX won {wins.count(True)} times")
+    old = await m.service.get_set(nx, "y", ttl=60)
+    _require(old == "x", "GETSET returned the wrong old value")
+    return "INCR x50, SET NX, GETSET"
+
+
+async def check_json(m: CacheManager) -> str:
+    key = m.keys.key("check", "json")
+    probe = _Probe(id="p", items=list(range(2000)))
+    await m.service.set_json(key, probe, ttl=60)
+    _require(await m.service.get_json(key, _Probe) == probe, "JSON round trip differs")
+    return "model round trip (compressed)"
+
+
+async def check_bulk(m: CacheManager) -> str:
+    keys = [m.keys.key("check", f"bulk{i}") for i in range(20)]
+    await m.service.mset({k: str(i) for i, k in enumerate(keys)}, ttl=60)
+    values = await m.service.mget(keys)
+    _require(values == [str(i) for i in range(20)], "MGET differs from MSET")
+    return "MSET/MGET x20"
+
+
+async def check_scan(m: CacheManager) -> str:
+    found = await m.service.keys(m.keys.pattern("check"))
+    _require(len(found) >= 20, f"SCAN found only {len(found)} keys")
+    return f"SCAN found {len(found)} keys"
+
+
+async def check_info(m: CacheManager) -> str:
+    stats = await m.stats()
+    return f"{stats.server} {stats.version}, {stats.used_memory} bytes used, {stats.keys} keys"
+
+
+async def check_scripts(m: CacheManager) -> str:
+    loaded = await m.scripts.load_all()
+    report = await m.health_check()
+    _require(report.write_read_ok, f"script probe failed: {report.error}")
+    return f"{loaded} scripts loaded, probe ok"
+
+
+CHECKS: list[tuple[str, Check]] = [
+    ("connectivity", check_connectivity),
+    ("basic ops", check_basic),
+    ("ttl", check_ttl),
+    ("atomic ops", check_atomic),
+    ("json", check_json),
+    ("bulk ops", check_bulk),
+    ("scan", check_scan),
+    ("info", check_info),
+    ("lua scripts", check_scripts),
+]
+
+
+async def run_checks(config: CacheConfig) -> list[CheckResult]:
+    """Run every check in a temporary namespace, then remove it."""
+    namespace = f"seencheck-{secrets.token_hex(4)}"
+    scoped = config.model_copy(
+        update={"cache": config.cache.model_copy(update={"namespace": namespace})}
+    )
+    results: list[CheckResult] = []
+    try:
+        manager = await CacheManager.connect(scoped)
+    except CacheError as exc:
+        return [CheckResult("connectivity", False, str(exc), 0.0)]
+    async with manager:
+        try:
+            for name, check in CHECKS:
+                start = time.perf_counter()
+                try:
+                    detail = await check(manager)
+                    ok = True
+                except (CacheError, AssertionError, ValueError) as exc:
+                    detail, ok = f"{type(exc).__name__}: {exc}", False
+                results.append(CheckResult(name, ok, detail, (time.perf_counter() - start) * 1000))
+        finally:
+            removed = await manager.delete_keys_by_pattern(manager.keys.all_pattern())
+            results.append(CheckResult("cleanup", True, f"removed {removed} keys", 0.0))
+    return results
+
+
+def render(results: list[CheckResult]) -> str:
+    lines = [
+        f"{'ok  ' if r.ok else 'FAIL'} {r.name:<14} {r.ms:7.1f} ms  {r.detail}" for r in results
+    ]
+    failed = sum(not r.ok for r in results)
+    lines.append(f"{len(results) - failed} passed, {failed} failed")
+    return "\n".join(lines)
