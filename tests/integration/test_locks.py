@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from cache.config import CacheConfig
 from cache.errors import InvalidKeyError
-from cache.locks import LockLost, LockTimeout
+from cache.locks import Lock, LockLost, LockTimeout
 from cache.manager import CacheManager
 from cache.scripts import load_scripts
 from tests.conftest import TestServer
@@ -177,12 +177,19 @@ async def test_hold_releases_when_the_body_fails(manager: CacheManager, raw: Red
 
 async def test_hold_cancels_the_body_when_taken_over(manager: CacheManager, raw: Redis) -> None:
     finished = False
-    with pytest.raises(LockLost, match="taken over") as info:
+    held: list[Lock] = []
+
+    async def body() -> None:
+        nonlocal finished
         async with manager.locks.hold("stolen", ttl=0.6) as lock:
+            held.append(lock)
             await raw.set("seen:lock:{stolen}", "intruder", px=10_000)  # e.g. an operator
             await asyncio.sleep(3)
             finished = True
-    assert not finished and lock.lost
+
+    with pytest.raises(LockLost, match="taken over") as info:
+        await body()
+    assert not finished and held[0].lost
     assert info.value.key == "seen:lock:{stolen}"
     assert await raw.get("seen:lock:{stolen}") == "intruder"  # we did not delete theirs
     assert (await manager.stats()).extra["locks.lost"] == 1
@@ -191,9 +198,12 @@ async def test_hold_cancels_the_body_when_taken_over(manager: CacheManager, raw:
 async def test_hold_reports_a_lease_lost_during_an_event_loop_pause(
     manager: CacheManager, raw: Redis
 ) -> None:
-    with pytest.raises(LockLost, match="before release"):
+    async def body() -> None:
         async with manager.locks.hold("paused", ttl=0.1):
             time.sleep(0.25)  # a blocked loop: the renewer cannot run  # noqa: ASYNC251
+
+    with pytest.raises(LockLost, match="before release"):
+        await body()
     assert await raw.exists("seen:lock:{paused}") == 0
 
 
