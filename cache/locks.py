@@ -57,8 +57,10 @@ class Lock:
     ttl_ms: int
     _service: LockService = field(repr=False)
     _valid_until: float = field(repr=False)
-    _renewed_at: float = field(repr=False)
+    renewed_at: float = field(repr=False)
+    """``time.monotonic()`` when the current lease was requested (acquire or last extend)."""
     lost: bool = False
+    """True once the lease is no longer ours: lost, or released."""
 
     @property
     def valid_for(self) -> float:
@@ -89,7 +91,7 @@ class Lock:
         ok = await self._service.extend_ms(self.name, self.token, ms)
         if ok:
             self.ttl_ms = ms
-            self._renewed_at = sent
+            self.renewed_at = sent
             self._valid_until = sent + self._service.validity(ms)
         else:
             self.lost = True
@@ -189,6 +191,8 @@ class LockService:
     async def extend_ms(self, name: str, token: str, ms: int) -> bool:
         """``extend`` with the TTL in whole milliseconds."""
         key = self.keys.lock(name)
+        if isinstance(ms, bool) or not isinstance(ms, int) or ms < 1:
+            raise ValueError(f"ttl must be a positive number of milliseconds, got {ms!r}")
         if not isinstance(token, str) or not token:
             return False
         done = int(await self.scripts.run("lock_extend", [key], [token, ms])) == 1
@@ -256,7 +260,7 @@ class Holding:
         assert lock is not None
         every = lock.ttl_ms / 1000 * self._service.settings.renew_fraction
         while True:
-            await asyncio.sleep(max(0.0, lock._renewed_at + every - time.monotonic()))
+            await asyncio.sleep(max(0.0, lock.renewed_at + every - time.monotonic()))
             try:
                 async with asyncio.timeout(lock.valid_for):
                     if await lock.extend():
@@ -272,6 +276,9 @@ class Holding:
                     return
                 log.warning("lock %r: renewal failed, retrying: %s", lock.name, exc)
                 await asyncio.sleep(min(every / 4, lock.valid_for))
+            except Exception as exc:  # a bug must not leave the holder believing it renews
+                self._lost(f"renewal failed unexpectedly: {exc!r}")
+                return
 
     def _lost(self, reason: str) -> None:
         assert self._lock is not None and self._task is not None

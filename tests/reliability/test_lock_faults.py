@@ -83,7 +83,7 @@ async def test_store_gone_is_reported_before_the_lease_ends(
             held.append(lock)
             private_server.kill()
             marks["killed"] = time.monotonic()
-            marks["lease_end"] = lock._renewed_at + 1.0
+            marks["lease_end"] = lock.renewed_at + 1.0
             await asyncio.sleep(5)
             finished = True
 
