@@ -158,8 +158,8 @@ async def test_blocking_acquire_times_out(manager: CacheManager, second: CacheMa
 async def test_hold_renews_across_three_ttls(
     manager: CacheManager, second: CacheManager, raw: Redis
 ) -> None:
-    async with manager.locks.hold("renewed", ttl=0.3) as lock:
-        for _ in range(10):  # 1 s = 3.3 x the TTL
+    async with manager.locks.hold("renewed", ttl=0.5) as lock:
+        for _ in range(16):  # 1.6 s = 3.2 x the TTL
             await asyncio.sleep(0.1)
             assert await second.locks.try_acquire("renewed", ttl=1) is None
             assert lock.valid_for > 0
