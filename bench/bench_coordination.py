@@ -9,7 +9,7 @@ contention. Ratios are ours/raw throughput: 1.0 = no overhead.
 
 from __future__ import annotations
 
-import itertools
+import collections
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
@@ -23,10 +23,22 @@ CONCURRENCY = 16
 def _per_task(
     make: Callable[[int], Callable[[], Awaitable[object]]],
 ) -> Callable[[], Awaitable[object]]:
-    """One operation factory per task slot: task i always works on its own key."""
+    """An operation that always runs on a key no other running operation uses.
+
+    ``ops_per_second`` runs ``CONCURRENCY`` loops; each call borrows a free slot and gives it
+    back, so two calls never work on the same lock or user at the same time.
+    """
     ops = [make(i) for i in range(CONCURRENCY)]
-    cycle = itertools.cycle(ops)
-    return lambda: next(cycle)()
+    free = collections.deque(range(CONCURRENCY))
+
+    async def op() -> None:
+        slot = free.popleft()
+        try:
+            await ops[slot]()
+        finally:
+            free.append(slot)
+
+    return op
 
 
 def _result(name: str, ours: float, raw: float, baseline: str) -> BenchResult:
