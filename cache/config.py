@@ -95,8 +95,23 @@ class TTLSettings(_Section):
     lock: int = Field(30, gt=0)
 
 
+class LockSettings(_Section):
+    """Distributed locks: lease renewal and how a blocking acquire waits (docs/coordination.md)."""
+
+    renew_fraction: float = Field(
+        1 / 3, gt=0, lt=1, description="renew a held lease after this fraction of its TTL"
+    )
+    acquire_timeout: float = Field(10.0, ge=0, description="default wait of a blocking acquire")
+    retry_base: float = Field(0.005, gt=0, description="first backoff step while waiting")
+    retry_cap: float = Field(0.25, gt=0, description="largest backoff step while waiting")
+    drift: float = Field(
+        0.01, ge=0, lt=0.5, description="clock-drift share of the TTL assumed lost locally"
+    )
+
+
 class CacheConfig(_Section):
     """Everything ``CacheManager`` needs. ``worker.settings.Settings`` extends it."""
 
     cache: CacheSettings = CacheSettings()
     ttl: TTLSettings = TTLSettings()
+    locks: LockSettings = LockSettings()

@@ -188,6 +188,10 @@ class KeyBuilder:
         uid = validate_id(user_id, "user_id")
         return f"{self._p}ratelimit:{uid}:{validate_id(action, 'action')}"
 
+    def rate_limit_fixed(self, user_id: str, action: str) -> str:
+        """Counter of the fixed-window limiter (kept apart from the GCRA state)."""
+        return f"{self.rate_limit(user_id, action)}:fixed"
+
     # -- jobs and workers ----------------------------------------------------------------
     def dead_letter(self) -> str:
         return f"{self._p}jobs:dead"

@@ -20,8 +20,11 @@ from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
 from cache.errors import CacheError, InvalidKeyError, translate_errors
 from cache.keys import KeyBuilder, validate_id
+from cache.locks import LockService
+from cache.ratelimit import RateLimiter
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
+from cache.session_cache import SessionCache
 from cache.stats import CacheStats, parse_info
 
 Invalidator = Callable[[str], Awaitable[int]]
@@ -51,6 +54,14 @@ class CacheManager:
         self._invalidators: dict[str, Invalidator] = {}
         self._stats_sources: dict[str, StatsSource] = {}
         self._closed = False
+        self.locks = LockService(
+            self.scripts, self.service, self.keys, config.ttl.lock, config.locks
+        )
+        self.ratelimit = RateLimiter(self.scripts, self.service, self.keys)
+        self.session = SessionCache(self.service, self.keys, config.ttl, self.locks, self.ratelimit)
+        self.register_invalidator("sessions", self.session.invalidate_user)
+        self.register_stats("locks", self.locks.stats)
+        self.register_stats("ratelimit", self.ratelimit.stats)
 
     # -- life cycle -------------------------------------------------------------------
     @classmethod

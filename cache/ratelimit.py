@@ -1,0 +1,177 @@
+"""Rate limiting per (user, action): GCRA by default, a fixed window on request.
+
+**GCRA** (generic cell rate algorithm, as redis-cell's ``CL.THROTTLE``): ``limit`` requests per
+``window`` means one request every ``T = window / limit``; after idling a caller may spend
+``burst`` (default ``limit``) at once. From an idle state, over any span of ``D`` seconds at most
+``burst + floor(D / T)`` calls pass. The state is one integer per key (the theoretical arrival
+time, microseconds), updated by one Lua script with the server's clock, so API servers with
+skewed clocks agree; the key lives at most one window (``burst * T``, plus 2 ms).
+
+**Fixed window** (``check_fixed``): at most ``limit`` per window starting at the first request;
+simple, but allows ``2 * limit`` around a window boundary and then locks callers out until the
+window ends.
+
+The seed's ``rate_limit_check(user_id, action, limit, window) -> bool`` uses GCRA with
+``burst = limit``: the same ``limit`` calls at once as the seed's counter, but refilled smoothly
+instead of all at the boundary, with an honest ``retry_after`` (waiting it makes the next call
+pass) and no thundering herd when a window rolls over.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cache.keys import KeyBuilder
+from cache.scripts import ScriptRunner
+from cache.service import CacheService
+
+Window = int | float | timedelta
+
+MAX_WINDOW_SECONDS = 366 * 24 * 3600
+"""Longest window accepted (keeps every microsecond figure far below 2**53)."""
+
+
+@dataclass(frozen=True)
+class RateLimitResult:
+    """Outcome of one check. Durations are in seconds."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after: float
+    """0.0 when allowed; otherwise how long until this same call would pass."""
+    reset_after: float
+    """How long until the caller's full allowance is back."""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers for the API servers (``RateLimit-*`` draft + ``Retry-After``)."""
+        out = {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(math.ceil(self.reset_after)),
+        }
+        if not self.allowed:
+            out["Retry-After"] = str(max(1, math.ceil(self.retry_after)))
+        return out
+
+
+def window_us(window: Window) -> int:
+    """A window in whole microseconds; ``ValueError`` unless 0 < window <= 366 days."""
+    if isinstance(window, timedelta):
+        seconds = window.total_seconds()
+    elif isinstance(window, bool) or not isinstance(window, int | float):
+        raise ValueError(f"window must be seconds (int/float) or a timedelta, got {window!r}")
+    else:
+        seconds = float(window)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"window must be positive, got {window!r}")
+    if seconds > MAX_WINDOW_SECONDS:
+        raise ValueError(f"window must be at most {MAX_WINDOW_SECONDS} s, got {window!r}")
+    return max(1, round(seconds * 1_000_000))
+
+
+def _positive_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be an int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{what} must be positive, got {value!r}")
+    return value
+
+
+def gcra_params(
+    limit: int, window: Window, burst: int | None = None, cost: int = 1
+) -> tuple[int, int, int]:
+    """``(interval_us, burst, cost)`` for the GCRA script, validated.
+
+    The interval is rounded *up*, so the real rate is never above ``limit / window``.
+    """
+    limit = _positive_int(limit, "limit")
+    span = window_us(window)
+    burst = limit if burst is None else _positive_int(burst, "burst")
+    cost = _positive_int(cost, "cost")
+    if limit > span:
+        raise ValueError(f"limit {limit} per {span} us is more than one request per microsecond")
+    if burst > limit:
+        raise ValueError(f"burst ({burst}) must not exceed limit ({limit})")
+    if cost > burst:
+        raise ValueError(f"cost ({cost}) exceeds burst ({burst}): such a call could never pass")
+    return -(-span // limit), burst, cost
+
+
+def fixed_params(limit: int, window: Window, cost: int = 1) -> tuple[int, int, int]:
+    """``(limit, window_ms, cost)`` for the fixed-window script (window rounded up to ms)."""
+    limit = _positive_int(limit, "limit")
+    span_ms = -(-window_us(window) // 1000)
+    cost = _positive_int(cost, "cost")
+    if cost > limit:
+        raise ValueError(f"cost ({cost}) exceeds limit ({limit}): such a call could never pass")
+    return limit, span_ms, cost
+
+
+def _result(raw: list[int], limit: int) -> RateLimitResult:
+    allowed, remaining, retry_us, reset_us = (int(x) for x in raw)
+    return RateLimitResult(
+        allowed=allowed == 1,
+        limit=limit,
+        remaining=remaining,
+        retry_after=retry_us / 1_000_000,
+        reset_after=reset_us / 1_000_000,
+    )
+
+
+class RateLimiter:
+    """Per-user, per-action limits (``manager.ratelimit``). Needs a store without eviction."""
+
+    def __init__(self, scripts: ScriptRunner, service: CacheService, keys: KeyBuilder) -> None:
+        self.scripts = scripts
+        self.service = service
+        self.keys = keys
+        self._counters = {"allowed": 0, "denied": 0}
+
+    def _count(self, result: RateLimitResult) -> RateLimitResult:
+        self._counters["allowed" if result.allowed else "denied"] += 1
+        return result
+
+    async def check(
+        self,
+        user_id: str,
+        action: str,
+        limit: int,
+        window: Window,
+        *,
+        burst: int | None = None,
+        cost: int = 1,
+    ) -> RateLimitResult:
+        """GCRA: ``limit`` per ``window`` on average, ``burst`` (default ``limit``) at once."""
+        interval, burst, cost = gcra_params(limit, window, burst, cost)
+        key = self.keys.rate_limit(user_id, action)
+        raw = await self.scripts.run("ratelimit_gcra", [key], [interval, burst, cost])
+        return self._count(_result(raw, limit))
+
+    async def check_fixed(
+        self, user_id: str, action: str, limit: int, window: Window, *, cost: int = 1
+    ) -> RateLimitResult:
+        """Fixed window: at most ``limit`` per ``window`` counted from the first request."""
+        limit, span_ms, cost = fixed_params(limit, window, cost)
+        key = self.keys.rate_limit_fixed(user_id, action)
+        raw = await self.scripts.run("ratelimit_fixed", [key], [limit, span_ms, cost])
+        return self._count(_result(raw, limit))
+
+    async def allow(self, user_id: str, action: str, limit: int, window: Window) -> bool:
+        """The seed's ``rate_limit_check``: GCRA with ``burst = limit``."""
+        return (await self.check(user_id, action, limit, window)).allowed
+
+    async def reset(self, user_id: str, action: str) -> int:
+        """Forget a caller's state for ``action`` (both modes); returns keys removed."""
+        return await self.service.delete(
+            self.keys.rate_limit(user_id, action), self.keys.rate_limit_fixed(user_id, action)
+        )
+
+    async def stats(self) -> dict[str, int]:
+        """Process-local counters (``manager.stats().extra['ratelimit.*']``)."""
+        return dict(self._counters)

@@ -1,0 +1,30 @@
+-- Fixed-window counter: at most `limit` requests per window; a window starts at the first
+-- request after the previous one ended. Denied calls write nothing.
+-- KEYS[1]: seen:ratelimit:<user>:<action>:fixed   requests counted in the current window
+-- ARGV[1]: limit per window (integer >= 1)
+-- ARGV[2]: window in milliseconds (integer >= 1)
+-- ARGV[3]: cost of this call in requests (integer, 1 <= cost <= limit)
+-- returns: array of 4 integers {allowed 1|0, remaining, retry_after_us (0 when allowed),
+--          reset_after_us (time until the window ends)}
+local limit = tonumber(ARGV[1])
+local cost = tonumber(ARGV[3])
+local stored = redis.call('GET', KEYS[1])
+local used = (stored and tonumber(stored)) or 0
+local left = redis.call('PTTL', KEYS[1])
+if left > 0 and used + cost > limit then
+  local remaining = limit - used
+  if remaining < 0 then
+    remaining = 0
+  end
+  -- the key is gone 1 ms after its PTTL reads 0: waiting retry_after makes the next call pass
+  return {0, remaining, (left + 1) * 1000, (left + 1) * 1000}
+end
+if left > 0 then
+  used = redis.call('INCRBY', KEYS[1], cost)
+else
+  -- no window yet (or a counter without expiry): start one
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
+  used = cost
+  left = tonumber(ARGV[2])
+end
+return {1, limit - used, 0, (left + 1) * 1000}

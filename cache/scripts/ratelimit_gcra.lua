@@ -1,0 +1,39 @@
+-- GCRA rate limiter (the algorithm of redis-cell's CL.THROTTLE) in integer microseconds.
+-- The whole state is one integer, the theoretical arrival time (TAT). Time comes from the
+-- server (TIME), so API servers with skewed clocks share one timeline. Denied calls write
+-- nothing; an allowed call stores the TAT with a TTL that ends when the limiter is full again.
+-- KEYS[1]: seen:ratelimit:<user>:<action>   TAT, microseconds since the epoch
+-- ARGV[1]: emission interval in microseconds (window / limit, rounded up; integer >= 1)
+-- ARGV[2]: burst: requests allowed at once after idling (integer >= 1)
+-- ARGV[3]: cost of this call in requests (integer, 1 <= cost <= burst)
+-- returns: array of 4 integers {allowed 1|0, remaining, retry_after_us (0 when allowed),
+--          reset_after_us (time until the full burst is available again)}
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local tolerance = interval * burst
+local stored = redis.call('GET', KEYS[1])
+local tat = (stored and tonumber(stored)) or now
+if tat < now then
+  tat = now
+end
+local allow_at = tat + interval * cost - tolerance
+local allowed = 0
+local retry_after = 0
+if now >= allow_at then
+  allowed = 1
+  tat = tat + interval * cost
+  -- +2 ms: the key must not expire before the TAT is reached (the server's expiry clock
+  -- is in whole milliseconds and frozen at the start of the script)
+  local ttl_ms = math.floor((tat - now) / 1000) + 2
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', ttl_ms))
+else
+  retry_after = allow_at - now
+end
+local remaining = math.floor((now + tolerance - tat) / interval)
+if remaining < 0 then
+  remaining = 0
+end
+return {allowed, remaining, retry_after, tat - now}
