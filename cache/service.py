@@ -40,8 +40,8 @@ def ttl_ms(ttl: TTL) -> int:
         raise ValueError(f"ttl must be seconds (int/float) or a timedelta, got {ttl!r}")
     else:
         seconds = float(ttl)
-    if not seconds < MAX_TTL_SECONDS:  # also catches inf and nan
-        raise ValueError(f"ttl must be below {MAX_TTL_SECONDS} s (8 years), got {ttl!r}")
+    if not 0 < seconds < MAX_TTL_SECONDS:  # also refuses inf and nan
+        raise ValueError(f"ttl must be positive and below {MAX_TTL_SECONDS} s, got {ttl!r}")
     ms = round(seconds * 1000)
     if ms <= 0:
         raise ValueError(f"ttl must be positive, got {ttl!r}")

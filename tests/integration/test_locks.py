@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator
 
@@ -14,8 +13,6 @@ from cache.config import CacheConfig
 from cache.errors import InvalidKeyError
 from cache.locks import Lock, LockLost, LockTimeout
 from cache.manager import CacheManager
-from cache.scripts import load_scripts
-from tests.conftest import TestServer
 
 COORDINATION_SCRIPTS = ("lock_acquire", "lock_release", "lock_extend")
 
@@ -259,60 +256,3 @@ async def test_lock_returns_are_integers(manager: CacheManager) -> None:
     assert await runner.run("lock_extend", keys[:1], ["t", 1000]) == 1
     assert await runner.run("lock_release", keys[:1], ["u"]) == 0
     assert await runner.run("lock_release", keys[:1], ["t"]) == 1
-
-
-# -- Dragonfly rules for every coordination script ------------------------------------
-_KEY_COMMAND = re.compile(r"redis\.call\('(\w+)',\s*([^,)]+)")
-_NO_KEY = {"TIME"}
-
-
-@pytest.mark.parametrize("name", [*COORDINATION_SCRIPTS, "ratelimit_gcra", "ratelimit_fixed"])
-def test_scripts_only_use_declared_keys(name: str) -> None:
-    script = load_scripts()[name]
-    used = {int(n) for n in re.findall(r"KEYS\[(\d+)\]", script.source)}
-    assert used == set(range(1, script.declared_keys + 1))
-    declared_args = {int(n) for n in re.findall(r"^--\s*ARGV\[(\d+)\]", script.source, re.M)}
-    assert {int(n) for n in re.findall(r"ARGV\[(\d+)\]", script.source)} <= declared_args
-    for command, first in _KEY_COMMAND.findall(script.source):
-        if command not in _NO_KEY:
-            assert first.startswith("KEYS["), f"{name}: {command} on {first}"
-    for forbidden in ("'KEYS'", "setresp", "FUNCTION", "'SCAN'"):
-        assert forbidden not in script.source
-    assert "-- returns:" in script.source
-
-
-async def test_scripts_touch_only_declared_keys_under_monitor(
-    manager: CacheManager, server: TestServer
-) -> None:
-    """Every command our scripts run names a key we passed in KEYS (MONITOR's lua lines)."""
-    server_monitor = Redis.from_url(server.url, decode_responses=True)
-    keys = manager.keys
-    calls: list[tuple[str, list[str], list[object]]] = [
-        ("lock_acquire", [keys.lock("m"), keys.lock_fence("m")], ["t", 1000]),
-        ("lock_acquire", [keys.lock("m"), keys.lock_fence("m")], ["u", 1000]),
-        ("lock_extend", [keys.lock("m")], ["t", 1000]),
-        ("lock_release", [keys.lock("m")], ["t"]),
-        ("ratelimit_gcra", [keys.rate_limit("u1", "a")], [1000, 2, 1]),
-        ("ratelimit_fixed", [keys.rate_limit_fixed("u1", "a")], [2, 1000, 1]),
-    ]
-    seen: list[str] = []
-    try:
-        async with server_monitor.monitor() as monitor:
-            for name, script_keys, args in calls:
-                await manager.scripts.run(name, script_keys, args)  # type: ignore[arg-type]
-            await server_monitor.echo("end-of-test")  # marks the end
-            while True:
-                entry = await monitor.next_command()
-                if entry["command"] == "ECHO end-of-test":
-                    break
-                if entry["client_type"] == "lua":
-                    seen.append(entry["command"])
-    finally:
-        await server_monitor.aclose()
-    declared = {k for _, script_keys, _ in calls for k in script_keys}
-    assert seen, "MONITOR showed no script commands"
-    for command in seen:
-        parts = command.split()
-        if parts[0].upper() in _NO_KEY:
-            continue
-        assert parts[1] in declared, command
