@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -37,6 +38,7 @@ from cache.singleflight import FillTimeoutError
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Kind = CatalogKind | str
+_OUTAGE_LOG_INTERVAL = 10.0
 
 __all__ = ["CatalogCache", "CatalogKind", "FillTimeoutError"]
 
@@ -82,6 +84,7 @@ class CatalogCache(CatalogViews):
         self._filler = Filler(service, scripts, keys, self.settings, self._counters, rng, clock_ms)
         self._scripts = scripts
         self._hints: dict[str, int] = {}
+        self._quiet_until = 0.0
 
     # -- identity ------------------------------------------------------------------------
     def _slot(
@@ -180,7 +183,7 @@ class CatalogCache(CatalogViews):
             await self._scripts.run(
                 "catalog_bump",
                 [gen_key],
-                [self._clock_ms(), self.settings.generation_ttl * 1000],
+                [time.time_ns() // 1000, self.settings.generation_ttl * 1000],
             )
         )
         self._remember(gen_key, generation)
@@ -319,7 +322,10 @@ class CatalogCache(CatalogViews):
         """Store unreachable before the loader ran: serve the loader's value uncached (still
         one loader per key in this process)."""
         self._counters.add("store_errors")
-        log.warning("catalog store unavailable, calling the loader directly: %s", exc)
+        now = time.monotonic()
+        if now >= self._quiet_until:  # one warning per interval, not one per request
+            self._quiet_until = now + _OUTAGE_LOG_INTERVAL
+            log.warning("catalog store unavailable, calling loaders directly: %s", exc)
 
         async def load() -> Any:
             value, _ = await self._filler.call_loader(loader, model)
