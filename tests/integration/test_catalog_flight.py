@@ -65,8 +65,8 @@ async def second(cache_config: CacheConfig, raw: Redis) -> AsyncIterator[CacheMa
         yield mgr
 
 
-def board_of(manager: CacheManager, loader: Callable[[], Awaitable[Board]]) -> Awaitable[Board]:
-    return manager.catalog.get_or_compute("dashboard", loader, user_id="u1", model=Board)
+async def board_of(manager: CacheManager, loader: Callable[[], Awaitable[Board]]) -> Board:
+    return await manager.catalog.get_or_compute("dashboard", loader, user_id="u1", model=Board)
 
 
 async def test_cold_key_50_callers_2_managers_loader_runs_once(
