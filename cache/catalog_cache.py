@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 Kind = CatalogKind | str
 _OUTAGE_LOG_INTERVAL = 10.0
+_TAKES = {k: "user_id" if k.scope is Scope.USER else "section_id" for k in CatalogKind}
+# which of (user_id, section_id, query) identify an entry of each kind
+_IDENTITY = {
+    k: (k.scope is Scope.USER, k is CatalogKind.DISCOVER, k is CatalogKind.SEARCH)
+    for k in CatalogKind
+}
 
 __all__ = ["CatalogCache", "CatalogKind", "FillTimeoutError"]
 
@@ -95,24 +101,11 @@ class CatalogCache(CatalogViews):
         query: str | None = None,
         filters: Mapping[str, Any] | None = None,
     ) -> _Slot:
-        kind = CatalogKind(kind)
-        given = {
-            "user_id": user_id is not None,
-            "section_id": section_id is not None,
-            "query": query is not None,
-            "filters": filters is not None,
-        }
-        if kind.scope is Scope.USER:
-            needed = {"user_id"}
-        elif kind is CatalogKind.DISCOVER:
-            needed = {"section_id"}
-        else:
-            needed = {"query"}
-        allowed = needed | ({"filters"} if kind is CatalogKind.SEARCH else set())
-        extra = [name for name, present in given.items() if present and name not in allowed]
-        missing = [name for name in needed if not given[name]]
-        if extra or missing:
-            raise ValueError(f"catalog kind {kind.value!r} takes {sorted(allowed)}")
+        kind = kind if isinstance(kind, CatalogKind) else CatalogKind(kind)
+        given = (user_id is not None, section_id is not None, query is not None)
+        if given != _IDENTITY[kind] or (filters is not None and kind is not CatalogKind.SEARCH):
+            takes = "query (+ filters)" if kind is CatalogKind.SEARCH else _TAKES[kind]
+            raise ValueError(f"catalog kind {kind.value!r} takes {takes}")
         ttl = int(getattr(self.config.ttl, kind.ttl_setting))
         if kind.scope is Scope.USER:
             assert user_id is not None

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from cache.errors import CacheError, translate_errors
+from cache.errors import CacheError
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
 
@@ -147,7 +147,3 @@ class FillLock:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    async def held_by_anyone(self) -> bool:
-        with translate_errors(self.key, operation="EXISTS"):
-            return bool(await self.service.exists(self.key))
