@@ -109,9 +109,35 @@ class LockSettings(_Section):
     )
 
 
+class CatalogSettings(_Section):
+    """Catalog cache: single-flight fills, early refresh, generations (docs/catalog.md)."""
+
+    fill_lock_ttl: float = Field(
+        5.0, gt=0, description="lease of the single-flight fill lock, renewed while loading"
+    )
+    wait_timeout: float = Field(
+        10.0, gt=0, description="longest a caller waits for another caller's fill"
+    )
+    poll_initial: float = Field(0.005, gt=0, description="first poll delay while waiting")
+    poll_max: float = Field(0.1, gt=0, description="largest poll delay while waiting")
+    xfetch_beta: float = Field(
+        1.0, ge=0, description="early-refresh eagerness (XFetch beta); 0 = never early"
+    )
+    generation_ttl: int = Field(
+        7200, gt=0, description="seconds a generation counter lives; > every catalog TTL"
+    )
+    hint_capacity: int = Field(
+        100_000, ge=0, description="generations remembered per process to save a round trip"
+    )
+    stats_flush_interval: float = Field(
+        10.0, ge=0, description="seconds between flushes of counters to the store; 0 = never"
+    )
+
+
 class CacheConfig(_Section):
     """Everything ``CacheManager`` needs. ``worker.settings.Settings`` extends it."""
 
     cache: CacheSettings = CacheSettings()
     ttl: TTLSettings = TTLSettings()
     locks: LockSettings = LockSettings()
+    catalog: CatalogSettings = CatalogSettings()

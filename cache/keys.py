@@ -9,6 +9,7 @@ Keys that one Lua script touches together share a ``{hashtag}``, so Dragonfly's
 ``--lock_on_hashtags`` (and Redis Cluster) see them as one unit:
 
 - a lock and its fencing counter: ``seen:lock:{<name>}`` and ``seen:lock:{<name>}:fence``;
+- one user's catalog: generation, entries and fill locks under ``{u:<user>}``;
 - download state: every key of one shard under ``{dl:<shard>}`` (progress, active index,
   per-user index, event stream).
 """
@@ -129,8 +130,10 @@ class KeyBuilder:
         return f"{self._p}user:{validate_id(user_id, 'user_id')}:profile"
 
     # -- catalog -----------------------------------------------------------------------
+    # Per-user keys share the hashtag {u:<user>} (generation, entries, fill locks), so the
+    # one-round-trip MGET of a generation and an entry stays in one slot.
     def catalog_user_generation(self, user_id: str) -> str:
-        return f"{self._p}catalog:gen:user:{validate_id(user_id, 'user_id')}"
+        return f"{self._p}catalog:gen:{{u:{validate_id(user_id, 'user_id')}}}"
 
     def catalog_global_generation(self) -> str:
         return f"{self._p}catalog:gen:global"
@@ -138,18 +141,25 @@ class KeyBuilder:
     def catalog_user_entry(self, kind: str, user_id: str, generation: int) -> str:
         """Per-user catalog entry (dashboard, watch_later, continue_watching, ...)."""
         uid = validate_id(user_id, "user_id")
-        return f"{self._p}catalog:{validate_id(kind, 'kind')}:{uid}:g{int(generation)}"
+        return f"{self._p}catalog:{validate_id(kind, 'kind')}:{{u:{uid}}}:g{int(generation)}"
 
     def catalog_shared_entry(self, kind: str, item: str, generation: int) -> str:
         """Shared catalog entry (discover section, search digest) under the global generation."""
         return (
-            f"{self._p}catalog:{validate_id(kind, 'kind')}:{validate_id(item, 'item')}"
+            f"{self._p}catalog:{validate_id(kind, 'kind')}:{{s:{validate_id(item, 'item')}}}"
             f":g{int(generation)}"
         )
 
+    def catalog_search_entry(self, canonical_query: str, generation: int) -> str:
+        """Search results: the (normalised) query text is hashed, so any length or character
+        is safe and the key length is bounded."""
+        return self.catalog_shared_entry("search", digest(canonical_query), generation)
+
     def catalog_fill_lock(self, entry_key: str) -> str:
-        """Single-flight lock for filling one catalog entry."""
-        return f"{self._p}catalog:fill:{digest(entry_key)}"
+        """Single-flight lock for filling one catalog entry (same hashtag as the entry)."""
+        if not entry_key.startswith(f"{self._p}catalog:"):
+            raise InvalidKeyError(f"{entry_key!r} is not a catalog entry key")
+        return f"{entry_key}:fill"
 
     def catalog_stats(self) -> str:
         return f"{self._p}catalog:stats"

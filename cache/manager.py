@@ -16,6 +16,7 @@ from typing import Any, Self
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from cache.catalog_cache import CatalogCache
 from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
 from cache.errors import CacheError, InvalidKeyError, translate_errors
@@ -62,6 +63,9 @@ class CacheManager:
         self.register_invalidator("sessions", self.session.invalidate_user)
         self.register_stats("locks", self.locks.stats)
         self.register_stats("ratelimit", self.ratelimit.stats)
+        self.catalog = CatalogCache(self.service, self.scripts, self.keys, config)
+        self.register_invalidator("catalog", self.catalog.invalidate_user_catalog)
+        self.register_stats("catalog", self.catalog.stats)
 
     # -- life cycle -------------------------------------------------------------------
     @classmethod

@@ -177,8 +177,10 @@ async def test_manager_invalidate_user(manager: CacheManager, raw: Redis) -> Non
     await manager.session.set_session(make("s1"))
     await manager.session.set_session(make("s2"))
     await manager.session.set_user_profile(UserProfile(user_id="u1", username="x"))
-    assert await manager.invalidate_user("u1") == {"sessions": 2}
-    assert await raw.dbsize() == 0
+    assert (await manager.invalidate_user("u1"))["sessions"] == 2
+    left = [k async for k in raw.scan_iter("*")]
+    # only the catalog's bumped generation counter remains
+    assert left == [manager.keys.catalog_user_generation("u1")]
 
 
 async def test_index_prunes_long_ended_entries(manager: CacheManager, raw: Redis) -> None:
