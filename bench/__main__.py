@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import os
@@ -16,6 +15,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+import uvloop
 
 from bench.common import BenchEnv, BenchResult
 from worker.embedded import EmbeddedServer
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             redis_benchmark=shutil.which("redis-benchmark") or shutil.which("valkey-benchmark"),
         )
         started = time.time()
-        results = asyncio.run(run_all(names, env))
+        # uvloop, as in production (seen-worker run); baselines run on the same loop.
+        results = uvloop.run(run_all(names, env))
         report = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "seconds": round(time.time() - started, 1),
