@@ -113,9 +113,15 @@ async def queue_stats(
             depth, due = await pipe.execute()
         oldest: float | None = None
         offset = 0
-        while offset < min(int(due), scan_limit) and oldest is None:
+        limit = min(int(due), scan_limit)
+        while offset < limit and oldest is None:
             page = await client.zrangebyscore(
-                queue_name, "-inf", now, start=offset, num=_PAGE, withscores=True
+                queue_name,
+                "-inf",
+                now,
+                start=offset,
+                num=min(_PAGE, limit - offset),
+                withscores=True,
             )
             if not page:
                 break

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from arq.connections import ArqRedis
 from redis.asyncio import Redis
@@ -172,6 +172,12 @@ async def fresh_beats(client: Redis, within: float = 1.5) -> list[WorkerBeat]:
     return [
         b for b in await read_beats(client, KeyBuilder()) if now - b.last_beat_ms <= within * 1000
     ]
+
+
+async def items(client: Redis, key: str) -> list[str]:
+    """A whole list, as text (redis-py's types cannot tell sync from async here)."""
+    raw = await cast(Awaitable[list[Any]], client.lrange(key, 0, -1))
+    return [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
 
 
 async def wait_until(

@@ -115,5 +115,5 @@ class SeenWorker(Worker):
             if self.on_shutdown:
                 await self.on_shutdown(self.ctx)
         finally:
-            await self.pool.close(close_connection_pool=True)
+            await self.pool.aclose(close_connection_pool=True)
             self._pool = None

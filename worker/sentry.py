@@ -67,6 +67,12 @@ def before_send(event: Any, hint: Any) -> Any:
     return scrub(event)
 
 
+def sentry_enabled() -> bool:
+    """Whether this process reports to Sentry (a client with a DSN is set up)."""
+    client = sentry_sdk.get_client()
+    return client.is_active() and bool(client.options.get("dsn"))
+
+
 def init_sentry(
     settings: Settings, worker_id: str | None = None, *, transport: Transport | None = None
 ) -> bool:
@@ -74,13 +80,12 @@ def init_sentry(
     dsn = settings.sentry.dsn
     if dsn is None:
         return False
-    if sentry_sdk.get_client().is_active():
-        return True
+    if sentry_enabled():
+        return True  # already on in this process (``seen-worker run`` inits before ARQ)
     options: dict[str, Any] = {
         "dsn": dsn.get_secret_value(),
         "environment": settings.sentry.environment,
         "traces_sample_rate": settings.sentry.traces_sample_rate,
-        "send_default_pii": False,
         "before_send": before_send,
         "before_send_transaction": before_send,
         "integrations": [ArqIntegration()],
@@ -119,6 +124,7 @@ def _wrap(name: str, coroutine: Any) -> Any:
 
     job.__qualname__ = getattr(coroutine, "__qualname__", name)
     job.__name__ = name
+    job.__wrapped__ = coroutine  # type: ignore[attr-defined]
     return job
 
 

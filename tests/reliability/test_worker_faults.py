@@ -16,6 +16,7 @@ from tests.workerproc import (
     SLOW_EVENTS,
     Fleet,
     fresh_beats,
+    items,
     queue_pool,
     wait_until,
 )
@@ -55,10 +56,10 @@ async def test_killed_worker_job_completes_on_another_within_lease(
             assert job is not None
 
             async def started() -> bool:
-                return await raw.llen(SLOW_EVENTS) >= 1
+                return len(await items(raw, SLOW_EVENTS)) >= 1
 
             await wait_until(started, 10, "the slow job to start")
-            victim_pid = int((await raw.lindex(SLOW_EVENTS, 0) or "").split(":")[1])
+            victim_pid = int((await items(raw, SLOW_EVENTS))[0].split(":")[1])
             victim, survivor = (a, b) if victim_pid == a.pid else (b, a)
             assert victim.pid == victim_pid
             assert victim.proc is not None
@@ -72,7 +73,7 @@ async def test_killed_worker_job_completes_on_another_within_lease(
         assert survivor.running
     assert info.success, (info.result, fleet.logs())
     assert info.job_try == 2
-    assert await raw.lrange(SLOW_EVENTS, 0, -1) == [
+    assert await items(raw, SLOW_EVENTS) == [
         f"start:{victim.pid}",
         f"start:{survivor.pid}",
         f"done:{survivor.pid}",
@@ -131,7 +132,7 @@ async def test_sigterm_finishes_the_running_job_and_leaves_no_trace(
             assert job is not None
 
             async def started() -> bool:
-                return await raw.llen(SLOW_EVENTS) >= 1
+                return len(await items(raw, SLOW_EVENTS)) >= 1
 
             await wait_until(started, 10, "the slow job to start")
             worker.signal(signal.SIGTERM)
@@ -142,7 +143,7 @@ async def test_sigterm_finishes_the_running_job_and_leaves_no_trace(
         log = worker.log()
     assert code == 0, log
     assert info is not None and info.success and info.job_try == 1, log
-    assert await raw.lrange(SLOW_EVENTS, 0, -1) == [f"start:{worker.pid}", f"done:{worker.pid}"]
+    assert await items(raw, SLOW_EVENTS) == [f"start:{worker.pid}", f"done:{worker.pid}"]
     assert not await raw.exists(f"seen:worker:{beat.worker_id}")
     assert await raw.zscore("seen:workers", beat.worker_id) is None
     assert not await raw.exists("seen:lock:{maintenance:warmup_cache}")

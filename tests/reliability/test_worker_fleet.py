@@ -16,11 +16,11 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.workerproc import Fleet, fresh_beats, queue_pool, wait_until
+from tests.workerproc import Fleet, fresh_beats, items, queue_pool, wait_until
 
 
 async def _slots(raw: Redis, job: str) -> list[int]:
-    runs = [json.loads(x) for x in await raw.lrange(f"seen:cronlog:{job}", 0, -1)]
+    runs = [json.loads(x) for x in await items(raw, f"seen:cronlog:{job}")]
     return [r["slot"] for r in runs if r["slot"] is not None]
 
 
