@@ -225,13 +225,14 @@ async def prime(
     manager: CacheManager, queue_scripts: ScriptRunner | None, connections: int
 ) -> dict[str, int]:
     """Load the Lua scripts (on both stores) and open ``connections`` pooled connections."""
-    loaded = await manager.scripts.load_all()
+    done = dict(await manager.warmup())
     if queue_scripts is not None and not _same_store(manager.client, queue_scripts.client):
-        await queue_scripts.load_all()
+        done["queue_scripts"] = await queue_scripts.load_all()
     size = min(connections, manager.config.cache.max_connections)
     with translate_errors(None, operation="PING"):
         await asyncio.gather(*(manager.client.ping() for _ in range(size)))
-    return {"scripts": loaded, "connections": size}
+    done["connections"] = size
+    return done
 
 
 def _same_store(a: Redis, b: Redis) -> bool:

@@ -13,6 +13,7 @@ timeouts (see ``worker.runtime``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC
 from typing import Any
@@ -88,8 +89,10 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     await wait_until_reachable(manager.ping, cache_outage, settings.worker.startup_timeout)
     await runtime.start(ctx["redis"])
     if settings.maintenance.warmup_at_startup:
+        startup = {**ctx, "job_id": f"startup-{runtime.worker_id}"}
         try:
-            done = await maintenance.warmup_cache({**ctx, "job_id": f"startup-{runtime.worker_id}"})
+            async with asyncio.timeout(settings.maintenance.timeout):
+                done = await maintenance.warmup_cache(startup)
         except Exception:
             log.exception("start-up warmup failed; the worker carries on")
         else:

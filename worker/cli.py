@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -96,6 +97,7 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
     verdict = await check(
         settings,
         worker_id=args.worker_id,
+        host=socket.gethostname() if args.this_host else None,
         max_queue_age=args.max_queue_age,
         stale_after=args.stale_after,
     )
@@ -118,7 +120,13 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
 def add_health(sub: Subparsers) -> None:
     health = sub.add_parser("health", help="exit 0 when healthy, 1 otherwise")
     health.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    health.add_argument("--worker-id", help="require this worker's heartbeat to be fresh")
+    which = health.add_mutually_exclusive_group()
+    which.add_argument("--worker-id", help="require this worker's heartbeat to be fresh")
+    which.add_argument(
+        "--this-host",
+        action="store_true",
+        help="require a fresh heartbeat from a worker on this host (Docker HEALTHCHECK)",
+    )
     health.add_argument(
         "--max-queue-age", type=float, help="seconds the oldest waiting job may wait"
     )

@@ -114,10 +114,15 @@ async def evaluate(
     settings: Settings,
     *,
     worker_id: str | None = None,
+    host: str | None = None,
     max_queue_age: float | None = None,
     stale_after: float | None = None,
 ) -> HealthVerdict:
-    """Judge the fleet from the stores; never raises for store faults (they are reasons)."""
+    """Judge the fleet from the stores; never raises for store faults (they are reasons).
+
+    ``worker_id`` or ``host`` narrow "a worker has a fresh heartbeat" to that worker, or to the
+    workers of that host (a container's own worker: ``--this-host``).
+    """
     now = now_ms()
     verdict = HealthVerdict(healthy=False, reasons=[], checked_at_ms=now)
     reasons = verdict.reasons
@@ -141,6 +146,8 @@ async def evaluate(
             verdict.store["queue"] = {"ok": False, "error": str(exc)}
         reasons.append(f"queue store: {exc}")
         return verdict
+    if host is not None:
+        beats = [b for b in beats if b.host == host]
     fresh = [b for b in beats if b.age_s(now) <= stale]
     verdict.workers = [
         {**b.model_dump(), "age_s": round(b.age_s(now), 3), "fresh": b in fresh} for b in beats
@@ -152,7 +159,7 @@ async def evaluate(
         elif mine[0] not in fresh:
             reasons.append(f"worker {worker_id}: heartbeat {mine[0].age_s(now):.1f}s old")
     elif not beats:
-        reasons.append("no worker has a heartbeat")
+        reasons.append("no worker has a heartbeat" + (f" on host {host}" if host else ""))
     elif not fresh:
         oldest = min(b.age_s(now) for b in beats)
         reasons.append(f"no fresh heartbeat: newest is {oldest:.1f}s old (limit {stale:.1f}s)")
@@ -169,6 +176,7 @@ async def check(
     settings: Settings,
     *,
     worker_id: str | None = None,
+    host: str | None = None,
     max_queue_age: float | None = None,
     stale_after: float | None = None,
 ) -> HealthVerdict:
@@ -185,6 +193,7 @@ async def check(
                 queue,
                 settings,
                 worker_id=worker_id,
+                host=host,
                 max_queue_age=max_queue_age,
                 stale_after=stale_after,
             ),

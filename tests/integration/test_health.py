@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -69,6 +70,13 @@ async def test_named_worker(manager: CacheManager, settings: Settings) -> None:
     assert gone.reasons == ["worker w3: no heartbeat"]
 
 
+async def test_workers_of_one_host(manager: CacheManager, settings: Settings) -> None:
+    await beat(manager, "w1")  # host "h"
+    assert (await evaluate(manager, manager.client, settings, host="h")).healthy
+    other = await evaluate(manager, manager.client, settings, host="elsewhere")
+    assert other.reasons == ["no worker has a heartbeat on host elsewhere"]
+
+
 async def test_queue_backlog(manager: CacheManager, raw: Redis, settings: Settings) -> None:
     await beat(manager, "w1")
     old = int(time.time() * 1000) - 120_000
@@ -129,8 +137,9 @@ async def test_health_and_stats_commands(manager: CacheManager, server: TestServ
     up = _cli(server, "health")
     assert up.returncode == 0, up.stdout + up.stderr
     assert up.stdout.startswith("healthy (1 worker")
-    named = _cli(server, "health", "--worker-id", "w9")
-    assert named.returncode == 1 and "w9: no heartbeat" in named.stdout
+    here = _cli(server, "health", "--this-host")  # the beat above claims host "h"
+    assert here.returncode == 1
+    assert f"no worker has a heartbeat on host {socket.gethostname()}" in here.stdout
     stats = _cli(server, "stats", "--json")
     assert stats.returncode == 0, stats.stderr
     figures = json.loads(stats.stdout)
