@@ -98,6 +98,11 @@ class SeenWorker(Worker):
         self.tasks[job_id] = task
         return True
 
+    def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
+        """SIGTERM/SIGINT: heartbeats say "stopping" while running jobs get their grace."""
+        self.runtime.state = "stopping"
+        super().handle_sig_wait_for_completion(signum)
+
     async def record_health(self) -> None:
         """Replaced by per-worker heartbeats (``worker.runtime``)."""
 

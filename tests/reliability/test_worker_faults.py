@@ -136,6 +136,11 @@ async def test_sigterm_finishes_the_running_job_and_leaves_no_trace(
 
             await wait_until(started, 10, "the slow job to start")
             worker.signal(signal.SIGTERM)
+
+            async def stopping() -> bool:
+                return any(b.state == "stopping" for b in await fresh_beats(raw))
+
+            await wait_until(stopping, 3, "a 'stopping' heartbeat during the grace period")
             code = await asyncio.to_thread(worker.wait, 15)
             info = await job.result_info()
         finally:
