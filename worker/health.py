@@ -70,7 +70,7 @@ async def remove_beat(client: Redis, keys: KeyBuilder, worker_id: str) -> None:
     """Delete one worker's heartbeat and index entry; nobody else's."""
     key = keys.worker_heartbeat(worker_id)
     with translate_errors(key, operation="remove heartbeat"):
-        async with client.pipeline(transaction=True) as pipe:
+        async with client.pipeline(transaction=False) as pipe:
             pipe.delete(key)
             pipe.zrem(keys.workers_index(), worker_id)
             await pipe.execute()

@@ -79,7 +79,7 @@ async def test_killed_worker_job_completes_on_another_within_lease(
         f"done:{survivor.pid}",
     ]
     # The documented bound: picked up within job_lease (+ poll delay) of the kill.
-    assert elapsed <= LEASE + SLOW_SECONDS + 2.0, elapsed
+    assert elapsed <= LEASE + SLOW_SECONDS + 4.0, elapsed  # ARQ alone: 30 + 10 s
 
 
 async def test_store_restart_worker_reconnects_and_keeps_queued_jobs(tmp_path: Path) -> None:
