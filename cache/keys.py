@@ -216,8 +216,20 @@ class KeyBuilder:
     def cron_slot(self, job_name: str, slot: int) -> str:
         return f"{self._p}cron:{validate_name(job_name, 'job name')}:{int(slot)}"
 
+    def cron_history(self, job_name: str) -> str:
+        """Capped list of the last runs of a periodic job (who ran which slot, outcome)."""
+        return f"{self._p}cronlog:{validate_name(job_name, 'job name')}"
+
+    def maintenance_lock(self, job_name: str) -> str:
+        """Guard that keeps a manual and a scheduled run of one maintenance job apart."""
+        return self.lock(f"maintenance:{validate_name(job_name, 'job name')}")
+
     def worker_heartbeat(self, worker_id: str) -> str:
         return f"{self._p}worker:{validate_id(worker_id, 'worker_id')}"
+
+    def worker_arq_health(self, worker_id: str) -> str:
+        """ARQ's own health-check string, made per worker (ARQ shares one by default)."""
+        return f"{self._p}worker:{validate_id(worker_id, 'worker_id')}:arq-health"
 
     def workers_index(self) -> str:
         return f"{self._p}workers"

@@ -1,63 +1,146 @@
-"""Builds the ARQ worker configuration from ``Settings``.
+"""Builds the ARQ worker configuration from ``Settings``: functions, cron jobs, hooks.
 
-The job context (``ctx``) carries ``settings`` (the ``Settings``) and ``cache`` (the process's
-one ``CacheManager``), created in ``on_startup`` and closed in ``on_shutdown``.
+The job context (``ctx``) carries ``settings``, ``runtime`` (the ``WorkerRuntime``: id,
+heartbeats, leases, counters), ``worker_id``, and from start-up on ``cache`` (the process's one
+``CacheManager``), ``redis`` (ARQ's queue store client) and ``queue_scripts`` (our scripts on
+the queue store). Locks, slot claims, heartbeats and job counters live on the queue store, so an
+evicting cache instance never holds them.
+
+Per-function timeouts stay short (``ping`` 5 s, maintenance ``maintenance.timeout``, the rest
+``worker.job_timeout``); a dead worker's job is picked up after ``worker.job_lease`` whatever the
+timeouts (see ``worker.runtime``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC
 from typing import Any
 
-from arq.connections import RedisSettings
-from arq.worker import func
+from arq.connections import ArqRedis, RedisSettings
+from arq.worker import Function, func
 
+from cache.client import create_pool
 from cache.manager import CacheManager
-from jobs import probe, serializer
+from cache.scripts import ScriptRunner
+from jobs import maintenance, probe, serializer
+from worker.cron import build_cron_jobs
+from worker.outage import Backoff, OutageLog, wait_until_reachable
+from worker.runtime import WorkerRuntime
+from worker.sentry import init_sentry, instrument
 from worker.settings import Settings
 
 log = logging.getLogger("seen.worker")
 
 
 def queue_redis_settings(settings: Settings) -> RedisSettings:
-    """ARQ's connection settings for the queue store (defaults to the cache's)."""
-    addr = settings.queue_addr()
-    url = addr if "://" in addr else f"redis://{addr}"
+    """ARQ's connection settings for the queue store (used by ``arq worker.settings...``)."""
+    qs = settings.queue_cache_settings()
+    url = qs.url()
     redis = RedisSettings.from_dsn(url)
-    if "://" not in addr:
-        redis.database = settings.queue.db if settings.queue.db is not None else settings.cache.db
-    elif settings.queue.db is not None:
-        redis.database = settings.queue.db
-    password = settings.queue.password or (None if settings.queue.addr else settings.cache.password)
-    if password is not None:
-        redis.password = password.get_secret_value()
-    if settings.cache.username and not settings.queue.addr:
-        redis.username = settings.cache.username
-    redis.conn_timeout = max(1, round(settings.cache.connect_timeout))
-    redis.conn_retries = max(1, settings.cache.retries)
+    if "://" not in qs.addr:
+        redis.database = qs.db
+    if qs.password is not None:
+        redis.password = qs.password.get_secret_value()
+    if qs.username:
+        redis.username = qs.username
+    redis.conn_timeout = max(1, round(qs.connect_timeout))
+    redis.conn_retries = max(1, qs.retries)
     return redis
+
+
+def create_queue_pool(settings: Settings) -> ArqRedis:
+    """ARQ's client on our pool: socket timeouts, retries with backoff, health checks."""
+    return ArqRedis(
+        create_pool(settings.queue_cache_settings()),
+        job_serializer=serializer.serialize,
+        job_deserializer=serializer.deserialize,
+        default_queue_name=settings.queue.name,
+    )
+
+
+def job_functions(settings: Settings) -> list[Function]:
+    """Every job the worker runs (scheduled ones also run when enqueued by hand)."""
+    m = settings.maintenance
+    return [
+        func(probe.ping, name="ping", timeout=5, max_tries=1),
+        *(
+            func(job, name=job.__name__, timeout=m.timeout, max_tries=m.max_tries)
+            for job in (
+                maintenance.cleanup_stale_progress,
+                maintenance.log_cache_stats,
+                maintenance.warmup_cache,
+            )
+        ),
+    ]
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
-    manager = await CacheManager.connect(settings)
+    runtime: WorkerRuntime = ctx["runtime"]
+    init_sentry(settings, runtime.worker_id)
+    ctx["queue_scripts"] = ScriptRunner(ctx["redis"])
+    manager = await CacheManager.connect(settings, verify=False)
     ctx["cache"] = manager
-    done = await manager.warmup()
-    log.info("worker started: cache %s, warmup %s", settings.cache.safe_url(), done)
+    cache_outage = OutageLog(
+        "cache store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
+    )
+    await wait_until_reachable(manager.ping, cache_outage, settings.worker.startup_timeout)
+    await runtime.start(ctx["redis"])
+    if settings.maintenance.warmup_at_startup:
+        startup = {**ctx, "job_id": f"startup-{runtime.worker_id}"}
+        try:
+            async with asyncio.timeout(settings.maintenance.timeout):
+                done = await maintenance.warmup_cache(startup)
+        except Exception:
+            log.exception("start-up warmup failed; the worker carries on")
+        else:
+            log.info("start-up warmup: %s", done)
+    runtime.state = "running"
+    log.info(
+        "worker %s started: cache %s, queue %s on %s",
+        runtime.worker_id,
+        settings.cache.safe_url(),
+        settings.queue.name,
+        settings.queue_cache_settings().safe_url(),
+    )
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
+    runtime: WorkerRuntime = ctx["runtime"]
+    await runtime.stop()
     manager: CacheManager | None = ctx.pop("cache", None)
     if manager is not None:
         await manager.aclose()
-    log.info("worker stopped")
+    log.info("worker %s stopped", runtime.worker_id)
 
 
-def build_worker_settings(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``arq.worker.Worker``."""
+async def on_job_start(ctx: dict[str, Any]) -> None:
+    await ctx["runtime"].on_job_start(ctx)
+
+
+async def on_job_end(ctx: dict[str, Any]) -> None:
+    await ctx["runtime"].on_job_end(ctx)
+
+
+async def after_job_end(ctx: dict[str, Any]) -> None:
+    await ctx["runtime"].after_job_end(ctx)
+
+
+def build_worker_settings(
+    settings: Settings, runtime: WorkerRuntime | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``arq.worker.Worker`` (and ``SeenWorker``)."""
+    runtime = runtime or WorkerRuntime(settings)
     w = settings.worker
+    functions = job_functions(settings)
+    cron_jobs = build_cron_jobs(settings)
+    if settings.sentry.dsn is not None:
+        functions, cron_jobs = instrument(functions), instrument(cron_jobs)
     return {
-        "functions": [func(probe.ping, name="ping", timeout=5, max_tries=1)],
+        "functions": functions,
+        "cron_jobs": cron_jobs,
         "redis_settings": queue_redis_settings(settings),
         "queue_name": settings.queue.name,
         "max_jobs": w.max_jobs,
@@ -67,8 +150,15 @@ def build_worker_settings(settings: Settings) -> dict[str, Any]:
         "max_tries": w.max_tries,
         "job_serializer": serializer.serialize,
         "job_deserializer": serializer.deserialize,
-        "ctx": {"settings": settings},
+        "ctx": {"settings": settings, "runtime": runtime, "worker_id": runtime.worker_id},
         "on_startup": on_startup,
         "on_shutdown": on_shutdown,
+        "on_job_start": on_job_start,
+        "on_job_end": on_job_end,
+        "after_job_end": after_job_end,
         "handle_signals": True,
+        "job_completion_wait": w.shutdown_grace,
+        "health_check_key": runtime.keys.worker_arq_health(runtime.worker_id),
+        "health_check_interval": w.heartbeat_interval,
+        "timezone": UTC,
     }

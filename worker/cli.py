@@ -2,6 +2,7 @@
 
 ``run``     the ARQ worker (``--embedded`` starts a private local server first)
 ``health``  exit 0 when healthy, 1 when not; ``--json`` prints the verdict and reasons
+``stats``   the figures ``log_cache_stats`` logs, as a table or ``--json``
 """
 
 from __future__ import annotations
@@ -11,16 +12,22 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from cache.client import create_client
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from worker.embedded import EmbeddedServer, EmbeddedServerError
+from worker.outage import StartupTimeout
 from worker.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("seen.cli")
+
+Command = Callable[[argparse.Namespace, Settings], int]
+Subparsers = Any  # argparse's _SubParsersAction is private
 
 
 def configure_logging(settings: Settings) -> None:
@@ -44,19 +51,28 @@ def run_async(coro: Coroutine[Any, Any, int], use_uvloop: bool = True) -> int:
     return asyncio.run(coro)
 
 
+# -- run ------------------------------------------------------------------------------------
 async def run_worker(settings: Settings) -> int:
-    """Run the ARQ worker until a signal stops it."""
-    from arq.worker import Worker
+    """Run the worker until SIGTERM/SIGINT; 0 after a graceful stop, 1 if start-up failed."""
+    from worker.app import build_worker_settings, create_queue_pool
+    from worker.resilience import SeenWorker
+    from worker.runtime import WorkerRuntime
+    from worker.sentry import init_sentry
 
-    from worker.app import build_worker_settings
-
-    worker = Worker(**build_worker_settings(settings))
+    runtime = WorkerRuntime(settings)
+    init_sentry(settings, runtime.worker_id)
+    kwargs = build_worker_settings(settings, runtime)
+    worker = SeenWorker(**kwargs, redis_pool=create_queue_pool(settings))
+    code = 0
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
+    except StartupTimeout as exc:
+        log.error("start-up failed: %s", exc)
+        code = 1
     finally:
         await worker.close()
-    return 0
+    return code
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,44 +84,103 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return run_async(run_worker(local), settings.worker.uvloop)
 
 
-async def health_verdict(settings: Settings) -> dict[str, Any]:
-    """The store's health; the worker-fleet checks are added by the health module."""
-    try:
-        manager = await CacheManager.connect(settings, verify=False)
-    except CacheError as exc:
-        return {"healthy": False, "reasons": [str(exc)]}
-    async with manager:
-        report = await manager.health_check()
-    reasons = [] if report.ok else [f"store: {report.error}"]
-    return {"healthy": report.ok, "reasons": reasons, "store": report.model_dump()}
+def add_run(sub: Subparsers) -> None:
+    run = sub.add_parser("run", help="run the worker")
+    run.add_argument("--embedded", action="store_true", help="start a private local server")
+    run.set_defaults(handler=cmd_run)
+
+
+# -- health ---------------------------------------------------------------------------------
+async def _health(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.health import check
+
+    verdict = await check(
+        settings,
+        worker_id=args.worker_id,
+        host=socket.gethostname() if args.this_host else None,
+        max_queue_age=args.max_queue_age,
+        stale_after=args.stale_after,
+    )
+    if args.json:
+        print(verdict.model_dump_json(indent=2))
+    else:
+        alive = sum(1 for w in verdict.workers if w.get("fresh"))
+        print(
+            f"healthy ({alive} worker(s))"
+            if verdict.healthy
+            else "UNHEALTHY: " + "; ".join(verdict.reasons)
+        )
+    return 0 if verdict.healthy else 1
 
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
-    verdict = run_async(_print_health(settings, args.json), settings.worker.uvloop)
-    return verdict
+    return run_async(_health(settings, args), settings.worker.uvloop)
 
 
-async def _print_health(settings: Settings, as_json: bool) -> int:
-    verdict = await health_verdict(settings)
+def add_health(sub: Subparsers) -> None:
+    health = sub.add_parser("health", help="exit 0 when healthy, 1 otherwise")
+    health.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    which = health.add_mutually_exclusive_group()
+    which.add_argument("--worker-id", help="require this worker's heartbeat to be fresh")
+    which.add_argument(
+        "--this-host",
+        action="store_true",
+        help="require a fresh heartbeat from a worker on this host (Docker HEALTHCHECK)",
+    )
+    health.add_argument(
+        "--max-queue-age", type=float, help="seconds the oldest waiting job may wait"
+    )
+    health.add_argument("--stale-after", type=float, help="seconds after which a beat is stale")
+    health.set_defaults(handler=cmd_health)
+
+
+# -- stats ----------------------------------------------------------------------------------
+async def _stats(settings: Settings, as_json: bool) -> int:
+    from jobs.stats import collect
+
+    manager = await CacheManager.connect(settings, verify=False)
+    queue = create_client(settings.queue_cache_settings())
+    try:
+        snapshot = await collect(manager, queue, settings.queue.name)
+    except CacheError as exc:
+        print(f"seen-worker: cannot read stats: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await queue.aclose()
+        await manager.aclose()
+    figures = snapshot.flat()
     if as_json:
-        print(json.dumps(verdict, indent=2, default=str))
+        print(json.dumps(figures, indent=2))
     else:
-        print("healthy" if verdict["healthy"] else "UNHEALTHY: " + "; ".join(verdict["reasons"]))
-    return 0 if verdict["healthy"] else 1
+        width = max(len(k) for k in figures)
+        for name, value in figures.items():
+            print(f"{name:<{width}}  {'-' if value is None else value}")
+    return 0
 
 
-Command = Callable[[argparse.Namespace, Settings], int]
+def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    return run_async(_stats(settings, args.json), settings.worker.uvloop)
+
+
+def add_stats(sub: Subparsers) -> None:
+    stats = sub.add_parser("stats", help="cache, queue and job figures")
+    stats.add_argument("--json", action="store_true", help="print the figures as JSON")
+    stats.set_defaults(handler=cmd_stats)
+
+
+SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
+    add_run,
+    add_health,
+    add_stats,
+]
+"""Each entry adds one subcommand; a new command is one function and one line here."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seen-worker", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the worker")
-    run.add_argument("--embedded", action="store_true", help="start a private local server")
-    run.set_defaults(handler=cmd_run)
-    health = sub.add_parser("health", help="exit 0 when healthy, 1 otherwise")
-    health.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    health.set_defaults(handler=cmd_health)
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +21,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cache.config import CacheConfig
+from cache.config import CacheConfig, CacheSettings
+from jobs.maintenance import MaintenanceSettings
+from jobs.warmup import WarmupSettings
 
 SETTINGS_FILE_ENV = "SEEN_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path("settings.toml")
@@ -46,18 +48,51 @@ class QueueSettings(_Section):
 
 
 class WorkerSection(_Section):
-    """ARQ worker tuning."""
+    """ARQ worker tuning, heartbeats and how the worker rides out a store outage.
+
+    ``poll_delay`` bounds how long a new job waits to be picked up (ARQ polls; it has no
+    blocking pop); ``max_jobs`` bounds concurrent jobs per process, kept below the pool size so
+    jobs never starve the heartbeat and queue bookkeeping of connections.
+    """
 
     max_jobs: int = Field(50, ge=1)
     poll_delay: float = Field(0.05, gt=0, description="seconds between queue polls")
-    job_timeout: float = Field(30.0, gt=0)
+    job_timeout: float = Field(30.0, gt=0, description="default per-function timeout")
     keep_result: float = Field(60.0, ge=0)
     max_tries: int = Field(5, ge=1)
     shutdown_grace: float = Field(20.0, gt=0, description="seconds running jobs get on SIGTERM")
     uvloop: bool = True
+    heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats")
+    heartbeat_ttl: float = Field(20.0, gt=0, description="a heartbeat lives this long")
+    job_lease: float = Field(
+        15.0, gt=0, description="a dead worker's job is picked up again after at most this"
+    )
+    backoff_base: float = Field(0.5, gt=0, description="first wait after a store error")
+    backoff_cap: float = Field(10.0, gt=0, description="longest wait between reconnects")
+    startup_timeout: float = Field(60.0, gt=0, description="how long start-up waits for stores")
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> WorkerSection:
+        if self.heartbeat_ttl < 2 * self.heartbeat_interval:
+            raise ValueError("worker.heartbeat_ttl must be at least 2 x worker.heartbeat_interval")
+        if self.job_lease < 2 * self.heartbeat_interval:
+            raise ValueError("worker.job_lease must be at least 2 x worker.heartbeat_interval")
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError("worker.backoff_cap must be at least worker.backoff_base")
+        return self
+
+
+class HealthSettings(_Section):
+    """What ``seen-worker health`` calls healthy."""
+
+    max_queue_age: float = Field(60.0, gt=0, description="oldest waiting job may be this old")
+    stale_after: float = Field(15.0, gt=0, description="a heartbeat older than this is stale")
+    timeout: float = Field(5.0, gt=0, description="the whole check gives up after this")
 
 
 class SentrySettings(_Section):
+    """Error reporting; on only when a DSN is set (``SEEN_SENTRY_DSN``)."""
+
     dsn: SecretStr | None = None
     environment: str = "production"
     traces_sample_rate: float = Field(0.0, ge=0, le=1)
@@ -82,6 +117,9 @@ class Settings(CacheConfig, BaseSettings):
 
     queue: QueueSettings = QueueSettings()
     worker: WorkerSection = WorkerSection()
+    health: HealthSettings = HealthSettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
+    warmup: WarmupSettings = WarmupSettings()
     sentry: SentrySettings = SentrySettings()
     log: LogSettings = LogSettings()
 
@@ -103,6 +141,20 @@ class Settings(CacheConfig, BaseSettings):
 
     def queue_addr(self) -> str:
         return self.queue.addr or self.cache.addr
+
+    def queue_cache_settings(self) -> CacheSettings:
+        """Connection settings of the queue store: the cache's, with the ``[queue]`` overrides.
+
+        A queue on another instance takes only its own password (never the cache's).
+        """
+        update: dict[str, Any] = {}
+        if self.queue.addr:
+            update.update(addr=self.queue.addr, password=self.queue.password, username=None)
+        elif self.queue.password is not None:
+            update["password"] = self.queue.password
+        if self.queue.db is not None:
+            update["db"] = self.queue.db
+        return self.cache.model_copy(update=update)
 
 
 def settings_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:

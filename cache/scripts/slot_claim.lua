@@ -1,0 +1,15 @@
+-- Claim one scheduled slot of a periodic job for one ARQ job id (exactly once per fleet).
+-- KEYS[1]: seen:cron:<job name>:<slot>   the slot's claim: "run:<job id>" or "done:<job id>"
+-- ARGV[1]: job id (ARQ's cron id "<name>:<scheduled ms>")
+-- ARGV[2]: claim TTL in milliseconds (at least the period)
+-- returns: 1 claimed now, 2 already claimed by this job id and not finished (a retry after a
+--          crash or cancel resumes it), 0 the slot ran or is running under another job id
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], 'run:' .. ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if current == 'run:' .. ARGV[1] then
+  return 2
+end
+return 0

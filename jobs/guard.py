@@ -1,0 +1,58 @@
+"""A run guard so a manual and a scheduled run of one maintenance job never overlap.
+
+A token lock on the queue store (never on an evicting cache instance): acquired with a script
+that sets it when absent or already held by the same token, released by compare-and-delete.
+The token is the ARQ job id, so the retry of a job whose worker died takes over its own stale
+guard instead of waiting for it to expire. The TTL is the job's timeout plus a margin: ARQ
+cancels the job at its timeout, so a live holder never outlives its guard.
+
+The lead will move this onto ``cache/locks.py`` (fencing, renewal) once that lands; the key
+(``KeyBuilder.maintenance_lock``) is already in the lock key space.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from cache.errors import CacheError
+from cache.keys import KeyBuilder
+from cache.scripts import ScriptRunner
+
+log = logging.getLogger("seen.jobs.guard")
+
+GUARD_MARGIN_S = 5.0
+
+
+class RunGuard:
+    """Holds ``seen:lock:{maintenance:<job>}`` for the duration of one run."""
+
+    def __init__(self, scripts: ScriptRunner, keys: KeyBuilder) -> None:
+        self.scripts = scripts
+        self.keys = keys
+
+    async def acquire(self, job_name: str, token: str, ttl_s: float) -> bool:
+        key = self.keys.maintenance_lock(job_name)
+        ttl_ms = max(1, round((ttl_s + GUARD_MARGIN_S) * 1000))
+        return bool(await self.scripts.run("guard_acquire", [key], [token, ttl_ms]))
+
+    async def release(self, job_name: str, token: str) -> bool:
+        key = self.keys.maintenance_lock(job_name)
+        return bool(await self.scripts.run("guard_release", [key], [token]))
+
+    @asynccontextmanager
+    async def hold(self, job_name: str, token: str, ttl_s: float) -> AsyncIterator[bool]:
+        """Yields True when this run holds the guard; releases it on the way out.
+
+        A release that fails (store gone) is logged, not raised: the TTL frees the guard.
+        """
+        acquired = await self.acquire(job_name, token, ttl_s)
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                try:
+                    await self.release(job_name, token)
+                except CacheError as exc:
+                    log.warning("%s: guard not released (%s); it expires by itself", job_name, exc)

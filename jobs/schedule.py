@@ -1,0 +1,129 @@
+"""Exactly once per scheduled slot across a fleet of workers.
+
+ARQ's cron gives each scheduled run the job id ``<name>:<scheduled unix ms>`` and relies on that
+id to run it once, but a copy enqueued after the first one finished (a slow or skewed worker, an
+expired result key) runs again (python-arq/arq#196). On top of that id we keep a durable claim
+per slot: ``slot = scheduled seconds // period``, claimed with one script (SET NX with a TTL of
+two periods plus a minute) before the job body runs and marked done after it. A retry of the same
+job id (its worker died or was stopped) resumes the claim; any other copy skips.
+
+Periods must fit ARQ's cron fields and divide a UTC day, so every worker computes the same
+slot boundaries: a divisor of 60 below a minute, whole minutes dividing an hour, or whole hours
+dividing a day. The worker runs cron in UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+import time
+from collections.abc import Awaitable
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from cache.errors import translate_errors
+from cache.keys import KeyBuilder
+from cache.scripts import ScriptRunner
+
+CLAIM_MARGIN_S = 60
+"""Claims outlive two periods by this much, so a late duplicate still finds the claim."""
+
+
+class ClaimState(enum.Enum):
+    """What ``SlotClaims.claim`` found."""
+
+    CLAIMED = 1
+    RESUMED = 2
+    TAKEN = 0
+
+
+def check_period(seconds: int) -> int:
+    """Return ``seconds`` if it is a valid period (0 = disabled); else raise ValueError."""
+    if seconds == 0:
+        return 0
+    if seconds < 0:
+        raise ValueError("a period must be positive (0 disables the schedule)")
+    if seconds < 60:
+        ok = 60 % seconds == 0
+    elif seconds < 3600:
+        ok = seconds % 60 == 0 and 3600 % seconds == 0
+    else:
+        ok = seconds % 3600 == 0 and 86400 % seconds == 0
+    if not ok:
+        raise ValueError(
+            f"period {seconds}s cannot be scheduled: use a divisor of 60 (s), whole minutes "
+            "dividing an hour (60, 120, 300, 600, 900, 1800) or whole hours dividing a day"
+        )
+    return seconds
+
+
+def cron_fields(period: int) -> dict[str, Any]:
+    """ARQ ``cron()`` keyword arguments (second/minute/hour) for a validated period."""
+    check_period(period)
+    if period <= 0:
+        raise ValueError("a disabled schedule has no cron fields")
+    if period < 60:
+        return {"second": set(range(0, 60, period)), "minute": None, "hour": None}
+    if period < 3600:
+        return {"second": 0, "minute": set(range(0, 60, period // 60)), "hour": None}
+    return {"second": 0, "minute": 0, "hour": set(range(0, 24, period // 3600))}
+
+
+def scheduled_ms(job_name: str, job_id: str | None) -> int | None:
+    """The scheduled time in an ARQ cron job id ``<name>:<ms>``; None for any other id."""
+    if not job_id:
+        return None
+    match = re.fullmatch(re.escape(job_name) + r":(\d{10,16})", job_id)
+    return int(match.group(1)) if match else None
+
+
+def slot_of(scheduled: int, period: int) -> int:
+    """The slot number of a scheduled time (ms) for a period (s)."""
+    return scheduled // (period * 1000)
+
+
+class SlotClaims:
+    """Slot claims and the run history of periodic jobs, on the queue store."""
+
+    def __init__(self, scripts: ScriptRunner, keys: KeyBuilder) -> None:
+        self.scripts = scripts
+        self.keys = keys
+
+    @property
+    def client(self) -> Redis:
+        return self.scripts.client
+
+    async def claim(self, job_name: str, slot: int, job_id: str, period: int) -> ClaimState:
+        """Claim ``slot`` for ``job_id``; see ``ClaimState`` for the outcomes."""
+        ttl_ms = (2 * period + CLAIM_MARGIN_S) * 1000
+        key = self.keys.cron_slot(job_name, slot)
+        result = await self.scripts.run("slot_claim", [key], [job_id, ttl_ms])
+        return ClaimState(int(result))
+
+    async def finish(self, job_name: str, slot: int, job_id: str) -> bool:
+        """Mark the slot done; False when the claim was no longer ours."""
+        key = self.keys.cron_slot(job_name, slot)
+        return bool(await self.scripts.run("slot_finish", [key], [job_id]))
+
+    async def record(self, job_name: str, entry: dict[str, Any], keep: int) -> None:
+        """Prepend one run to the job's capped history (newest first)."""
+        key = self.keys.cron_history(job_name)
+        data = json.dumps(entry, separators=(",", ":"), default=str)
+        with translate_errors(key, operation="LPUSH"):
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.lpush(key, data)
+                pipe.ltrim(key, 0, max(0, keep - 1))
+                await pipe.execute()
+
+    async def history(self, job_name: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The last ``limit`` runs of a job, newest first."""
+        key = self.keys.cron_history(job_name)
+        with translate_errors(key, operation="LRANGE"):
+            raw = await cast(Awaitable[list[bytes]], self.client.lrange(key, 0, max(0, limit - 1)))
+        return [json.loads(item) for item in raw]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)

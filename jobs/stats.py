@@ -1,0 +1,180 @@
+"""The figures operators watch: cache store, job queue, fleet-wide job counters.
+
+``log_cache_stats`` logs them and ``seen-worker stats`` prints them; both call ``collect``.
+The cache figures come from the cache store, the queue figures and job counters from the queue
+store (they may be two instances). Queue age is measured on due jobs that no worker is running:
+ARQ keeps a running job in the queue's sorted set until it finishes, so a long job is not a
+backlog.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Mapping
+from typing import Any, cast
+
+from arq.constants import in_progress_key_prefix
+from pydantic import BaseModel
+from redis.asyncio import Redis
+
+from cache.errors import translate_errors
+from cache.keys import KeyBuilder
+from cache.manager import CacheManager
+
+COUNTERS = ("done", "failed", "retried")
+"""Fields of the ``seen:jobs:stats`` hash, incremented by every worker."""
+
+ACTIVE_DOWNLOADS_STAT = "download.active"
+"""``CacheStats.extra`` counter the download cache registers for active downloads."""
+
+_PAGE = 100
+
+
+class QueueStats(BaseModel):
+    """The job queue: how many jobs, how many due now, how old the oldest waiting one is."""
+
+    name: str
+    depth: int = 0
+    due: int = 0
+    oldest_age_s: float | None = None
+    complete: bool = True
+
+
+class JobCounters(BaseModel):
+    """Fleet-wide totals since the counters were created."""
+
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class SystemStats(BaseModel):
+    """One snapshot of everything ``log_cache_stats`` reports."""
+
+    used_memory: int
+    max_memory: int
+    memory_ratio: float | None
+    hit_rate: float | None
+    ops_per_sec: int
+    evicted_keys: int
+    connected_clients: int
+    keys: int
+    queue: QueueStats
+    jobs: JobCounters
+    active_downloads: int | None = None
+
+    def flat(self) -> dict[str, Any]:
+        """Flat name -> value, the order operators read them in."""
+        return {
+            "memory_used": self.used_memory,
+            "memory_max": self.max_memory,
+            "memory_ratio": _round(self.memory_ratio),
+            "hit_rate": _round(self.hit_rate),
+            "ops_per_sec": self.ops_per_sec,
+            "evicted_keys": self.evicted_keys,
+            "clients": self.connected_clients,
+            "keys": self.keys,
+            "queue_depth": self.queue.depth,
+            "queue_due": self.queue.due,
+            "oldest_job_age_s": _round(self.queue.oldest_age_s, 3),
+            "jobs_done": self.jobs.done,
+            "jobs_failed": self.jobs.failed,
+            "jobs_retried": self.jobs.retried,
+            "active_downloads": self.active_downloads,
+        }
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def logfmt(figures: Mapping[str, Any]) -> str:
+    """``name=value`` pairs on one line; None prints as ``-``."""
+    return " ".join(f"{k}={'-' if v is None else v}" for k, v in figures.items())
+
+
+def _str(raw: bytes | str) -> str:
+    return raw.decode() if isinstance(raw, bytes) else raw
+
+
+async def queue_stats(
+    client: Redis, queue_name: str, *, now_ms: int | None = None, scan_limit: int = 1000
+) -> QueueStats:
+    """Depth, due count and the age of the oldest due job that no worker has started.
+
+    Looks at no more than ``scan_limit`` due entries, oldest first; ``complete`` is False when
+    every one of those was running and more were left unseen (the age is then unknown).
+    """
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    with translate_errors(queue_name, operation="queue stats"):
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.zcard(queue_name)
+            pipe.zcount(queue_name, "-inf", now)
+            depth, due = await pipe.execute()
+        oldest: float | None = None
+        offset = 0
+        limit = min(int(due), scan_limit)
+        while offset < limit and oldest is None:
+            page = await client.zrangebyscore(
+                queue_name,
+                "-inf",
+                now,
+                start=offset,
+                num=min(_PAGE, limit - offset),
+                withscores=True,
+            )
+            if not page:
+                break
+            async with client.pipeline(transaction=False) as pipe:
+                for job_id, _ in page:
+                    pipe.exists(in_progress_key_prefix + _str(job_id))
+                flags = await pipe.execute()
+            for (_, score), busy in zip(page, flags, strict=True):
+                if not busy:
+                    oldest = max(0.0, (now - float(score)) / 1000)
+                    break
+            offset += len(page)
+    return QueueStats(
+        name=queue_name,
+        depth=int(depth),
+        due=int(due),
+        oldest_age_s=oldest,
+        complete=oldest is not None or offset >= int(due),
+    )
+
+
+async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
+    key = keys.job_stats()
+    with translate_errors(key, operation="HGETALL"):
+        raw = await cast(Awaitable[dict[bytes, bytes]], client.hgetall(key))
+    values = {_str(k): int(v) for k, v in raw.items()}
+    return JobCounters(**{name: values.get(name, 0) for name in COUNTERS})
+
+
+async def add_job_counts(client: Redis, keys: KeyBuilder, deltas: Mapping[str, int]) -> None:
+    """Add a worker's new counts to the fleet-wide hash (one round trip)."""
+    key = keys.job_stats()
+    with translate_errors(key, operation="HINCRBY"):
+        async with client.pipeline(transaction=False) as pipe:
+            for name, delta in deltas.items():
+                if delta:
+                    pipe.hincrby(key, name, delta)
+            await pipe.execute()
+
+
+async def collect(manager: CacheManager, queue: Redis, queue_name: str) -> SystemStats:
+    """Everything in one snapshot: cache store INFO, queue, counters, active downloads."""
+    cache = await manager.stats()
+    return SystemStats(
+        used_memory=cache.used_memory,
+        max_memory=cache.max_memory,
+        memory_ratio=cache.memory_ratio,
+        hit_rate=cache.hit_rate,
+        ops_per_sec=cache.ops_per_sec,
+        evicted_keys=cache.evicted_keys,
+        connected_clients=cache.connected_clients,
+        keys=cache.keys,
+        queue=await queue_stats(queue, queue_name),
+        jobs=await job_counters(queue, manager.keys),
+        active_downloads=cache.extra.get(ACTIVE_DOWNLOADS_STAT),
+    )

@@ -1,0 +1,264 @@
+"""Cache warmup: scripts loaded, pool primed, catalog filled from configured sources.
+
+Sources, each reported with its own count; one that fails is logged and the others still run:
+
+- ``warmup.snapshot``: a JSON-lines file, one entry per line::
+
+      {"kind": "dashboard", "user_id": "u1", "value": {...}}
+      {"kind": "discover", "item": "trending", "value": [...]}
+      {"kind": "search_results", "query": "star wars", "value": [...], "ttl": 120}
+
+  A line that is not valid JSON, or names an unknown kind, is counted as rejected and skipped.
+- ``warmup.callables``: dotted paths (``pkg.mod:func`` or ``pkg.mod.func``). Each is called with
+  the ``CacheManager``; it returns (or awaits to) an int it wrote itself, or an iterable / async
+  iterable of entries shaped like the snapshot lines, which are written the same way.
+
+Writing goes through ``WRITERS`` (kind -> where and how long). Until the catalog cache lands,
+entries are plain JSON values under ``KeyBuilder.catalog_user_entry`` /
+``catalog_shared_entry`` at generation 0 with the catalog TTLs; the lead points ``WRITERS`` at
+``manager.catalog.set_*`` when merging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from redis.asyncio import Redis
+
+from cache.errors import CacheError, translate_errors
+from cache.keys import digest
+from cache.manager import CacheManager
+from cache.scripts import ScriptRunner
+from cache.service import ttl_ms
+
+log = logging.getLogger("seen.jobs.warmup")
+
+
+class WarmupSettings(BaseModel):
+    """``[warmup]``: where the catalog is filled from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    snapshot: str | None = Field(None, description="JSON-lines file of catalog entries")
+    callables: tuple[str, ...] = Field((), description="dotted paths of source functions")
+    pool_connections: int = Field(4, ge=1, le=256, description="connections opened at warmup")
+    batch: int = Field(500, ge=1, le=10_000, description="entries written per round trip")
+
+
+class Entry(BaseModel):
+    """One catalog entry of a snapshot or a callable source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    user_id: str | None = None
+    item: str | None = None
+    query: str | None = None
+    value: Any
+    ttl: int | None = Field(None, gt=0)
+
+
+Target = tuple[str, int]
+"""(key, ttl seconds) an entry is written to."""
+Writer = Callable[[CacheManager, Entry], Target]
+
+
+def _user_entry(kind: str, ttl_name: str) -> Writer:
+    def target(manager: CacheManager, entry: Entry) -> Target:
+        if entry.user_id is None:
+            raise ValueError(f"{kind} needs user_id")
+        ttl = entry.ttl or getattr(manager.config.ttl, ttl_name)
+        return manager.keys.catalog_user_entry(kind, entry.user_id, 0), ttl
+
+    return target
+
+
+def _shared_entry(kind: str, ttl_name: str, field: str) -> Writer:
+    def target(manager: CacheManager, entry: Entry) -> Target:
+        raw = getattr(entry, field)
+        if raw is None:
+            raise ValueError(f"{kind} needs {field}")
+        item = digest(raw) if field == "query" else raw
+        ttl = entry.ttl or getattr(manager.config.ttl, ttl_name)
+        return manager.keys.catalog_shared_entry(kind, item, 0), ttl
+
+    return target
+
+
+WRITERS: dict[str, Writer] = {
+    "dashboard": _user_entry("dashboard", "catalog"),
+    "watch_later": _user_entry("watch_later", "catalog"),
+    "continue_watching": _user_entry("continue_watching", "catalog"),
+    "recommendations": _user_entry("recommendations", "recommendations"),
+    "discover": _shared_entry("discover", "catalog", "item"),
+    "search_results": _shared_entry("search", "search_results", "query"),
+}
+"""kind -> where an entry goes. Generation 0 until the catalog cache owns these writes."""
+
+
+@dataclass
+class SourceReport:
+    written: int = 0
+    rejected: int = 0
+
+
+class EntryWriter:
+    """Buffers entries and writes them in pipelined batches; counts what it rejects."""
+
+    def __init__(self, manager: CacheManager, batch: int) -> None:
+        self.manager = manager
+        self.batch = batch
+        self.report = SourceReport()
+        self._pending: list[tuple[str, bytes, int]] = []
+
+    async def add(self, raw: Mapping[str, Any] | Entry) -> None:
+        try:
+            entry = raw if isinstance(raw, Entry) else Entry.model_validate(raw)
+            writer = WRITERS.get(entry.kind)
+            if writer is None:
+                raise ValueError(f"unknown kind {entry.kind!r}")
+            key, ttl = writer(self.manager, entry)
+            data = self.manager.service.encode_json(key, entry.value)
+        except (ValidationError, ValueError, CacheError) as exc:
+            self.reject(str(exc))
+            return
+        self._pending.append((key, data, ttl_ms(ttl)))
+        if len(self._pending) >= self.batch:
+            await self.flush()
+
+    def reject(self, reason: str) -> None:
+        self.report.rejected += 1
+        if self.report.rejected <= 3:
+            log.warning("warmup entry rejected: %s", reason.splitlines()[0])
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        with translate_errors(batch[0][0], operation="warmup write"):
+            async with self.manager.client.pipeline(transaction=False) as pipe:
+                for key, data, px in batch:
+                    pipe.set(key, data, px=px)
+                await pipe.execute()
+        self.report.written += len(batch)
+
+
+def _open(path: Path) -> IO[str]:
+    return path.open("r", encoding="utf-8")
+
+
+def _read_lines(handle: IO[str], count: int) -> list[str]:
+    return list(itertools.islice(handle, count))
+
+
+async def load_snapshot(manager: CacheManager, path: str, batch: int) -> SourceReport:
+    """Write every valid line of a JSON-lines snapshot; file reads run off the event loop."""
+    writer = EntryWriter(manager, batch)
+    handle = await asyncio.to_thread(_open, Path(path))
+    try:
+        while lines := await asyncio.to_thread(_read_lines, handle, batch):
+            for line in lines:
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as exc:
+                    writer.reject(f"not JSON: {exc}")
+                    continue
+                if not isinstance(record, dict):
+                    writer.reject("a line must be a JSON object")
+                    continue
+                await writer.add(record)
+        await writer.flush()
+    finally:
+        await asyncio.to_thread(handle.close)
+    return writer.report
+
+
+def import_callable(path: str) -> Callable[..., Any]:
+    """``pkg.mod:func`` or ``pkg.mod.func`` -> the function; raises ValueError/ImportError."""
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    if not module_name or not attr:
+        raise ValueError(f"{path!r} is not a dotted path to a function")
+    target = getattr(importlib.import_module(module_name), attr, None)
+    if not callable(target):
+        raise ValueError(f"{path!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+async def run_callable(manager: CacheManager, path: str, batch: int) -> SourceReport:
+    """Call one source; write what it returns unless it returned a count."""
+    result = import_callable(path)(manager)
+    if inspect.isawaitable(result):
+        result = await result
+    if result is None:
+        return SourceReport()
+    if isinstance(result, int) and not isinstance(result, bool):
+        return SourceReport(written=result)
+    writer = EntryWriter(manager, batch)
+    if isinstance(result, AsyncIterable):
+        async for record in result:
+            await writer.add(record)
+    elif isinstance(result, Iterable) and not isinstance(result, str | bytes | Mapping):
+        for record in result:
+            await writer.add(record)
+    else:
+        raise TypeError(f"{path} returned {type(result).__name__}; expected int or entries")
+    await writer.flush()
+    return writer.report
+
+
+async def prime(
+    manager: CacheManager, queue_scripts: ScriptRunner | None, connections: int
+) -> dict[str, int]:
+    """Load the Lua scripts (on both stores) and open ``connections`` pooled connections."""
+    done = dict(await manager.warmup())
+    if queue_scripts is not None and not _same_store(manager.client, queue_scripts.client):
+        done["queue_scripts"] = await queue_scripts.load_all()
+    size = min(connections, manager.config.cache.max_connections)
+    with translate_errors(None, operation="PING"):
+        await asyncio.gather(*(manager.client.ping() for _ in range(size)))
+    done["connections"] = size
+    return done
+
+
+def _same_store(a: Redis, b: Redis) -> bool:
+    ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
+    return all(ka.get(n) == kb.get(n) for n in ("host", "port", "path", "db"))
+
+
+async def fill_catalog(manager: CacheManager, settings: WarmupSettings) -> dict[str, int]:
+    """Run every configured source; a failing source is logged and counted, never raised."""
+    counts: dict[str, int] = {"written": 0, "rejected": 0, "failed_sources": 0}
+    sources: list[tuple[str, Callable[[], Awaitable[SourceReport]]]] = []
+    if settings.snapshot:
+        sources.append(
+            ("snapshot", partial(load_snapshot, manager, settings.snapshot, settings.batch))
+        )
+    for dotted in settings.callables:
+        sources.append((dotted, partial(run_callable, manager, dotted, settings.batch)))
+    for name, run in sources:
+        try:
+            report = await run()
+        except Exception as exc:
+            counts["failed_sources"] += 1
+            log.warning("warmup source %s failed: %s: %s", name, type(exc).__name__, exc)
+            continue
+        counts[name] = report.written
+        counts["written"] += report.written
+        counts["rejected"] += report.rejected
+        log.info("warmup source %s: %d written, %d rejected", name, report.written, report.rejected)
+    return counts

@@ -1,0 +1,199 @@
+"""Maintenance jobs in-process on the test server: slot claims, run guard, cleanup, stats."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from cache.manager import CacheManager
+from cache.scripts import ScriptRunner
+from jobs import maintenance
+from jobs.guard import RunGuard
+from jobs.schedule import ClaimState, SlotClaims, slot_of
+from tests.conftest import TestServer
+from tests.workerproc import SLOW_EVENTS, items
+from worker.settings import Settings, load_settings
+
+SCHEDULED = "log_cache_stats:1700000000123"  # ARQ's cron id for a slot of log_cache_stats
+PERIOD = 300
+SLOT = slot_of(1700000000123, PERIOD)
+
+
+@pytest.fixture
+def settings(server: TestServer) -> Settings:
+    return load_settings(cache={"addr": server.addr})
+
+
+def make_ctx(
+    manager: CacheManager, settings: Settings, job_id: str, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "cache": manager,
+        "redis": manager.client,
+        "settings": settings,
+        "worker_id": "w-test",
+        "job_id": job_id,
+        "job_try": 1,
+        **extra,
+    }
+
+
+async def history(raw: Redis, job: str) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in await items(raw, f"seen:cronlog:{job}")]
+
+
+async def test_late_copy_of_a_finished_slot_is_skipped(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    """python-arq/arq#196: the same cron id enqueued again after the first run finished."""
+    ctx = make_ctx(manager, settings, SCHEDULED)
+    first = await maintenance.log_cache_stats(ctx)
+    second = await maintenance.log_cache_stats(ctx)
+    assert "memory_used" in first
+    assert second == {"skipped": "slot already ran", "slot": SLOT}
+    runs = await history(raw, "log_cache_stats")
+    assert [(r["slot"], r["outcome"], r["job_id"]) for r in runs] == [(SLOT, "ok", SCHEDULED)]
+    assert await raw.get(f"seen:cron:log_cache_stats:{SLOT}") == f"done:{SCHEDULED}"
+    ttl = await raw.ttl(f"seen:cron:log_cache_stats:{SLOT}")
+    assert PERIOD <= ttl <= 2 * PERIOD + 60
+
+
+async def test_retry_of_the_same_job_resumes_its_slot(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    claims = SlotClaims(ScriptRunner(manager.client), manager.keys)
+    # A first try claimed the slot and its worker died before finishing.
+    assert await claims.claim("log_cache_stats", SLOT, SCHEDULED, PERIOD) is ClaimState.CLAIMED
+    result = await maintenance.log_cache_stats(make_ctx(manager, settings, SCHEDULED, job_try=2))
+    assert "skipped" not in result
+    (run,) = await history(raw, "log_cache_stats")
+    assert run["try"] == 2 and run["outcome"] == "ok"
+
+
+async def test_another_copy_of_a_claimed_slot_is_skipped(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    claims = SlotClaims(ScriptRunner(manager.client), manager.keys)
+    assert await claims.claim("log_cache_stats", SLOT, SCHEDULED, PERIOD) is ClaimState.CLAIMED
+    other = "log_cache_stats:1700000001123"  # a skewed worker's time, same slot
+    result = await maintenance.log_cache_stats(make_ctx(manager, settings, other))
+    assert result["skipped"] == "slot already ran"
+    assert await history(raw, "log_cache_stats") == []
+
+
+async def test_manual_runs_take_no_slot(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    for job_id in ("manual-a", "manual-b"):
+        assert "skipped" not in await maintenance.log_cache_stats(
+            make_ctx(manager, settings, job_id)
+        )
+    runs = await history(raw, "log_cache_stats")
+    assert [r["slot"] for r in runs] == [None, None]
+    assert await raw.keys("seen:cron:log_cache_stats:*") == []
+
+
+async def test_scheduled_run_skips_while_a_manual_run_holds_the_guard(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    guard = RunGuard(ScriptRunner(manager.client), manager.keys)
+    assert await guard.acquire("log_cache_stats", "manual-1", 30)
+    result = await maintenance.log_cache_stats(make_ctx(manager, settings, SCHEDULED))
+    assert result == {"skipped": "another run in progress"}
+    # The slot counts as handled: a late copy does not run it after all.
+    assert await raw.get(f"seen:cron:log_cache_stats:{SLOT}") == f"done:{SCHEDULED}"
+    assert await guard.release("log_cache_stats", "manual-1")
+    assert not await guard.release("log_cache_stats", "manual-1")
+    (run,) = await history(raw, "log_cache_stats")
+    assert run["outcome"] == "skipped"
+
+
+async def test_concurrent_manual_and_scheduled_runs_never_overlap(
+    manager: CacheManager, raw: Redis, server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.3")
+    settings = load_settings(
+        cache={"addr": server.addr}, warmup={"callables": ["tests.workerproc:slow_source"]}
+    )
+    scheduled = "warmup_cache:1700000000123"
+    manual, timed = await asyncio.gather(
+        maintenance.warmup_cache(make_ctx(manager, settings, "manual-x")),
+        maintenance.warmup_cache(make_ctx(manager, settings, scheduled)),
+    )
+    outcomes = sorted(["skipped" in manual, "skipped" in timed])
+    assert outcomes == [False, True]
+    # Both primed their own process (scripts, pool); only one filled the catalog.
+    assert manual["scripts"] == timed["scripts"] >= 1
+    events = await items(raw, SLOW_EVENTS)
+    assert len(events) == 2 and events[0].startswith("start:") and events[1].startswith("done:")
+    assert not await raw.exists("seen:lock:{maintenance:warmup_cache}")
+
+
+async def test_guard_of_a_dead_try_is_taken_over_by_its_retry(
+    manager: CacheManager, settings: Settings
+) -> None:
+    guard = RunGuard(ScriptRunner(manager.client), manager.keys)
+    assert await guard.acquire("log_cache_stats", SCHEDULED, 30)  # the dead first try
+    result = await maintenance.log_cache_stats(make_ctx(manager, settings, SCHEDULED, job_try=2))
+    assert "skipped" not in result
+
+
+class _Downloads:
+    """Stands in for the download cache's ``cleanup_stale`` (issue 5)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[int] = []
+        self.fail = fail
+
+    async def cleanup_stale(self, older_than: int) -> int:
+        self.calls.append(older_than)
+        if self.fail:
+            raise RuntimeError("cleanup broke")
+        return 7
+
+
+async def test_cleanup_calls_the_download_cache(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    downloads = _Downloads()
+    manager.download = downloads  # type: ignore[attr-defined]
+    assert await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m1")) == {
+        "removed": 7
+    }
+    await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m2"), older_than=60)
+    assert downloads.calls == [settings.maintenance.cleanup_older_than, 60]
+
+
+async def test_cleanup_without_download_cache_is_skipped_with_a_log_line(
+    manager: CacheManager, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "seen.jobs.maintenance"):
+        result = await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m1"))
+    assert result == {"removed": 0, "skipped": "no download cache"}
+    assert "no download cache" in caplog.text
+
+
+async def test_failing_run_releases_guard_and_closes_its_slot(
+    manager: CacheManager, raw: Redis, settings: Settings
+) -> None:
+    manager.download = _Downloads(fail=True)  # type: ignore[attr-defined]
+    job_id = "cleanup_stale_progress:1700000000123"
+    with pytest.raises(RuntimeError, match="cleanup broke"):
+        await maintenance.cleanup_stale_progress(make_ctx(manager, settings, job_id))
+    assert not await raw.exists("seen:lock:{maintenance:cleanup_stale_progress}")
+    assert await raw.get(f"seen:cron:cleanup_stale_progress:{SLOT}") == f"done:{job_id}"
+    (run,) = await history(raw, "cleanup_stale_progress")
+    assert run["outcome"] == "error: RuntimeError"
+
+
+async def test_history_is_capped(manager: CacheManager, raw: Redis, server: TestServer) -> None:
+    settings = load_settings(cache={"addr": server.addr}, maintenance={"history": 3})
+    for i in range(5):
+        await maintenance.log_cache_stats(make_ctx(manager, settings, f"manual-{i}"))
+    runs = await history(raw, "log_cache_stats")
+    assert [r["job_id"] for r in runs] == ["manual-4", "manual-3", "manual-2"]

@@ -1,0 +1,96 @@
+"""``log_cache_stats`` and the figures behind it: queue depth and age, counters, memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from cache.manager import CacheManager
+from jobs import maintenance
+from jobs.stats import add_job_counts, collect, job_counters, logfmt, queue_stats
+from tests.conftest import TestServer, cache_config_for
+from tests.integration.test_maintenance import make_ctx
+from worker.embedded import EmbeddedServer
+from worker.settings import load_settings
+
+Q = "arq:queue"
+
+
+async def test_queue_age_ignores_running_and_deferred_jobs(raw: Redis) -> None:
+    now = int(time.time() * 1000)
+    await raw.zadd(Q, {"running": now - 90_000, "waiting": now - 30_000, "later": now + 60_000})
+    await raw.set("arq:in-progress:running", "1")
+    stats = await queue_stats(raw, Q, now_ms=now)
+    assert (stats.depth, stats.due) == (3, 2)
+    assert stats.oldest_age_s == pytest.approx(30.0)
+    assert stats.complete
+
+
+async def test_queue_age_of_an_empty_or_all_running_queue(raw: Redis) -> None:
+    assert (await queue_stats(raw, Q)).oldest_age_s is None
+    now = int(time.time() * 1000)
+    await raw.zadd(Q, {f"j{i}": now - 1000 - i for i in range(5)})
+    for i in range(5):
+        await raw.set(f"arq:in-progress:j{i}", "1")
+    stats = await queue_stats(raw, Q, now_ms=now, scan_limit=3)
+    assert stats.oldest_age_s is None and not stats.complete
+    stats = await queue_stats(raw, Q, now_ms=now)
+    assert stats.oldest_age_s is None and stats.complete
+
+
+async def test_job_counters_add_up_across_workers(manager: CacheManager, raw: Redis) -> None:
+    await add_job_counts(raw, manager.keys, {"done": 3, "failed": 1, "retried": 0})
+    await add_job_counts(raw, manager.keys, {"done": 2, "retried": 4})
+    counters = await job_counters(raw, manager.keys)
+    assert (counters.done, counters.failed, counters.retried) == (5, 1, 4)
+
+
+async def test_collect_and_logfmt(manager: CacheManager, raw: Redis) -> None:
+    async def downloads() -> dict[str, int]:
+        return {"active": 4}
+
+    manager.register_stats("download", downloads)
+    await raw.zadd(Q, {"old": int(time.time() * 1000) - 5000})
+    snapshot = await collect(manager, manager.client, Q)
+    figures = snapshot.flat()
+    assert figures["queue_depth"] == 1
+    assert figures["oldest_job_age_s"] >= 5
+    assert figures["active_downloads"] == 4
+    assert figures["keys"] >= 1 and figures["memory_used"] > 0
+    line = logfmt(figures)
+    assert "queue_depth=1" in line and "memory_ratio=-" in line and "\n" not in line
+
+
+async def test_log_cache_stats_logs_one_structured_line(
+    manager: CacheManager, server: TestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(cache={"addr": server.addr})
+    with caplog.at_level(logging.INFO, "seen.jobs.maintenance"):
+        figures = await maintenance.log_cache_stats(make_ctx(manager, settings, "m1"))
+    lines = [r for r in caplog.records if r.getMessage().startswith("cache stats ")]
+    assert len(lines) == 1
+    assert lines[0].stats == figures  # type: ignore[attr-defined]
+    for name in ("memory_used", "hit_rate", "ops_per_sec", "evicted_keys", "clients", "keys"):
+        assert f"{name}=" in lines[0].getMessage()
+    for name in ("queue_depth", "oldest_job_age_s", "jobs_done", "jobs_failed", "jobs_retried"):
+        assert f"{name}=" in lines[0].getMessage()
+    assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+
+
+async def test_memory_above_threshold_warns(
+    private_server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(
+        cache={"addr": private_server.addr}, maintenance={"memory_warning": 0.001}
+    )
+    async with await CacheManager.connect(cache_config_for(private_server.addr)) as manager:
+        await manager.client.config_set("maxmemory", str(64 * 1024 * 1024))
+        with caplog.at_level(logging.INFO, "seen.jobs.maintenance"):
+            figures = await maintenance.log_cache_stats(make_ctx(manager, settings, "m1"))
+    assert figures["memory_warning"] is True
+    assert figures["memory_max"] == 64 * 1024 * 1024
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "of maxmemory" in warnings[0].getMessage()

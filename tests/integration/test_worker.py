@@ -1,0 +1,218 @@
+"""``SeenWorker`` in-process: jobs, heartbeats, counters, leases, store errors, separate stores."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from arq.worker import Function, Worker, func, get_kwargs
+from redis.asyncio import Redis
+
+from cache.keys import KeyBuilder
+from jobs.stats import job_counters
+from tests.conftest import TestServer
+from tests.workerproc import queue_pool, wait_until
+from worker.app import build_worker_settings, create_queue_pool
+from worker.embedded import EmbeddedServer
+from worker.resilience import SeenWorker
+from worker.settings import Settings, load_settings
+
+FAST: dict[str, Any] = {
+    "worker": {
+        "heartbeat_interval": 0.2,
+        "heartbeat_ttl": 1.0,
+        "job_lease": 0.6,
+        "backoff_base": 0.01,
+        "backoff_cap": 0.05,
+        "shutdown_grace": 2.0,
+    },
+    "maintenance": {
+        "cleanup_every": 0,
+        "stats_every": 0,
+        "warmup_every": 0,
+        "warmup_at_startup": False,
+    },
+}
+
+
+def fast_settings(addr: str, **more: Any) -> Settings:
+    sections: dict[str, Any] = {k: dict(v) for k, v in FAST.items()}
+    for name, values in more.items():
+        sections.setdefault(name, {}).update(values)
+    sections["cache"] = {"addr": addr, "connect_timeout": 0.3, "retries": 1}
+    return load_settings(None, **sections)
+
+
+async def sleepy(ctx: dict[str, Any], seconds: float) -> str:
+    await asyncio.sleep(seconds)
+    return "slept"
+
+
+async def broken(ctx: dict[str, Any]) -> None:
+    raise ValueError("broken job")
+
+
+EXTRA = [func(sleepy, name="sleepy", timeout=10), func(broken, name="broken", max_tries=1)]
+
+
+def make_worker(
+    settings: Settings, extra: Sequence[Function] = EXTRA, **overrides: Any
+) -> SeenWorker:
+    kwargs = build_worker_settings(settings)
+    kwargs["functions"] = [*kwargs["functions"], *extra]
+    kwargs.update(handle_signals=False, **overrides)
+    return SeenWorker(**kwargs, redis_pool=create_queue_pool(settings))
+
+
+async def test_burst_worker_runs_jobs_counts_and_cleans_up(server: TestServer, raw: Redis) -> None:
+    settings = fast_settings(server.addr)
+    pool = queue_pool(server.addr)
+    try:
+        ok = await pool.enqueue_job("ping")
+        bad = await pool.enqueue_job("broken")
+        assert ok is not None and bad is not None
+        worker = make_worker(settings, burst=True)
+        worker_id = worker.ctx["worker_id"]
+        await worker.async_run()
+        assert await raw.exists(f"seen:worker:{worker_id}")
+        await worker.close()
+        assert await ok.result(timeout=1) == "pong"
+        info = await bad.result_info()
+        assert info is not None and not info.success
+    finally:
+        await pool.aclose()
+    assert not await raw.exists(f"seen:worker:{worker_id}")
+    assert await raw.zcard("seen:workers") == 0
+    counters = await job_counters(raw, KeyBuilder())
+    assert (counters.done, counters.failed, counters.retried) == (1, 1, 0)
+    # ARQ's shared health key is never written; ours is per worker.
+    assert not await raw.exists("arq:queue:health-check")
+
+
+async def test_running_job_lease_is_renewed(server: TestServer, raw: Redis) -> None:
+    settings = fast_settings(server.addr)
+    worker = make_worker(settings)
+    assert worker.in_progress_timeout_s == 0.6
+    pool = queue_pool(server.addr)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        job = await pool.enqueue_job("sleepy", 1.5, _job_id="long")
+        assert job is not None
+        key = "arq:in-progress:long"
+
+        async def started() -> bool:
+            return bool(await raw.exists(key))
+
+        await wait_until(started, 5, "the job to start")
+        await asyncio.sleep(1.0)  # longer than the 0.6 s lease: only renewal keeps it
+        assert 0 < await raw.pttl(key) <= 600
+        assert await job.result(timeout=5, poll_delay=0.05) == "slept"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
+        await pool.aclose()
+
+
+async def test_poll_loop_survives_the_store_going_away(private_server: EmbeddedServer) -> None:
+    worker = make_worker(fast_settings(private_server.addr))
+    try:
+        await worker._poll_iteration()
+        private_server.kill()
+        await worker._poll_iteration()  # ARQ alone raises here and the worker exits
+        await worker._poll_iteration()
+        outage = worker.runtime.outage
+        assert outage.down and outage.outages == 1 and outage.failures == 2
+        private_server.start()
+        await worker._poll_iteration()
+        assert not outage.down
+    finally:
+        await worker.close()
+
+
+async def test_start_jobs_gives_its_slot_back_when_the_store_fails(
+    private_server: EmbeddedServer,
+) -> None:
+    worker = make_worker(fast_settings(private_server.addr), max_jobs=1)
+    try:
+        private_server.kill()
+        for _ in range(3):
+            with pytest.raises(Exception, match=r"(?i)connect"):
+                await worker.start_jobs([b"some-job"])
+        assert worker.job_counter == 0
+        assert worker.sem._value == worker.max_jobs + 1
+    finally:
+        await worker.close()
+
+
+async def test_close_finishes_when_the_store_is_gone(private_server: EmbeddedServer) -> None:
+    settings = fast_settings(private_server.addr)
+    worker = make_worker(settings)
+    task = asyncio.create_task(worker.async_run())
+    raw = Redis.from_url(private_server.url)
+    try:
+
+        async def beating() -> bool:
+            return bool(await raw.zcard("seen:workers"))
+
+        await wait_until(beating, 5, "a heartbeat")
+        private_server.kill()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait_for(worker.close(), 10)
+        assert "cache" not in worker.ctx
+    finally:
+        await raw.aclose()
+
+
+async def test_queue_on_a_separate_store(
+    server: TestServer, raw: Redis, private_server: EmbeddedServer
+) -> None:
+    """Jobs, heartbeats, counters and slot claims stay on the queue store."""
+    settings = fast_settings(
+        server.addr, queue={"addr": private_server.addr}, maintenance={"stats_every": 300}
+    )
+    queue_raw = Redis.from_url(private_server.url, decode_responses=True)
+    pool = create_queue_pool(settings)
+    try:
+        job = await pool.enqueue_job("log_cache_stats", _job_id="log_cache_stats:1700000000123")
+        assert job is not None
+        worker = make_worker(settings, burst=True)
+        await worker.async_run()
+        await worker.close()
+        assert await queue_raw.llen("seen:cronlog:log_cache_stats") == 1
+        assert await queue_raw.exists("seen:jobs:stats", "seen:cronlog:log_cache_stats") == 2
+        assert await queue_raw.keys("seen:cron:log_cache_stats:*")
+        cache_keys = await raw.keys("*")
+        assert not [k for k in cache_keys if k.startswith(("arq:", "seen:worker", "seen:jobs"))]
+        assert not [k for k in cache_keys if k.startswith(("seen:cron", "seen:lock"))]
+    finally:
+        await pool.aclose()
+        await queue_raw.aclose()
+
+
+@pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+async def test_plain_arq_worker_runs_the_same_settings(
+    server: TestServer, raw: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``arq worker.settings.WorkerSettings`` builds ARQ's own Worker from the same dict."""
+    monkeypatch.setenv("SEEN_CACHE_ADDR", server.addr)
+    monkeypatch.setenv("SEEN_MAINTENANCE_WARMUP_AT_STARTUP", "false")
+    from worker.settings import _LazyWorkerSettings
+
+    kwargs: dict[str, Any] = dict(get_kwargs(_LazyWorkerSettings()))
+    assert {"functions", "cron_jobs", "on_startup", "redis_settings"} <= set(kwargs)
+    kwargs.update(handle_signals=False, burst=True)
+    pool = queue_pool(server.addr)
+    try:
+        job = await pool.enqueue_job("ping")
+        assert job is not None
+        worker = Worker(**kwargs)
+        await worker.async_run()
+        await worker.close()
+        assert await job.result(timeout=1) == "pong"
+    finally:
+        await pool.aclose()
+    assert await raw.zcard("seen:workers") == 0  # its heartbeat was removed on shutdown

@@ -1,0 +1,87 @@
+"""Sentry with a real worker in-process: job name, id and try on the event, secrets scrubbed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import sentry_sdk
+from arq.worker import func
+
+from jobs import maintenance
+from tests.conftest import TestServer
+from tests.integration.test_worker import fast_settings, make_worker
+from tests.unit.test_sentry import CapturingTransport
+from tests.workerproc import queue_pool
+from worker.app import build_worker_settings
+from worker.sentry import init_sentry, instrument
+
+DSN = "https://public@127.0.0.1/1"  # never contacted: the transport keeps events in memory
+
+
+SECRET = "-".join(["never", "in", "sentry"])  # not literally in any source context line
+
+
+async def leaky(ctx: dict[str, Any]) -> None:
+    api_token = SECRET  # noqa: F841 - frame variables are scrubbed by name
+    raise RuntimeError(f"upstream rejected password={SECRET}")
+
+
+@pytest.fixture
+def capture() -> Any:
+    transport = CapturingTransport()
+    yield transport
+    sentry_sdk.get_client().close()
+    sentry_sdk.init()
+
+
+async def test_failed_job_reaches_sentry_with_job_tags(
+    server: TestServer, capture: CapturingTransport
+) -> None:
+    settings = fast_settings(server.addr, sentry={"dsn": DSN})
+    assert init_sentry(settings, "w-test", transport=capture)
+    built = build_worker_settings(settings)["functions"]
+    assert all(hasattr(f.coroutine, "__wrapped__") for f in built)
+    assert {f.coroutine.__wrapped__ for f in built} >= {maintenance.log_cache_stats}
+
+    pool = queue_pool(server.addr)
+    try:
+        job = await pool.enqueue_job("leaky", _job_id="leak-1")
+        assert job is not None
+        worker = make_worker(settings, extra=instrument([func(leaky, name="leaky")]), burst=True)
+        await worker.async_run()
+        await worker.close()
+    finally:
+        await pool.aclose()
+    sentry_sdk.flush()
+    (event,) = capture.events
+    assert event["tags"]["job_name"] == "leaky"
+    assert event["tags"]["job_id"] == "leak-1"
+    assert str(event["tags"]["job_try"]) == "1"
+    assert event["tags"]["worker_id"] == "w-test"
+    assert event["contexts"]["arq_job"]["id"] == "leak-1"
+    text = json.dumps(event)
+    assert SECRET not in text
+    assert "RuntimeError" in text
+
+
+async def test_memory_warning_is_a_sentry_message(
+    server: TestServer, capture: CapturingTransport
+) -> None:
+    from cache.manager import CacheManager
+    from tests.integration.test_maintenance import make_ctx
+    from worker.embedded import EmbeddedServer
+
+    with EmbeddedServer() as store:
+        settings = fast_settings(
+            store.addr, sentry={"dsn": DSN}, maintenance={"memory_warning": 0.001}
+        )
+        init_sentry(settings, "w-test", transport=capture)
+        async with await CacheManager.connect(settings) as manager:
+            await manager.client.config_set("maxmemory", str(64 * 1024 * 1024))
+            await maintenance.log_cache_stats(make_ctx(manager, settings, "m1"))
+    sentry_sdk.flush()
+    (event,) = capture.events
+    assert event["level"] == "warning"
+    assert "of maxmemory" in event["message"]
