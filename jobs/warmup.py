@@ -13,10 +13,8 @@ Sources, each reported with its own count; one that fails is logged and the othe
   the ``CacheManager``; it returns (or awaits to) an int it wrote itself, or an iterable / async
   iterable of entries shaped like the snapshot lines, which are written the same way.
 
-Writing goes through ``WRITERS`` (kind -> where and how long). Until the catalog cache lands,
-entries are plain JSON values under ``KeyBuilder.catalog_user_entry`` /
-``catalog_shared_entry`` at generation 0 with the catalog TTLs; the lead points ``WRITERS`` at
-``manager.catalog.set_*`` when merging.
+Entries are written through ``manager.catalog.set`` so they land under the catalog's keys and
+current generations, in its stored format, with the kind's TTL unless the entry names one.
 """
 
 from __future__ import annotations
@@ -36,11 +34,10 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
-from cache.errors import CacheError, translate_errors
-from cache.keys import digest
+from cache.catalog_entry import CatalogKind
+from cache.errors import CacheConnectionError, CacheError, translate_errors
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
-from cache.service import ttl_ms
 
 log = logging.getLogger("seen.jobs.warmup")
 
@@ -65,46 +62,9 @@ class Entry(BaseModel):
     user_id: str | None = None
     item: str | None = None
     query: str | None = None
+    filters: dict[str, Any] | None = None
     value: Any
     ttl: int | None = Field(None, gt=0)
-
-
-Target = tuple[str, int]
-"""(key, ttl seconds) an entry is written to."""
-Writer = Callable[[CacheManager, Entry], Target]
-
-
-def _user_entry(kind: str, ttl_name: str) -> Writer:
-    def target(manager: CacheManager, entry: Entry) -> Target:
-        if entry.user_id is None:
-            raise ValueError(f"{kind} needs user_id")
-        ttl = entry.ttl or getattr(manager.config.ttl, ttl_name)
-        return manager.keys.catalog_user_entry(kind, entry.user_id, 0), ttl
-
-    return target
-
-
-def _shared_entry(kind: str, ttl_name: str, field: str) -> Writer:
-    def target(manager: CacheManager, entry: Entry) -> Target:
-        raw = getattr(entry, field)
-        if raw is None:
-            raise ValueError(f"{kind} needs {field}")
-        item = digest(raw) if field == "query" else raw
-        ttl = entry.ttl or getattr(manager.config.ttl, ttl_name)
-        return manager.keys.catalog_shared_entry(kind, item, 0), ttl
-
-    return target
-
-
-WRITERS: dict[str, Writer] = {
-    "dashboard": _user_entry("dashboard", "catalog"),
-    "watch_later": _user_entry("watch_later", "catalog"),
-    "continue_watching": _user_entry("continue_watching", "catalog"),
-    "recommendations": _user_entry("recommendations", "recommendations"),
-    "discover": _shared_entry("discover", "catalog", "item"),
-    "search_results": _shared_entry("search", "search_results", "query"),
-}
-"""kind -> where an entry goes. Generation 0 until the catalog cache owns these writes."""
 
 
 @dataclass
@@ -113,27 +73,28 @@ class SourceReport:
     rejected: int = 0
 
 
+KIND_ALIASES = {"search_results": "search"}
+"""Snapshot kind names accepted besides ``CatalogKind`` values."""
+
+
 class EntryWriter:
-    """Buffers entries and writes them in pipelined batches; counts what it rejects."""
+    """Writes entries through ``manager.catalog`` (its keys, generations and stored format)
+    in concurrent batches; counts what it rejects."""
 
     def __init__(self, manager: CacheManager, batch: int) -> None:
         self.manager = manager
         self.batch = batch
         self.report = SourceReport()
-        self._pending: list[tuple[str, bytes, int]] = []
+        self._pending: list[Entry] = []
 
     async def add(self, raw: Mapping[str, Any] | Entry) -> None:
         try:
             entry = raw if isinstance(raw, Entry) else Entry.model_validate(raw)
-            writer = WRITERS.get(entry.kind)
-            if writer is None:
-                raise ValueError(f"unknown kind {entry.kind!r}")
-            key, ttl = writer(self.manager, entry)
-            data = self.manager.service.encode_json(key, entry.value)
-        except (ValidationError, ValueError, CacheError) as exc:
+            CatalogKind(KIND_ALIASES.get(entry.kind, entry.kind))
+        except (ValidationError, ValueError) as exc:
             self.reject(str(exc))
             return
-        self._pending.append((key, data, ttl_ms(ttl)))
+        self._pending.append(entry)
         if len(self._pending) >= self.batch:
             await self.flush()
 
@@ -142,16 +103,32 @@ class EntryWriter:
         if self.report.rejected <= 3:
             log.warning("warmup entry rejected: %s", reason.splitlines()[0])
 
+    async def _write(self, entry: Entry) -> None:
+        await self.manager.catalog.set(
+            KIND_ALIASES.get(entry.kind, entry.kind),
+            entry.value,
+            user_id=entry.user_id,
+            section_id=entry.item,
+            query=entry.query,
+            filters=entry.filters,
+            ttl=entry.ttl,
+        )
+
     async def flush(self) -> None:
+        """Write the pending batch; bad entries are counted, a store failure raises."""
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        with translate_errors(batch[0][0], operation="warmup write"):
-            async with self.manager.client.pipeline(transaction=False) as pipe:
-                for key, data, px in batch:
-                    pipe.set(key, data, px=px)
-                await pipe.execute()
-        self.report.written += len(batch)
+        outcomes = await asyncio.gather(*(self._write(e) for e in batch), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, CacheConnectionError):
+                raise outcome
+            if isinstance(outcome, ValueError | CacheError):
+                self.reject(str(outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                self.report.written += 1
 
 
 def _open(path: Path) -> IO[str]:

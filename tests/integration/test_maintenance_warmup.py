@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from cache.keys import digest
+from cache.catalog_entry import canonical_search
 from cache.manager import CacheManager
 from jobs import maintenance
 from jobs.warmup import WarmupSettings, fill_catalog
@@ -60,13 +60,16 @@ async def test_snapshot_entries_are_written_with_their_ttls(
     settings = WarmupSettings(snapshot=str(write_snapshot(tmp_path / "snap.jsonl")), batch=2)
     counts = await fill_catalog(manager, settings)
     assert counts == {"written": 3, "rejected": 5, "failed_sources": 0, "snapshot": 3}
+    catalog = manager.catalog
+    assert await catalog.get_dashboard("u1") == {"rows": [1, 2]}
+    assert await catalog.get_recommendations("u1") == [9]
+    assert await catalog.get_search_results("Star  WARS") == [1]
     keys = manager.keys
     dashboard = keys.catalog_user_entry("dashboard", "u1", 0)
-    assert json.loads(await raw.get(dashboard) or "") == {"rows": [1, 2]}
     assert 0 < await raw.ttl(dashboard) <= manager.config.ttl.catalog
     recs = keys.catalog_user_entry("recommendations", "u1", 0)
     assert manager.config.ttl.catalog < await raw.ttl(recs) <= manager.config.ttl.recommendations
-    search = keys.catalog_shared_entry("search", digest("star wars"), 0)
+    search = keys.catalog_search_entry(canonical_search("star wars", None), 0)
     assert 0 < await raw.ttl(search) <= 120
 
 
@@ -87,8 +90,8 @@ async def test_callable_sources_and_a_failing_one(manager: CacheManager, raw: Re
     assert counts[f"{HERE}.async_source"] == 2
     assert counts[f"{HERE}:counting_source"] == 1
     assert counts["written"] == 6
-    assert await raw.exists(manager.keys.catalog_user_entry("watch_later", "u2", 0))
-    assert await raw.exists(manager.keys.catalog_shared_entry("discover", "row1", 0))
+    assert await manager.catalog.get_watch_later("u2") is not None
+    assert await manager.catalog.get_discover("row1") is not None
 
 
 async def test_warmup_job_primes_and_survives_a_missing_snapshot(
