@@ -6,8 +6,9 @@ The token is the ARQ job id, so the retry of a job whose worker died takes over 
 guard instead of waiting for it to expire. The TTL is the job's timeout plus a margin: ARQ
 cancels the job at its timeout, so a live holder never outlives its guard.
 
-The lead will move this onto ``cache/locks.py`` (fencing, renewal) once that lands; the key
-(``KeyBuilder.maintenance_lock``) is already in the lock key space.
+Why not ``cache.locks.LockService``: the guard lives on the *queue* store (jobs and their
+guards must share the non-evicting instance) and must be re-entrant by job id, which a
+random-token lock is not. It shares the lock key space and ``lock_release`` with the locks.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class RunGuard:
 
     async def release(self, job_name: str, token: str) -> bool:
         key = self.keys.maintenance_lock(job_name)
-        return bool(await self.scripts.run("guard_release", [key], [token]))
+        return bool(await self.scripts.run("lock_release", [key], [token]))
 
     @asynccontextmanager
     async def hold(self, job_name: str, token: str, ttl_s: float) -> AsyncIterator[bool]:
