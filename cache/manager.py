@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
+from cache.download_cache import DownloadCache
 from cache.errors import CacheError, InvalidKeyError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.scripts import ScriptRunner
@@ -51,6 +52,9 @@ class CacheManager:
         self._invalidators: dict[str, Invalidator] = {}
         self._stats_sources: dict[str, StatsSource] = {}
         self._closed = False
+        self.download = DownloadCache(client, self.service, self.keys, self.scripts, config)
+        self.register_invalidator("download", self.download.invalidate_user_downloads)
+        self.register_stats("download", self.download.stats)
 
     # -- life cycle -------------------------------------------------------------------
     @classmethod

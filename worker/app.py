@@ -13,7 +13,7 @@ from arq.connections import RedisSettings
 from arq.worker import func
 
 from cache.manager import CacheManager
-from jobs import probe, serializer
+from jobs import probe, progress, serializer
 from worker.settings import Settings
 
 log = logging.getLogger("seen.worker")
@@ -57,7 +57,10 @@ def build_worker_settings(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for ``arq.worker.Worker``."""
     w = settings.worker
     return {
-        "functions": [func(probe.ping, name="ping", timeout=5, max_tries=1)],
+        "functions": [
+            func(probe.ping, name="ping", timeout=5, max_tries=1),
+            *progress.worker_functions(),
+        ],
         "redis_settings": queue_redis_settings(settings),
         "queue_name": settings.queue.name,
         "max_jobs": w.max_jobs,

@@ -2,6 +2,7 @@
 
 ``run``     the ARQ worker (``--embedded`` starts a private local server first)
 ``health``  exit 0 when healthy, 1 when not; ``--json`` prints the verdict and reasons
+``watch``   live progress bars of the active downloads (``--user U``; Ctrl-C to quit)
 """
 
 from __future__ import annotations
@@ -94,6 +95,18 @@ async def _print_health(settings: Settings, as_json: bool) -> int:
     return 0 if verdict["healthy"] else 1
 
 
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.watch import run_watch
+
+    try:
+        return run_async(run_watch(settings, args.user, once=args.once), settings.worker.uvloop)
+    except KeyboardInterrupt:
+        return 0
+    except (CacheError, ValueError) as exc:
+        print(f"seen-worker watch: {exc}", file=sys.stderr)
+        return 2
+
+
 Command = Callable[[argparse.Namespace, Settings], int]
 
 
@@ -106,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="exit 0 when healthy, 1 otherwise")
     health.add_argument("--json", action="store_true", help="print the verdict as JSON")
     health.set_defaults(handler=cmd_health)
+    watch = sub.add_parser("watch", help="live progress of the active downloads")
+    watch.add_argument("--user", help="only this user's downloads")
+    watch.add_argument("--once", action="store_true", help="print the current table and exit")
+    watch.set_defaults(handler=cmd_watch)
     return parser
 
 
