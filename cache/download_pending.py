@@ -157,7 +157,9 @@ class PendingUpdates:
         which the caller must enqueue) unless one is already scheduled.
         """
         size = batch or self.layout.settings.drain_batch
-        deadline = time.monotonic() + (budget or self.layout.settings.drain_budget)
+        deadline = time.monotonic() + (
+            self.layout.settings.drain_budget if budget is None else budget
+        )
         report = DrainReport(shard, claimed=await self.claim(shard, drain_id))
         while True:
             downloads, scheduled = await self.peek(shard, size)
