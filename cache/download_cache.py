@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from cache.config import CacheConfig
 from cache.download_events import EventFollower
-from cache.download_layout import DownloadLayout, now_ms, parse_member, run_many
+from cache.download_layout import DownloadLayout, now_ms, parse_member
 from cache.download_models import (
     ApplyOutcome,
     DownloadProgress,
@@ -25,6 +25,7 @@ from cache.download_models import (
     progress_from_fields,
 )
 from cache.download_pending import PendingUpdates
+from cache.download_pipeline import run_many
 from cache.errors import SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.scripts import ScriptRunner

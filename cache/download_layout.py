@@ -9,18 +9,13 @@ Dragonfly (``--lock_on_hashtags``) applies different shards in parallel. Index m
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
-
-from redis import exceptions as redis_exc
 
 from cache.config import CacheConfig
 from cache.download_models import ProgressUpdate
-from cache.errors import CacheResponseError, translate_errors
+from cache.download_pipeline import ScriptCall
 from cache.keys import KeyBuilder, shard_of, validate_id
-from cache.scripts import ScriptArg, ScriptRunner, check_keys
+from cache.scripts import ScriptArg
 
-ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]
 NO_UPDATE: tuple[ScriptArg, ...] = ("", "", "", "", "", "")
 
 
@@ -101,41 +96,3 @@ class DownloadLayout:
         """download_apply.lua in "pending" mode: apply and consume the download's slot."""
         args = ("pending", now, *self._apply_head, job_id, user_id, *NO_UPDATE)
         return self.apply_keys(job_id, user_id, shard), args
-
-
-async def run_many(scripts: ScriptRunner, name: str, calls: Sequence[ScriptCall]) -> list[Any]:
-    """Run one script many times in a single pipelined round trip (EVALSHA each).
-
-    A server that lost its scripts answers NOSCRIPT: the script is loaded and only those calls
-    are sent again, so an update is never applied twice by this function itself (and applying
-    one twice would be harmless anyway: the scripts are idempotent). Any other error reply
-    raises ``CacheResponseError``.
-    """
-    if not calls:
-        return []
-    script = scripts.get(name)
-    for keys, _ in calls:
-        check_keys(script, keys)
-    results: list[Any] = [None] * len(calls)
-    todo = list(range(len(calls)))
-    for _attempt in range(2):
-        with translate_errors(calls[todo[0]][0][0], operation=f"script {name} x{len(todo)}"):
-            async with scripts.client.pipeline(transaction=False) as pipe:
-                for i in todo:
-                    keys, args = calls[i]
-                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                replies = await pipe.execute(raise_on_error=False)
-        missing = []
-        for i, reply in zip(todo, replies, strict=True):
-            if isinstance(reply, redis_exc.NoScriptError):
-                missing.append(i)
-            elif isinstance(reply, Exception):
-                raise CacheResponseError(f"script {name}: {reply}", key=calls[i][0][0])
-            else:
-                results[i] = reply
-        if not missing:
-            return results
-        with translate_errors(None, operation="SCRIPT LOAD"):
-            await scripts.client.script_load(script.source)
-        todo = missing
-    raise CacheResponseError(f"script {name}: NOSCRIPT again after loading it")

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from cache.download_layout import DownloadLayout, ScriptCall, now_ms, parse_member, run_many
+from cache.download_layout import DownloadLayout, now_ms, parse_member
 from cache.download_models import ApplyOutcome, ProgressUpdate, PublishOutcome
+from cache.download_pipeline import ScriptCall, run_many
 from cache.errors import translate_errors
 from cache.scripts import ScriptRunner
 

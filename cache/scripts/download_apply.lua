@@ -17,7 +17,8 @@
 -- ARGV[6]: approximate MAXLEN of the event stream
 -- ARGV[7]: job id
 -- ARGV[8]: user id
--- ARGV[9]: seq ("direct" mode; ignored in "pending" mode, as are ARGV[10..14])
+-- ARGV[9]: seq ("direct" mode; ignored in "pending" mode, as are ARGV[10..14]); numbers are
+--          decimal integer strings (an error reply otherwise)
 -- ARGV[10]: status
 -- ARGV[11]: bytes done
 -- ARGV[12]: bytes total (0 = unknown)
@@ -35,24 +36,25 @@ local function count(field) redis.call('HINCRBY', KEYS[5], field, 1) end
 local now = tonumber(ARGV[2])
 local job, user = ARGV[7], ARGV[8]
 local member = job .. ':' .. user
-local seq, status, done, total, emitted, err, owner
+-- each field is kept as the text it arrived in (written back unchanged) and as a number
+local seq_s, status, done_s, total_s, emitted_s, err
 
 if ARGV[1] == 'pending' then
   local p = redis.call('HMGET', KEYS[6], 'seq', 'status', 'done', 'total', 'emitted', 'error', 'user')
   redis.call('ZREM', KEYS[7], member)
   if not p[1] then return 5 end
   redis.call('DEL', KEYS[6])
-  seq, status, done, total = tonumber(p[1]), p[2], tonumber(p[3]), tonumber(p[4])
-  emitted, err, owner = tonumber(p[5]), p[6] or '', p[7]
-  if owner ~= user then count('rejected') return 4 end
+  if p[7] ~= user then count('rejected') return 4 end
+  seq_s, status, done_s, total_s, emitted_s, err = p[1], p[2], p[3], p[4], p[5], p[6] or ''
 else
-  seq, status, done, total = tonumber(ARGV[9]), ARGV[10], tonumber(ARGV[11]), tonumber(ARGV[12])
-  emitted, err = tonumber(ARGV[13]), ARGV[14]
+  seq_s, status, done_s, total_s, emitted_s, err = ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13], ARGV[14]
 end
+local function int(text) return text and string.match(text, '^%d+$') and tonumber(text) end
+local seq, done, total, emitted = int(seq_s), int(done_s), int(total_s), int(emitted_s)
 if not (now and seq and done and total and emitted) or not STATUS[status] then
   return redis.error_reply('ERR download_apply: bad update for ' .. job)
 end
-if emitted <= 0 then emitted = now end
+if emitted <= 0 then emitted, emitted_s = now, ARGV[2] end
 
 local cur = redis.call('HMGET', KEYS[1], 'seq', 'status', 'user', 'done', 'emitted', 'speed', 'sps')
 if cur[1] then
@@ -84,34 +86,33 @@ if status == 'downloading' and cur[1] and cur[2] == 'downloading' then
 elseif status == 'completed' and cur[1] then
   speed = tonumber(cur[6]) or 0
 end
-speed = math.floor(speed)
 
 local pct, eta = 0, -1
 if status == 'completed' then
   pct, eta = 10000, 0
 elseif total > 0 then
   pct = math.floor(math.min(done, total) * 10000 / total)
-  if status == 'downloading' and speed > 0 then
-    eta = math.ceil(math.max(0, total - done) / speed)
+  if status == 'downloading' and speed >= 1 then
+    eta = math.ceil(math.max(0, total - done) / math.floor(speed))
   end
 end
+local speed_s, pct_s, eta_s = I(math.floor(speed)), I(pct), I(eta)
 
-redis.call('HSET', KEYS[1], 'user', user, 'status', status, 'done', I(done), 'total', I(total),
-  'pct', I(pct), 'speed', I(speed), 'sps', I(sps), 'eta', I(eta), 'seq', I(seq),
-  'updated', I(now), 'emitted', I(emitted), 'error', err)
-local retention = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], 'user', user, 'status', status, 'done', done_s, 'total', total_s,
+  'pct', pct_s, 'speed', speed_s, 'sps', I(sps), 'eta', eta_s, 'seq', seq_s,
+  'updated', ARGV[2], 'emitted', emitted_s, 'error', err)
 if TERMINAL[status] then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
   redis.call('ZREM', KEYS[2], member)
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  redis.call('ZADD', KEYS[2], I(now), member)
+  redis.call('ZADD', KEYS[2], ARGV[2], member)
 end
-redis.call('ZADD', KEYS[3], I(now), job)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. I(now - retention))
+redis.call('ZADD', KEYS[3], ARGV[2], job)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. I(now - tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[3], ARGV[4])
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'job', job, 'user', user,
-  'status', status, 'done', I(done), 'total', I(total), 'pct', I(pct), 'speed', I(speed),
-  'eta', I(eta), 'seq', I(seq), 'updated', I(now), 'error', err)
+  'status', status, 'done', done_s, 'total', total_s, 'pct', pct_s, 'speed', speed_s,
+  'eta', eta_s, 'seq', seq_s, 'updated', ARGV[2], 'error', err)
 count('applied')
 return 1

@@ -9,10 +9,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
 from cache.download_layout import now_ms
+from cache.errors import CacheResponseError
 from cache.manager import CacheManager
 from cache.scripts import hashtag
 from tests.conftest import TestServer
@@ -118,3 +120,13 @@ async def test_script_returns_are_integers_strings_or_arrays(manager: CacheManag
     )
     assert all(plain(r) for r in replies), replies
     assert replies[1][0] == 3  # lease 0: the scheduled drain is replaced by a new id
+
+
+async def test_apply_rejects_non_integer_numbers(manager: CacheManager) -> None:
+    keys, args = manager.download.layout.apply_call(upd("dl-1", 1), now_ms())
+    for index, bad in ((8, "1.5"), (10, "1e3"), (11, "-4"), (9, "exploded")):
+        broken = list(args)
+        broken[index] = bad
+        with pytest.raises(CacheResponseError, match="bad update"):
+            await manager.scripts.run("download_apply", keys, broken)
+    assert await manager.download.get_progress("dl-1") is None
