@@ -115,7 +115,7 @@ class DownloadCache:
     async def _indexed(self, user_id: str | None, limit: int) -> list[DownloadProgress]:
         shards = self.layout.all_shards()
         if user_id is None:
-            index = [self.keys.download_active(s) for s in shards]
+            index = [self.layout.shard_keys[s].active for s in shards]
         else:
             index = [self.keys.download_user_index(user_id, s) for s in shards]
         with translate_errors(None, operation="ZREVRANGE download index"):
@@ -189,7 +189,7 @@ class DownloadCache:
         cutoff = now_ms() - round(older_than * 1000)
         removed = 0
         for shard in self.layout.all_shards():
-            active = self.keys.download_active(shard)
+            active = self.layout.shard_keys[shard].active
             while True:
                 popped = await self.scripts.run("download_pop_stale", [active], [cutoff, size])
                 if not popped:
@@ -213,7 +213,7 @@ class DownloadCache:
         with translate_errors(None, operation="HGETALL download stats"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in self.layout.all_shards():
-                    pipe.hgetall(self.keys.download_stats(shard))
+                    pipe.hgetall(self.layout.shard_keys[shard].stats)
                 rows = await pipe.execute()
         totals = dict.fromkeys(COUNTERS, 0)
         for row in rows:

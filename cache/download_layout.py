@@ -9,6 +9,7 @@ Dragonfly (``--lock_on_hashtags``) applies different shards in parallel. Index m
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 from cache.config import CacheConfig
 from cache.download_models import ProgressUpdate
@@ -36,6 +37,17 @@ def parse_member(raw: bytes | str) -> tuple[str, str]:
     return job, user
 
 
+@dataclass(frozen=True)
+class ShardKeys:
+    """The keys one shard's downloads share (formed once per shard)."""
+
+    active: str
+    events: str
+    stats: str
+    pending_set: str
+    drain: str
+
+
 class DownloadLayout:
     """Key sets and argument lists of the download scripts, from settings."""
 
@@ -54,6 +66,16 @@ class DownloadLayout:
             max(1, round(config.download.speed_window * 1000)),
             config.download.events_maxlen,
         )
+        self.shard_keys = [
+            ShardKeys(
+                keys.download_active(s),
+                keys.download_events(s),
+                keys.download_stats(s),
+                keys.download_pending_set(s),
+                keys.download_drain(s),
+            )
+            for s in range(self.shards)
+        ]
 
     def shard(self, job_id: str) -> int:
         return shard_of(validate_id(job_id, "job_id"), self.shards)
@@ -63,15 +85,15 @@ class DownloadLayout:
 
     def apply_keys(self, job_id: str, user_id: str, shard: int) -> list[str]:
         """KEYS of download_apply.lua, in its header's order."""
-        k = self.keys
+        k, common = self.keys, self.shard_keys[shard]
         return [
             k.download_progress(job_id, shard),
-            k.download_active(shard),
+            common.active,
             k.download_user_index(user_id, shard),
-            k.download_events(shard),
-            k.download_stats(shard),
+            common.events,
+            common.stats,
             k.download_pending(job_id, shard),
-            k.download_pending_set(shard),
+            common.pending_set,
         ]
 
     def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:

@@ -57,11 +57,6 @@ class ApplyOutcome(IntEnum):
     REJECTED = 4
     EMPTY = 5
 
-    @property
-    def ignored(self) -> bool:
-        """Stale, duplicate and post-terminal updates are expected (at-least-once delivery)."""
-        return self in (ApplyOutcome.STALE, ApplyOutcome.DUPLICATE, ApplyOutcome.FINAL)
-
 
 class PublishOutcome(IntEnum):
     """What a coalescing put did (first element of the put script's return)."""

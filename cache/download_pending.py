@@ -69,13 +69,13 @@ class PendingUpdates:
         self.keys = layout.keys
 
     def _put_call(self, update: ProgressUpdate, shard: int, drain_id: str, now: int) -> ScriptCall:
-        k = self.keys
+        k, common = self.keys, self.layout.shard_keys[shard]
         keys = [
             k.download_pending(update.job_id, shard),
-            k.download_pending_set(shard),
-            k.download_drain(shard),
+            common.pending_set,
+            common.drain,
             k.download_progress(update.job_id, shard),
-            k.download_stats(shard),
+            common.stats,
         ]
         args = (
             update.job_id,
@@ -121,12 +121,15 @@ class PendingUpdates:
 
     async def claim(self, shard: int, drain_id: str) -> bool:
         """Unschedule the shard's drain if it is ``drain_id``; True when it was."""
-        key = self.keys.download_drain(shard)
+        key = self.layout.shard_keys[shard].drain
         return bool(await self.scripts.run("download_drain_claim", [key], [drain_id]))
 
     async def peek(self, shard: int, limit: int) -> tuple[list[tuple[str, str]], bool]:
         """Up to ``limit`` pending downloads (oldest first) and whether a drain is scheduled."""
-        pending, drain = self.keys.download_pending_set(shard), self.keys.download_drain(shard)
+        pending, drain = (
+            self.layout.shard_keys[shard].pending_set,
+            self.layout.shard_keys[shard].drain,
+        )
         with translate_errors(pending, operation="ZRANGE pending"):
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zrange(pending, 0, limit - 1)
@@ -181,7 +184,8 @@ class PendingUpdates:
     ) -> tuple[PublishOutcome, str | None]:
         """Schedule a drain for ``shard`` if it has pending updates and none is scheduled (or
         the scheduled one is older than the lease). Returns the id to enqueue, if any."""
-        keys = [self.keys.download_pending_set(shard), self.keys.download_drain(shard)]
+        common = self.layout.shard_keys[shard]
+        keys = [common.pending_set, common.drain]
         lease = self.layout.lease_ms if lease_ms is None else lease_ms
         args = (drain_id, now_ms(), lease, self.layout.pending_ttl_ms)
         code, found = await self.scripts.run("download_drain_kick", keys, args)
@@ -193,6 +197,6 @@ class PendingUpdates:
         with translate_errors(None, operation="ZCARD pending"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in self.layout.all_shards():
-                    pipe.zcard(self.keys.download_pending_set(shard))
+                    pipe.zcard(self.layout.shard_keys[shard].pending_set)
                 counts = await pipe.execute()
         return sum(int(c) for c in counts)

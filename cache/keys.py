@@ -214,10 +214,6 @@ class KeyBuilder:
     def job_stats(self) -> str:
         return f"{self._p}jobs:stats"
 
-    def job_pending(self, item_id: str) -> str:
-        """Coalescing marker: one pending apply job per download."""
-        return f"{self._p}jobs:pending:{validate_id(item_id, 'item id')}"
-
     def cron_slot(self, job_name: str, slot: int) -> str:
         return f"{self._p}cron:{validate_name(job_name, 'job name')}:{int(slot)}"
 

@@ -78,8 +78,7 @@ def test_as_update_raises_job_error() -> None:
 
 def test_status_and_outcome_flags() -> None:
     assert {s for s in DownloadStatus if s.terminal} == {"completed", "failed", "cancelled"}
-    assert ApplyOutcome.STALE.ignored and ApplyOutcome.FINAL.ignored
-    assert not ApplyOutcome.APPLIED.ignored and not ApplyOutcome.REJECTED.ignored
+    assert [int(o) for o in ApplyOutcome] == [0, 1, 2, 3, 4, 5]  # the script's return codes
     assert PublishOutcome.SCHEDULED.needs_enqueue and PublishOutcome.RESCHEDULED.needs_enqueue
     assert not PublishOutcome.COALESCED.needs_enqueue
 
