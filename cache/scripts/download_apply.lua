@@ -72,7 +72,7 @@ if status == 'downloading' and cur[1] and cur[2] == 'downloading' then
   local pspeed, psps = tonumber(cur[6]) or 0, tonumber(cur[7]) or 0
   local dt = emitted - pt
   if dt > 0 then
-    local inst = math.max(0, done - pdone) * 1000 / dt
+    local inst = math.max(0, done - pdone) * 1000.0 / dt  -- float: no 64-bit overflow in 5.4
     if psps == 0 then
       speed = inst
     else
@@ -91,7 +91,7 @@ local pct, eta = 0, -1
 if status == 'completed' then
   pct, eta = 10000, 0
 elseif total > 0 then
-  pct = math.floor(math.min(done, total) * 10000 / total)
+  pct = math.floor(math.min(done, total) * 10000.0 / total)
   if status == 'downloading' and speed >= 1 then
     eta = math.ceil(math.max(0, total - done) / math.floor(speed))
   end
