@@ -105,7 +105,9 @@ class DownloadSettings(_Section):
         5.0, gt=0, description="seconds: time constant of the speed average"
     )
     pending_lease: float = Field(
-        15.0, gt=0, description="seconds a scheduled drain job may wait before it is re-enqueued"
+        15.0,
+        gt=0,
+        description="seconds a scheduled drain may wait to start before a new one replaces it",
     )
     pending_ttl: int = Field(600, gt=0, description="seconds a coalesced, unapplied update is kept")
     drain_batch: int = Field(200, ge=1, le=5000, description="updates applied per round trip")
