@@ -107,7 +107,7 @@ class DownloadSettings(_Section):
     pending_lease: float = Field(
         15.0,
         gt=0,
-        description="seconds a scheduled drain may wait to start before a new one replaces it",
+        description="seconds before an unstarted drain is replaced",
     )
     pending_ttl: int = Field(600, gt=0, description="seconds a coalesced, unapplied update is kept")
     drain_batch: int = Field(200, ge=1, le=5000, description="updates applied per round trip")
