@@ -25,6 +25,21 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def update_args(update: ProgressUpdate) -> tuple[ScriptArg, ...]:
+    """An update as the download scripts take it: job, user, seq, status, done, total,
+    emitted ms (0 = unknown), error ("" = none)."""
+    return (
+        update.job_id,
+        update.user_id,
+        update.seq,
+        update.status.value,
+        update.bytes_done,
+        update.bytes_total,
+        update.emitted_at_ms or 0,
+        update.error or "",
+    )
+
+
 def member(job_id: str, user_id: str) -> str:
     """Index member naming a download and its owner."""
     return f"{job_id}:{user_id}"
@@ -99,19 +114,7 @@ class DownloadLayout:
     def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:
         """download_apply.lua in "direct" mode for ``update``."""
         shard = self.shard(update.job_id)
-        args: tuple[ScriptArg, ...] = (
-            "direct",
-            now,
-            *self._apply_head,
-            update.job_id,
-            update.user_id,
-            update.seq,
-            update.status.value,
-            update.bytes_done,
-            update.bytes_total,
-            update.emitted_at_ms or 0,
-            update.error or "",
-        )
+        args = ("direct", now, *self._apply_head, *update_args(update))
         return self.apply_keys(update.job_id, update.user_id, shard), args
 
     def apply_pending_call(self, shard: int, job_id: str, user_id: str, now: int) -> ScriptCall:

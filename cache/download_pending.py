@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from cache.download_layout import DownloadLayout, now_ms, parse_member
+from cache.download_layout import DownloadLayout, now_ms, parse_member, update_args
 from cache.download_models import ApplyOutcome, ProgressUpdate, PublishOutcome
 from cache.download_pipeline import ScriptCall, run_many
 from cache.errors import translate_errors
@@ -78,14 +78,7 @@ class PendingUpdates:
             common.stats,
         ]
         args = (
-            update.job_id,
-            update.user_id,
-            update.seq,
-            update.status.value,
-            update.bytes_done,
-            update.bytes_total,
-            update.emitted_at_ms or 0,
-            update.error or "",
+            *update_args(update),
             drain_id,
             now,
             self.layout.lease_ms,
