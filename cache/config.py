@@ -134,6 +134,35 @@ class CatalogSettings(_Section):
     )
 
 
+class DownloadSettings(_Section):
+    """The download-progress pipeline (docs/progress.md). ``shards`` must be the same for every
+    producer and worker of one deployment: it decides which keys hold a download."""
+
+    shards: int = Field(16, ge=1, le=1024, description="key shards {dl:0}..{dl:n-1}")
+    events_maxlen: int = Field(10_000, ge=10, description="approximate cap of each event stream")
+    speed_window: float = Field(
+        5.0, gt=0, description="seconds: time constant of the speed average"
+    )
+    pending_lease: float = Field(
+        15.0,
+        gt=0,
+        description="seconds before an unstarted drain is replaced",
+    )
+    pending_ttl: int = Field(600, gt=0, description="seconds a coalesced, unapplied update is kept")
+    drain_batch: int = Field(200, ge=1, le=5000, description="updates applied per round trip")
+    drain_budget: float = Field(
+        5.0, gt=0, description="seconds one drain job runs before handing on"
+    )
+    cleanup_batch: int = Field(500, ge=1, le=5000, description="stale entries removed per batch")
+
+
+class DeadLetterSettings(_Section):
+    """The capped list of job payloads that could not be applied (docs/wire-format.md)."""
+
+    max_entries: int = Field(1000, ge=1, description="entries kept (LTRIM)")
+    payload_chars: int = Field(2000, ge=64, description="payload text kept per entry")
+
+
 class CacheConfig(_Section):
     """Everything ``CacheManager`` needs. ``worker.settings.Settings`` extends it."""
 
@@ -141,3 +170,5 @@ class CacheConfig(_Section):
     ttl: TTLSettings = TTLSettings()
     locks: LockSettings = LockSettings()
     catalog: CatalogSettings = CatalogSettings()
+    download: DownloadSettings = DownloadSettings()
+    deadletter: DeadLetterSettings = DeadLetterSettings()

@@ -83,7 +83,14 @@ def token_hash(token: str) -> str:
 
 
 def shard_of(item_id: str, shards: int) -> int:
-    """Stable shard number of an id in ``[0, shards)`` (CRC32, same in every language)."""
+    """Stable shard number of an id in ``[0, shards)``, the same in every language.
+
+    CRC-32 (IEEE 802.3 polynomial, as zlib ``crc32``, Go ``hash/crc32.ChecksumIEEE``, Java
+    ``java.util.zip.CRC32``, Node ``zlib.crc32``) of the id's UTF-8 bytes as an unsigned 32-bit
+    integer, modulo ``shards``. Example: ``shard_of("dl-1", 16) == 9``.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be >= 1, got {shards}")
     return zlib.crc32(item_id.encode("utf-8")) % shards
 
 
@@ -184,6 +191,18 @@ class KeyBuilder:
     def download_stats(self, shard: int) -> str:
         return f"{self._p}{self.download_tag(shard)}:stats"
 
+    def download_pending(self, job_id: str, shard: int) -> str:
+        """Coalescing slot: the newest published, not yet applied update of one download."""
+        return f"{self._p}{self.download_tag(shard)}:pending:{validate_id(job_id, 'job_id')}"
+
+    def download_pending_set(self, shard: int) -> str:
+        """Downloads of one shard with a pending slot (zset ``<job>:<user>`` -> first put ms)."""
+        return f"{self._p}{self.download_tag(shard)}:pending"
+
+    def download_drain(self, shard: int) -> str:
+        """The shard's scheduled drain job (hash: id, at): at most one at a time."""
+        return f"{self._p}{self.download_tag(shard)}:drain"
+
     def download_list(self, user_id: str) -> str:
         return f"{self._p}download:list:{validate_id(user_id, 'user_id')}"
 
@@ -208,10 +227,6 @@ class KeyBuilder:
 
     def job_stats(self) -> str:
         return f"{self._p}jobs:stats"
-
-    def job_pending(self, item_id: str) -> str:
-        """Coalescing marker: one pending apply job per download."""
-        return f"{self._p}jobs:pending:{validate_id(item_id, 'item id')}"
 
     def cron_slot(self, job_name: str, slot: int) -> str:
         return f"{self._p}cron:{validate_name(job_name, 'job name')}:{int(slot)}"

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from cache.catalog_cache import CatalogCache
 from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
+from cache.download_cache import DownloadCache
 from cache.errors import CacheError, InvalidKeyError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.locks import LockService
@@ -66,6 +67,9 @@ class CacheManager:
         self.catalog = CatalogCache(self.service, self.scripts, self.keys, config)
         self.register_invalidator("catalog", self.catalog.invalidate_user_catalog)
         self.register_stats("catalog", self.catalog.stats)
+        self.download = DownloadCache(client, self.service, self.keys, self.scripts, config)
+        self.register_invalidator("download", self.download.invalidate_user_downloads)
+        self.register_stats("download", self.download.stats)
 
     # -- life cycle -------------------------------------------------------------------
     @classmethod

@@ -49,13 +49,16 @@ class MaintenanceSettings(BaseModel):
     cleanup_older_than: int = Field(3600, gt=0, description="progress idle this long is stale")
     stats_every: int = Field(300, description="log_cache_stats period")
     warmup_every: int = Field(3600, description="warmup_cache period")
+    repair_every: int = Field(
+        60, description="repair_pending_progress period (reschedules lost progress drains)"
+    )
     warmup_at_startup: bool = Field(True, description="each worker warms up as it starts")
     memory_warning: float = Field(0.9, gt=0, le=1, description="used/max memory ratio to warn at")
     timeout: float = Field(60.0, gt=0, description="seconds one run may take")
     max_tries: int = Field(3, ge=1, description="tries of one run (a crashed worker's run resumes)")
     history: int = Field(100, ge=1, le=10_000, description="runs kept per job in its history")
 
-    @field_validator("cleanup_every", "stats_every", "warmup_every")
+    @field_validator("cleanup_every", "stats_every", "warmup_every", "repair_every")
     @classmethod
     def _period(cls, value: int) -> int:
         return check_period(value)
@@ -147,15 +150,7 @@ async def cleanup_stale_progress(ctx: dict[str, Any], older_than: int | None = N
     age = older_than if older_than is not None else cfg.cleanup_older_than
 
     async def body() -> Result:
-        download = getattr(manager, "download", None)
-        cleanup = getattr(download, "cleanup_stale", None)
-        if cleanup is None:
-            log.warning("%s: this build has no download cache (manager.download); skipped", CLEANUP)
-            return {"removed": 0, "skipped": "no download cache"}
-        outcome = await cleanup(older_than=age)
-        if isinstance(outcome, BaseModel):
-            outcome = outcome.model_dump(mode="json")
-        return dict(outcome) if isinstance(outcome, dict) else {"removed": outcome}
+        return {"removed": await manager.download.cleanup_stale(older_than=age)}
 
     return await run_maintenance(ctx, CLEANUP, body)
 

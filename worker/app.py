@@ -24,7 +24,7 @@ from arq.worker import Function, func
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
-from jobs import maintenance, probe, serializer
+from jobs import maintenance, probe, progress, serializer
 from worker.cron import build_cron_jobs
 from worker.outage import Backoff, OutageLog, wait_until_reachable
 from worker.runtime import WorkerRuntime
@@ -65,6 +65,7 @@ def job_functions(settings: Settings) -> list[Function]:
     m = settings.maintenance
     return [
         func(probe.ping, name="ping", timeout=5, max_tries=1),
+        *progress.worker_functions(),
         *(
             func(job, name=job.__name__, timeout=m.timeout, max_tries=m.max_tries)
             for job in (

@@ -3,6 +3,8 @@
 ``run``     the ARQ worker (``--embedded`` starts a private local server first)
 ``health``  exit 0 when healthy, 1 when not; ``--json`` prints the verdict and reasons
 ``stats``   the figures ``log_cache_stats`` logs, as a table or ``--json``
+``watch``   live progress bars of the active downloads (``--user U``; Ctrl-C to quit)
+``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 """
 
 from __future__ import annotations
@@ -168,10 +170,50 @@ def add_stats(sub: Subparsers) -> None:
     stats.set_defaults(handler=cmd_stats)
 
 
+# -- watch ----------------------------------------------------------------------------------
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.watch import run_watch
+
+    try:
+        return run_async(run_watch(settings, args.user, once=args.once), settings.worker.uvloop)
+    except KeyboardInterrupt:
+        return 0
+    except (CacheError, ValueError) as exc:
+        print(f"seen-worker watch: {exc}", file=sys.stderr)
+        return 2
+
+
+def add_watch(sub: Subparsers) -> None:
+    watch = sub.add_parser("watch", help="live progress of the active downloads")
+    watch.add_argument("--user", help="only this user's downloads")
+    watch.add_argument("--once", action="store_true", help="print the current table and exit")
+    watch.set_defaults(handler=cmd_watch)
+
+
+# -- check ----------------------------------------------------------------------------------
+def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
+    return run_async(_check(settings), settings.worker.uvloop)
+
+
+async def _check(settings: Settings) -> int:
+    from worker.check import render, run_checks
+
+    results = await run_checks(settings)
+    print(render(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def add_check(sub: Subparsers) -> None:
+    check = sub.add_parser("check", help="non-destructive smoke test of the configured store")
+    check.set_defaults(handler=cmd_check)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_run,
     add_health,
     add_stats,
+    add_watch,
+    add_check,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 

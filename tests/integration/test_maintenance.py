@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
+import time
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from cache.download_models import ProgressUpdate
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance
@@ -143,45 +144,33 @@ async def test_guard_of_a_dead_try_is_taken_over_by_its_retry(
     assert "skipped" not in result
 
 
-class _Downloads:
-    """Stands in for the download cache's ``cleanup_stale`` (issue 5)."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[int] = []
-        self.fail = fail
-
-    async def cleanup_stale(self, older_than: int) -> int:
-        self.calls.append(older_than)
-        if self.fail:
-            raise RuntimeError("cleanup broke")
-        return 7
+async def add_stale(manager: CacheManager, count: int, age_s: int, user: str = "u1") -> None:
+    """``count`` downloads whose last update was ``age_s`` seconds ago."""
+    then = int(time.time() * 1000) - age_s * 1000
+    for i in range(count):
+        update = ProgressUpdate(
+            job_id=f"{user}-job{i}", user_id=user, status="downloading", seq=1, bytes_total=10
+        )
+        await manager.download.set_progress(update, now=then)
 
 
-async def test_cleanup_calls_the_download_cache(
-    manager: CacheManager, raw: Redis, settings: Settings
-) -> None:
-    downloads = _Downloads()
-    manager.download = downloads  # type: ignore[attr-defined]
-    assert await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m1")) == {
-        "removed": 7
-    }
-    await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m2"), older_than=60)
-    assert downloads.calls == [settings.maintenance.cleanup_older_than, 60]
-
-
-async def test_cleanup_without_download_cache_is_skipped_with_a_log_line(
-    manager: CacheManager, settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, "seen.jobs.maintenance"):
-        result = await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m1"))
-    assert result == {"removed": 0, "skipped": "no download cache"}
-    assert "no download cache" in caplog.text
+async def test_cleanup_removes_idle_progress(manager: CacheManager, settings: Settings) -> None:
+    await add_stale(manager, 7, age_s=settings.maintenance.cleanup_older_than + 60)
+    await add_stale(manager, 3, age_s=120, user="u2")
+    result = await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m1"))
+    assert result == {"removed": 7}
+    assert len(await manager.download.get_active_downloads()) == 3
+    result = await maintenance.cleanup_stale_progress(make_ctx(manager, settings, "m2"), 60)
+    assert result == {"removed": 3}
 
 
 async def test_failing_run_releases_guard_and_closes_its_slot(
-    manager: CacheManager, raw: Redis, settings: Settings
+    manager: CacheManager, raw: Redis, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    manager.download = _Downloads(fail=True)  # type: ignore[attr-defined]
+    async def broken(older_than: float = 0) -> int:
+        raise RuntimeError("cleanup broke")
+
+    monkeypatch.setattr(manager.download, "cleanup_stale", broken)
     job_id = "cleanup_stale_progress:1700000000123"
     with pytest.raises(RuntimeError, match="cleanup broke"):
         await maintenance.cleanup_stale_progress(make_ctx(manager, settings, job_id))

@@ -36,7 +36,8 @@ def test_cron_ids_and_slots() -> None:
 def test_cron_jobs_follow_the_settings() -> None:
     settings = load_settings(maintenance={"cleanup_every": 120, "stats_every": 0, "timeout": 9})
     jobs = {j.name: j for j in build_cron_jobs(settings)}
-    assert set(jobs) == {"cleanup_stale_progress", "warmup_cache"}
+    assert set(jobs) == {"cleanup_stale_progress", "warmup_cache", "repair_pending_progress"}
+    assert jobs["repair_pending_progress"].second == 0
     cleanup = jobs["cleanup_stale_progress"]
     assert cleanup.minute == set(range(0, 60, 2)) and cleanup.second == 0
     assert cleanup.timeout_s == 9 and cleanup.unique and cleanup.keep_result_s == 0

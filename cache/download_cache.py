@@ -1,0 +1,227 @@
+"""DownloadCache: download progress state, active downloads, users' lists, stale cleanup.
+
+Progress is written only by ``download_apply.lua`` (monotonic by ``seq``, terminal states
+final, speed/ETA, TTL, indexes, live event) so duplicated, reordered or replayed updates can
+never regress a download. Layout and sharding: ``cache.download_layout``; the coalescing
+producer path: ``cache.download_pending`` (``self.pending``); live events:
+``cache.download_events``. docs/progress.md explains the whole pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from redis.asyncio import Redis
+
+from cache.config import CacheConfig
+from cache.download_events import EventFollower
+from cache.download_layout import DownloadLayout, now_ms, parse_member
+from cache.download_models import (
+    ApplyOutcome,
+    DownloadProgress,
+    ProgressUpdate,
+    progress_from_fields,
+)
+from cache.download_pending import PendingUpdates
+from cache.download_pipeline import run_many
+from cache.errors import SerializationError, translate_errors
+from cache.keys import KeyBuilder, validate_id
+from cache.scripts import ScriptRunner
+from cache.service import TTL, CacheService
+
+M = TypeVar("M", bound=BaseModel)
+COUNTERS = (
+    "applied",
+    "stale",
+    "duplicate",
+    "final",
+    "rejected",
+    "scheduled",
+    "rescheduled",
+    "coalesced",
+    "ignored",
+)
+
+
+class DownloadCache:
+    """Progress of every download, sharded over ``download.shards`` hashtags."""
+
+    def __init__(
+        self,
+        client: Redis,
+        service: CacheService,
+        keys: KeyBuilder,
+        scripts: ScriptRunner,
+        config: CacheConfig,
+    ) -> None:
+        self.client = client
+        self.service = service
+        self.keys = keys
+        self.scripts = scripts
+        self.config = config
+        self.layout = DownloadLayout(keys, config)
+        self.pending = PendingUpdates(client, scripts, self.layout)
+
+    # -- applying updates ---------------------------------------------------------------
+    async def set_progress(self, update: ProgressUpdate, *, now: int | None = None) -> ApplyOutcome:
+        """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors."""
+        keys, args = self.layout.apply_call(update, now or now_ms())
+        return ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
+
+    async def bulk_update_progress(
+        self, updates: Sequence[ProgressUpdate], *, now: int | None = None
+    ) -> list[ApplyOutcome]:
+        """Apply many updates in one pipelined round trip; outcomes in input order."""
+        stamp = now or now_ms()
+        calls = [self.layout.apply_call(u, stamp) for u in updates]
+        return [ApplyOutcome(int(r)) for r in await run_many(self.scripts, "download_apply", calls)]
+
+    # -- reading ------------------------------------------------------------------------
+    async def get_progress(self, job_id: str) -> DownloadProgress | None:
+        """The applied state of one download, None when unknown or expired."""
+        return (await self.get_many([job_id]))[0]
+
+    async def get_many(self, job_ids: Sequence[str]) -> list[DownloadProgress | None]:
+        """Several downloads in one round trip, None for each unknown one."""
+        if not job_ids:
+            return []
+        keys = [self.keys.download_progress(j, self.layout.shard(j)) for j in job_ids]
+        with translate_errors(None, operation=f"HGETALL x{len(keys)}"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                rows = await pipe.execute()
+        return [progress_from_fields(f, j) for f, j in zip(rows, job_ids, strict=True)]
+
+    async def get_active_downloads(
+        self, user_id: str | None = None, *, limit: int = 1000
+    ) -> list[DownloadProgress]:
+        """Non-terminal downloads with their progress, most recently updated first.
+
+        Without ``user_id``: from every shard's active index; with it: from the user's index.
+        Entries whose progress has expired are skipped (``cleanup_stale`` removes them).
+        """
+        found = await self._indexed(user_id, limit)
+        return [p for p in found if not p.terminal][:limit]
+
+    async def get_user_downloads(
+        self, user_id: str, *, limit: int = 1000
+    ) -> list[DownloadProgress]:
+        """A user's downloads, terminal ones included (kept ``ttl.download_terminal``)."""
+        return (await self._indexed(validate_id(user_id, "user_id"), limit))[:limit]
+
+    async def _indexed(self, user_id: str | None, limit: int) -> list[DownloadProgress]:
+        shards = self.layout.all_shards()
+        if user_id is None:
+            index = [self.layout.shard_keys[s].active for s in shards]
+        else:
+            index = [self.keys.download_user_index(user_id, s) for s in shards]
+        with translate_errors(None, operation="ZREVRANGE download index"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in index:
+                    pipe.zrevrange(key, 0, limit - 1)
+                per_shard = await pipe.execute()
+        jobs: list[tuple[str, int]] = []
+        for shard, members in zip(shards, per_shard, strict=True):
+            for raw in members:
+                job = parse_member(raw)[0] if user_id is None else raw.decode()
+                jobs.append((job, shard))
+        if not jobs:
+            return []
+        with translate_errors(None, operation="HGETALL download progress"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job, shard in jobs:
+                    pipe.hgetall(self.keys.download_progress(job, shard))
+                rows = await pipe.execute()
+        found = [progress_from_fields(f, job) for f, (job, _) in zip(rows, jobs, strict=True)]
+        present = [p for p in found if p is not None]
+        present.sort(key=lambda p: p.updated_at, reverse=True)
+        return present
+
+    # -- a user's download list (cached page data) ---------------------------------------
+    async def set_download_list(
+        self, user_id: str, items: Iterable[BaseModel | Mapping[str, Any]], ttl: TTL | None = None
+    ) -> None:
+        """Cache a user's download list (JSON) for ``ttl`` (default ``ttl.download_list``)."""
+        key = self.keys.download_list(user_id)
+        payload = [
+            i.model_dump(mode="json") if isinstance(i, BaseModel) else dict(i) for i in items
+        ]
+        await self.service.set_json(key, payload, ttl or self.config.ttl.download_list)
+
+    @overload
+    async def get_download_list(self, user_id: str) -> list[dict[str, Any]] | None: ...
+    @overload
+    async def get_download_list(self, user_id: str, model: type[M]) -> list[M] | None: ...
+    async def get_download_list(
+        self, user_id: str, model: type[M] | None = None
+    ) -> list[M] | list[dict[str, Any]] | None:
+        """The cached list, as ``model`` instances when given; None on a miss."""
+        key = self.keys.download_list(user_id)
+        raw = await self.service.get_json(key)
+        if raw is None:
+            return None
+        try:
+            if model is None:
+                return TypeAdapter(list[dict[str, Any]]).validate_python(raw)
+            return TypeAdapter(list[model]).validate_python(raw)  # type: ignore[valid-type]
+        except ValidationError as exc:
+            raise SerializationError(
+                f"cached download list is not a list of {model}", key=key
+            ) from exc
+
+    async def invalidate_user_downloads(self, user_id: str) -> int:
+        """Drop the user's cached download list (live progress is state, not cache: kept)."""
+        return await self.service.delete(self.keys.download_list(user_id))
+
+    # -- maintenance ----------------------------------------------------------------------
+    async def cleanup_stale(self, older_than: float = 3600.0, *, batch: int | None = None) -> int:
+        """Remove downloads not updated for ``older_than`` seconds; returns how many.
+
+        Works shard by shard in batches of ``download.cleanup_batch``: one script pops at most a
+        batch from the active index, then one pipelined round trip forgets their progress and
+        user-index entries. No command handles more than one batch, so other clients wait at
+        most one short command (well under a millisecond for 500 entries).
+        """
+        size = batch or self.config.download.cleanup_batch
+        cutoff = now_ms() - round(older_than * 1000)
+        removed = 0
+        for shard in self.layout.all_shards():
+            active = self.layout.shard_keys[shard].active
+            while True:
+                popped = await self.scripts.run("download_pop_stale", [active], [cutoff, size])
+                if not popped:
+                    break
+                removed += len(popped)
+                calls = []
+                for raw in popped:
+                    job, user = parse_member(raw)
+                    keys = [
+                        self.keys.download_progress(job, shard),
+                        self.keys.download_user_index(user, shard),
+                    ]
+                    calls.append((keys, (job, user, cutoff)))
+                await run_many(self.scripts, "download_forget", calls)
+                if len(popped) < size:
+                    break
+        return removed
+
+    async def stats(self) -> dict[str, int]:
+        """Counters summed over the shards (applied, stale, duplicate, coalesced, ...)."""
+        with translate_errors(None, operation="HGETALL download stats"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for shard in self.layout.all_shards():
+                    pipe.hgetall(self.layout.shard_keys[shard].stats)
+                rows = await pipe.execute()
+        totals = dict.fromkeys(COUNTERS, 0)
+        for row in rows:
+            for name, value in row.items():
+                field = name.decode()
+                totals[field] = totals.get(field, 0) + int(value)
+        return totals
+
+    def follower(self, *, block_ms: int = 1000, count: int = 500) -> EventFollower:
+        """A reader of the live event streams of every shard (``seen-worker watch``)."""
+        return EventFollower(self.client, self.layout, block_ms=block_ms, count=count)

@@ -1,0 +1,90 @@
+"""Live progress events: every applied update is appended to its shard's capped stream.
+
+``EventFollower`` reads all shard streams with one blocking XREAD, remembering its position in
+each, so no event between two reads is missed. A follower that falls behind by more than the
+stream cap (``download.events_maxlen`` per shard) skips the trimmed entries; the next events
+of each download carry its full state, so a view catches up by itself. Entries have the same
+fields as the progress hash (docs/wire-format.md) plus ``job``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from cache.download_layout import DownloadLayout
+from cache.download_models import DownloadProgress, progress_from_fields
+from cache.errors import translate_errors
+
+START = "0-0"
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One stream entry: its id (``<ms>-<n>``, ordered within a shard) and the new state."""
+
+    id: str
+    shard: int
+    progress: DownloadProgress
+
+
+class EventFollower:
+    """Follows every shard's event stream; ``start()`` then ``read()`` or ``follow()``."""
+
+    def __init__(
+        self, client: Redis, layout: DownloadLayout, *, block_ms: int = 1000, count: int = 500
+    ) -> None:
+        self.client = client
+        self.block_ms = block_ms
+        self.count = count
+        self.streams = {layout.keys.download_events(s): s for s in layout.all_shards()}
+        self.positions: dict[str, str] = {}
+
+    async def start(self, *, from_beginning: bool = False) -> None:
+        """Position at the end of every stream (or at its beginning)."""
+        if from_beginning:
+            self.positions = dict.fromkeys(self.streams, START)
+            return
+        with translate_errors(None, operation="XREVRANGE events"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in self.streams:
+                    pipe.xrevrange(key, "+", "-", count=1)
+                tails = await pipe.execute()
+        self.positions = {
+            key: (tail[0][0].decode() if tail else START)
+            for key, tail in zip(self.streams, tails, strict=True)
+        }
+
+    async def read(self, block_ms: int | None = None) -> list[ProgressEvent]:
+        """Events after the current positions, waiting up to ``block_ms`` (0 = do not wait)."""
+        if not self.positions:
+            await self.start()
+        block = self.block_ms if block_ms is None else block_ms
+        with translate_errors(None, operation="XREAD events"):
+            reply = await self.client.xread(
+                streams=dict(self.positions),  # type: ignore[arg-type]
+                count=self.count,
+                block=block or None,
+            )
+        events: list[ProgressEvent] = []
+        for raw_key, entries in reply or []:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            shard = self.streams[key]
+            for raw_id, fields in entries:
+                entry_id = raw_id.decode()
+                self.positions[key] = entry_id
+                progress = progress_from_fields(fields)
+                if progress is not None:
+                    events.append(ProgressEvent(entry_id, shard, progress))
+        return events
+
+    async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProgressEvent]:
+        """Yield events as they come until ``stop`` is set (checked after every read)."""
+        if not self.positions:
+            await self.start()
+        while stop is None or not stop.is_set():
+            for event in await self.read():
+                yield event

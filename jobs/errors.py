@@ -1,0 +1,29 @@
+"""One error hierarchy for the jobs layer: callers catch ``JobError``.
+
+Each error names the job id (or the download) it concerns, so a log line alone says what failed.
+Store failures stay ``CacheError``s inside the cache layer; the jobs layer wraps them where a
+producer needs one type to catch (``PublishError``).
+"""
+
+from __future__ import annotations
+
+
+class JobError(Exception):
+    """Base of every error raised by the jobs layer."""
+
+    def __init__(self, message: str, *, job_id: str | None = None) -> None:
+        self.job_id = job_id
+        super().__init__(f"{message} (job={job_id})" if job_id is not None else message)
+
+
+class InvalidPayloadError(JobError, ValueError):
+    """A job's arguments failed validation; the job fails without retries and the payload is
+    kept in the dead-letter list (``jobs.deadletter``)."""
+
+    def __init__(self, message: str, *, job_id: str | None = None, reason: str = "") -> None:
+        self.reason = reason or message
+        super().__init__(message, job_id=job_id)
+
+
+class PublishError(JobError):
+    """A producer could not hand an update or a job to the store (it is safe to retry)."""

@@ -1,0 +1,194 @@
+"""ARQ jobs of the progress pipeline.
+
+- ``update_progress(update)``: apply one update (JSON object, docs/wire-format.md).
+- ``update_progress_batch(updates)``: apply a list of updates in one round trip.
+- ``apply_pending_progress(shard)``: the coalescing drain job ``ProgressPublisher`` enqueues.
+- ``repair_pending_progress()``: reschedule drains lost to a producer crash (run periodically).
+
+Payloads are validated with pydantic. An invalid one fails its job at once (no ARQ retries:
+ARQ only retries ``Retry`` and cancelled jobs), is logged with the reason and is pushed to the
+dead-letter list; a batch still applies its valid updates. A store that cannot be reached
+raises ``arq.worker.Retry`` with backoff: applying is idempotent, so re-running is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from typing import Any
+
+from arq.worker import Function, Retry, func
+from pydantic import ValidationError
+
+from cache.download_models import ApplyOutcome, ProgressUpdate
+from cache.errors import CacheConnectionError, CacheOutOfMemoryError
+from cache.manager import CacheManager
+from jobs.client import (
+    BATCH_FUNCTION,
+    DRAIN_FUNCTION,
+    REPAIR_FUNCTION,
+    UPDATE_FUNCTION,
+    ProgressPublisher,
+    describe,
+    drain_job_id,
+    enqueue_jobs,
+)
+from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
+from jobs.errors import InvalidPayloadError
+
+log = logging.getLogger("seen.jobs.progress")
+
+MAX_BATCH = 10_000
+"""Most updates one ``update_progress_batch`` job may carry."""
+
+
+def worker_functions() -> list[Function]:
+    """The progress jobs with their timeouts, for ``worker.app.build_worker_settings``."""
+    return [
+        func(update_progress, name=UPDATE_FUNCTION, timeout=10),
+        func(update_progress_batch, name=BATCH_FUNCTION, timeout=60),
+        func(apply_pending_progress, name=DRAIN_FUNCTION, timeout=60, keep_result=0),
+        func(repair_pending_progress, name=REPAIR_FUNCTION, timeout=60, keep_result=0),
+    ]
+
+
+@asynccontextmanager
+async def _store_retry(ctx: dict[str, Any]) -> AsyncIterator[None]:
+    """Turn an unreachable (or full) store into an ARQ retry with exponential backoff."""
+    try:
+        yield
+    except (CacheConnectionError, CacheOutOfMemoryError) as exc:
+        tries = int(ctx.get("job_try") or 1)
+        delay = min(0.2 * 2 ** (tries - 1), 10.0)
+        log.warning("job %s: store unavailable (%s); retry in %.1fs", ctx.get("job_id"), exc, delay)
+        raise Retry(defer=delay) from exc
+
+
+def _one_argument(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], name: str) -> Any:
+    if len(args) == 1 and not kwargs:
+        return args[0]
+    if not args and set(kwargs) == {name}:
+        return kwargs[name]
+    raise ValueError(
+        f"{function} takes exactly one argument ({name}); got {len(args)} positional "
+        f"and keyword(s) {sorted(kwargs)}"
+    )
+
+
+async def _reject(
+    ctx: dict[str, Any], function: str, letters: Sequence[DeadLetter], summary: str
+) -> InvalidPayloadError:
+    """Log, dead-letter and build the error that fails the job."""
+    job_id = ctx.get("job_id")
+    log.warning(
+        "job %s %s rejected: %s (dead-lettered %d)", job_id, function, summary, len(letters)
+    )
+    async with _store_retry(ctx):
+        await push_dead_letters(ctx["cache"], letters)
+    return InvalidPayloadError(f"{function}: {summary}", job_id=job_id, reason=summary)
+
+
+def _letter(ctx: dict[str, Any], function: str, reason: str, payload: Any) -> DeadLetter:
+    manager: CacheManager = ctx["cache"]
+    return make_dead_letter(
+        manager,
+        job_id=ctx.get("job_id"),
+        function=function,
+        reason=reason,
+        payload=payload,
+        job_try=ctx.get("job_try"),
+    )
+
+
+async def update_progress(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+    """Apply one progress update; returns the outcome (applied, stale, duplicate, final)."""
+    try:
+        raw = _one_argument(UPDATE_FUNCTION, args, kwargs, "update")
+        update = ProgressUpdate.model_validate(raw)
+    except (ValueError, ValidationError) as exc:
+        reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
+        payload = {"args": list(args), "kwargs": kwargs}
+        raise await _reject(
+            ctx, UPDATE_FUNCTION, [_letter(ctx, UPDATE_FUNCTION, reason, payload)], reason
+        ) from exc
+    manager: CacheManager = ctx["cache"]
+    async with _store_retry(ctx):
+        outcome = await manager.download.set_progress(update)
+    if outcome is ApplyOutcome.REJECTED:
+        reason = f"download {update.job_id} belongs to another user than {update.user_id}"
+        letter = _letter(ctx, UPDATE_FUNCTION, reason, update.model_dump(mode="json"))
+        raise await _reject(ctx, UPDATE_FUNCTION, [letter], reason)
+    return outcome.name.lower()
+
+
+async def update_progress_batch(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, int]:
+    """Apply a list of updates in one round trip; returns counts per outcome.
+
+    Invalid items are dead-lettered one by one; the valid ones are applied all the same and the
+    job then fails naming the invalid indexes, so nothing valid is lost and nothing is hidden.
+    """
+    try:
+        raw = _one_argument(BATCH_FUNCTION, args, kwargs, "updates")
+        if not isinstance(raw, list):
+            raise ValueError(f"updates must be a JSON array, got {type(raw).__name__}")
+        if len(raw) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} updates per batch, got {len(raw)}")
+    except ValueError as exc:
+        payload = {"args": list(args), "kwargs": kwargs}
+        letter = _letter(ctx, BATCH_FUNCTION, str(exc), payload)
+        raise await _reject(ctx, BATCH_FUNCTION, [letter], str(exc)) from exc
+    valid: list[ProgressUpdate] = []
+    letters: list[DeadLetter] = []
+    bad: list[str] = []
+    for index, item in enumerate(raw):
+        try:
+            valid.append(ProgressUpdate.model_validate(item))
+        except ValidationError as exc:
+            reason = f"updates[{index}]: {describe(exc)}"
+            bad.append(reason)
+            letters.append(_letter(ctx, BATCH_FUNCTION, reason, item))
+    manager: CacheManager = ctx["cache"]
+    async with _store_retry(ctx):
+        outcomes = await manager.download.bulk_update_progress(valid)
+    counts: dict[str, int] = {}
+    for update, outcome in zip(valid, outcomes, strict=True):
+        counts[outcome.name.lower()] = counts.get(outcome.name.lower(), 0) + 1
+        if outcome is ApplyOutcome.REJECTED:
+            reason = f"download {update.job_id} belongs to another user than {update.user_id}"
+            bad.append(reason)
+            letters.append(_letter(ctx, BATCH_FUNCTION, reason, update.model_dump(mode="json")))
+    if letters:
+        summary = (
+            f"{len(letters)} of {len(raw)} updates rejected ({'; '.join(bad[:3])}"
+            f"{'; ...' if len(bad) > 3 else ''}); the other {len(raw) - len(letters)} were applied"
+        )
+        raise await _reject(ctx, BATCH_FUNCTION, letters, summary)
+    return counts
+
+
+async def apply_pending_progress(ctx: dict[str, Any], shard: Any) -> dict[str, Any]:
+    """Drain job of one shard: apply every pending (coalesced) update of the shard."""
+    manager: CacheManager = ctx["cache"]
+    shards = manager.config.download.shards
+    if not isinstance(shard, int) or isinstance(shard, bool) or not 0 <= shard < shards:
+        reason = f"shard must be an integer in [0, {shards}), got {shard!r}"
+        letter = _letter(ctx, DRAIN_FUNCTION, reason, {"shard": shard})
+        raise await _reject(ctx, DRAIN_FUNCTION, [letter], reason)
+    async with _store_retry(ctx):
+        report = await manager.download.pending.drain(shard, str(ctx["job_id"]), drain_job_id)
+        if report.handoff_id is not None:
+            queue = ctx["redis"]
+            spec = (DRAIN_FUNCTION, [shard], report.handoff_id)
+            await enqueue_jobs(queue, [spec], queue_name=queue.default_queue_name)
+    return asdict(report)
+
+
+async def repair_pending_progress(ctx: dict[str, Any]) -> int:
+    """Enqueue a drain for every shard with pending updates whose drain is missing or older
+    than ``download.pending_lease`` (a producer died between its put and its enqueue)."""
+    queue = ctx["redis"]
+    publisher = ProgressPublisher(ctx["cache"], queue, queue_name=queue.default_queue_name)
+    async with _store_retry(ctx):
+        return await publisher.repair()

@@ -1,0 +1,62 @@
+"""Coalescing survives a worker killed mid-drain (SIGKILL) and producers' lost enqueues.
+
+A drain consumes each slot atomically with applying it, so a killed drain loses nothing it
+touched; what it had not reached stays pending and is drained by the next drain (scheduled by
+the next put, or by ``repair`` once the killed drain's lease has run out). The killed worker's
+jobs stay in ARQ's queue until their in-progress keys expire (ARQ then re-runs them, harmlessly),
+so convergence is judged by the pending updates, not by the queue length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from cache.download_models import ProgressUpdate, PublishOutcome
+from cache.manager import CacheManager
+from jobs.client import ProgressPublisher, drain_job_id
+from tests.conftest import TestServer, cache_config_for
+from tests.progress_support import WorkerProcess, upd, wait_until
+
+DOWNLOADS = 300
+ROUNDS = 40
+
+
+async def test_worker_killed_mid_run_and_a_producer_dying_before_enqueue(
+    server: TestServer,
+) -> None:
+    config = cache_config_for(server.url, connect_timeout=2.0, socket_timeout=5.0, retries=3)
+    config = config.model_copy(
+        update={"download": config.download.model_copy(update={"pending_lease": 0.3})}
+    )
+    async with await CacheManager.connect(config) as manager:
+        await manager.client.flushdb()
+        publisher = ProgressPublisher(manager)
+        victim, survivor, replacement = (WorkerProcess(server.url) for _ in range(3))
+        with victim, survivor:
+
+            async def produce() -> None:
+                for k in range(1, ROUNDS + 1):
+                    batch: list[ProgressUpdate] = [upd(f"dl-{d}", k) for d in range(DOWNLOADS)]
+                    for start in range(0, DOWNLOADS, 50):
+                        await publisher.publish_many(batch[start : start + 50])
+                    await asyncio.sleep(0.02)
+
+            async def converged() -> bool:
+                await publisher.repair()  # what the periodic repair job does
+                return await manager.download.pending.pending_count() == 0
+
+            producing = asyncio.create_task(produce())
+            await asyncio.sleep(0.6)
+            victim.kill()  # mid-drain, mid-pipeline: whatever it was doing
+            with replacement:
+                await producing
+                assert await wait_until(converged, within=30, interval=0.2), "updates left pending"
+                # A producer that dies between its put and its enqueue: its put schedules a
+                # drain that is never enqueued (unless one was still scheduled: also fine).
+                crashed = await manager.download.pending.put(upd("dl-0", ROUNDS + 1), drain_job_id)
+                assert crashed.outcome in (PublishOutcome.SCHEDULED, PublishOutcome.COALESCED)
+                assert await wait_until(converged, within=30, interval=0.2), "the put was lost"
+        states = await manager.download.get_many([f"dl-{d}" for d in range(DOWNLOADS)])
+        seqs = {s.seq if s else None for s in states[1:]}
+        assert seqs == {ROUNDS}
+        assert states[0] is not None and states[0].seq == ROUNDS + 1
