@@ -11,12 +11,15 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from cache.config import CacheConfig
+from cache.download_models import DownloadStatus, ProgressUpdate
 from cache.errors import CacheError
 from cache.manager import CacheManager
+from cache.session_cache import SessionData
 
 Check = Callable[[CacheManager], Awaitable[str]]
 
@@ -108,6 +111,51 @@ async def check_scripts(m: CacheManager) -> str:
     return f"{loaded} scripts loaded, probe ok"
 
 
+async def check_session(m: CacheManager) -> str:
+    token = secrets.token_urlsafe(24)
+    session = SessionData(
+        session_id="check-session",
+        user_id="check-user",
+        refresh_token=SecretStr(token),
+        expires_at=datetime.now(UTC) + timedelta(minutes=5),
+    )
+    ttl = await m.session.set_session(session)
+    found = await m.session.get_session_by_refresh_token(token)
+    _require(found is not None and found.session_id == session.session_id, "token lookup failed")
+    removed = await m.session.invalidate_user_sessions("check-user")
+    _require(removed == 1, f"invalidation removed {removed} sessions")
+    _require(await m.session.get_session("check-session") is None, "session survived")
+    return f"set (ttl {ttl:.0f}s), refresh-token lookup, invalidation"
+
+
+async def check_progress(m: CacheManager) -> str:
+    base = {"job_id": "check-job", "user_id": "check-user", "bytes_total": 1000}
+    await m.download.set_progress(
+        ProgressUpdate(**base, status=DownloadStatus.DOWNLOADING, seq=2, bytes_done=500)
+    )
+    stale = ProgressUpdate(**base, status=DownloadStatus.DOWNLOADING, seq=1, bytes_done=100)
+    await m.download.set_progress(stale)
+    progress = await m.download.get_progress("check-job")
+    _require(progress is not None and progress.seq == 2, "a stale update regressed progress")
+    return f"applied seq 2, ignored seq 1, {progress.progress_percent if progress else 0}%"
+
+
+async def check_rate_limit(m: CacheManager) -> str:
+    allowed = [await m.session.rate_limit_check("check-user", "check", 3, 60) for _ in range(4)]
+    _require(allowed == [True, True, True, False], f"3/60s limiter answered {allowed}")
+    return "3 allowed, 4th refused"
+
+
+async def check_lock(m: CacheManager) -> str:
+    lock_id, acquired = await m.session.acquire_lock("check", 10)
+    _require(acquired, "lock not acquired")
+    _, again = await m.session.acquire_lock("check", 10)
+    _require(not again, "lock acquired twice")
+    _require(not await m.session.release_lock("check", "wrong-token"), "wrong token released it")
+    _require(await m.session.release_lock("check", lock_id), "holder could not release")
+    return "acquire, exclusion, token-checked release"
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("connectivity", check_connectivity),
     ("basic ops", check_basic),
@@ -118,6 +166,10 @@ CHECKS: list[tuple[str, Check]] = [
     ("scan", check_scan),
     ("info", check_info),
     ("lua scripts", check_scripts),
+    ("session", check_session),
+    ("progress", check_progress),
+    ("rate limit", check_rate_limit),
+    ("lock", check_lock),
 ]
 
 
