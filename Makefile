@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml uv.lock
 	$(UV) sync --locked --all-extras --quiet
 	@touch $@
 
-## run: the worker on an embedded server (or on $SEEN_CACHE_ADDR when set)
+## run: the demo (embedded server + worker + simulated downloads, live; Ctrl-C stops it),
+##      or, with $SEEN_CACHE_ADDR set, the worker against that store
 run: $(STAMP)
 	@if [ -n "$$SEEN_CACHE_ADDR" ]; then $(VENV)/bin/seen-worker run; \
-	else $(VENV)/bin/seen-worker run --embedded; fi
+	else $(VENV)/bin/seen-worker demo $(DEMO_ARGS); fi
 
 ## test: everything but the slow soak tests, against a private server
 test: $(STAMP)

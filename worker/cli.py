@@ -4,6 +4,7 @@
 ``health``  exit 0 when healthy, 1 when not; ``--json`` prints the verdict and reasons
 ``stats``   the figures ``log_cache_stats`` logs, as a table or ``--json``
 ``watch``   live progress bars of the active downloads (``--user U``; Ctrl-C to quit)
+``demo``    embedded server + worker + simulated downloads, live (``--duration S``: headless)
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 """
 
@@ -208,12 +209,44 @@ def add_check(sub: Subparsers) -> None:
     check.set_defaults(handler=cmd_check)
 
 
+# -- demo -----------------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.demo import run_demo
+
+    headless = args.duration is not None
+    coro = run_demo(
+        downloads=args.downloads,
+        duration=args.duration or 20.0,
+        workers=args.workers,
+        headless=headless,
+        seed=args.seed,
+    )
+    try:
+        return run_async(coro, settings.worker.uvloop)
+    except KeyboardInterrupt:
+        return 0
+
+
+def add_demo(sub: Subparsers) -> None:
+    demo = sub.add_parser(
+        "demo", help="embedded server + worker + simulated download pipeline, live"
+    )
+    demo.add_argument("--downloads", type=int, default=24, help="simulated downloads")
+    demo.add_argument("--workers", type=int, default=1, help="worker processes")
+    demo.add_argument(
+        "--duration", type=float, help="run headless for about S seconds and print a summary"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    demo.set_defaults(handler=cmd_demo)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_run,
     add_health,
     add_stats,
     add_watch,
     add_check,
+    add_demo,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 

@@ -133,8 +133,14 @@ class EmbeddedServer:
             return self
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="seen-server-")
+        # Its own session: a Ctrl-C meant for the parent must not kill the server before the
+        # parent has shut down what uses it.
         self._proc = subprocess.Popen(
-            self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self._dir
+            self._args(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self._dir,
+            start_new_session=True,
         )
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

@@ -1,0 +1,237 @@
+"""``seen-worker demo`` (the README's ``make run``): an embedded server, real worker processes
+and a simulated download pipeline publishing through ``ProgressPublisher``, shown live.
+
+With ``--duration S`` (headless) it prints a summary instead and exits 0 only when every
+download reached a terminal state, the queue drained and every stored state equals the last
+update published for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from cache.manager import CacheManager
+from jobs.client import ProgressPublisher
+from worker.embedded import EmbeddedServer
+from worker.health import read_beats
+from worker.settings import Settings, load_settings
+from worker.simulation import Simulation
+from worker.watch import WatchState, follow, render
+
+TICK_S = 0.5
+READY_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 30.0
+
+
+@dataclass
+class DemoReport:
+    statuses: dict[str, int]
+    finished: int
+    published: int
+    drain_jobs: int
+    consistent: int
+    downloads: int
+    queue_left: int
+    settle_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.finished == self.consistent == self.downloads and self.queue_left == 0
+
+    def render(self) -> Table:
+        table = Table(title="demo summary", show_header=False, title_justify="left")
+        states = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        table.add_row("downloads", f"{self.downloads} ({states})")
+        table.add_row("updates published", f"{self.published:,}")
+        ratio = self.published / max(1, self.drain_jobs)
+        table.add_row("apply jobs enqueued", f"{self.drain_jobs:,} ({ratio:.1f} updates per job)")
+        table.add_row("stored = last update", f"{self.consistent}/{self.downloads}")
+        table.add_row("queue left", str(self.queue_left))
+        table.add_row("settled after last update", f"{self.settle_s:.2f} s")
+        table.add_row("verdict", "ok" if self.ok else "FAILED")
+        return table
+
+
+def start_workers(addr: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """``count`` real ``seen-worker run`` processes against ``addr``."""
+    env = dict(os.environ, SEEN_CACHE_ADDR=addr, SEEN_LOG_LEVEL="WARNING")
+    env.pop("SEEN_QUEUE_ADDR", None)
+    procs = []
+    for i in range(count):
+        with (log_dir / f"worker-{i}.log").open("wb") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "worker.cli", "run"],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # Ctrl-C is the demo's to handle, not theirs
+                )
+            )
+    return procs
+
+
+def read_logs(log_dir: Path, tail: int = 2000) -> str:
+    return "\n".join(p.read_text(errors="replace")[-tail:] for p in log_dir.glob("*.log"))
+
+
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def wait_for_workers(manager: CacheManager, count: int) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        beats = await read_beats(manager.client, manager.keys)
+        if sum(b.state == "running" for b in beats) >= count:
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{count} worker(s) did not start within {READY_TIMEOUT_S:.0f}s")
+
+
+async def produce(
+    sim: Simulation, publisher: ProgressPublisher, stop: asyncio.Event, counter: dict[str, int]
+) -> None:
+    """Publish the simulation's updates every tick until it finishes or ``stop`` is set."""
+    while not sim.finished and not stop.is_set():
+        updates = sim.step(time.time())
+        if updates:
+            await publisher.publish_many(updates)
+            counter["published"] += len(updates)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), TICK_S)
+
+
+async def settle(
+    manager: CacheManager, sim: Simulation, queue_name: str, wait: float = DRAIN_TIMEOUT_S
+) -> tuple[int, int]:
+    """Wait until every stored state equals the last update; (consistent, queue left)."""
+    deadline = time.monotonic() + wait
+    consistent = queue_left = 0
+    while time.monotonic() < deadline:
+        stored = await manager.download.get_many([d.job_id for d in sim.downloads])
+        consistent = sum(
+            s is not None and d.last is not None and (s.seq, s.status) == (d.last.seq, d.status)
+            for d, s in zip(sim.downloads, stored, strict=True)
+        )
+        queue_left = int(await manager.client.zcard(queue_name))
+        if consistent == len(sim.downloads) and queue_left == 0:
+            break
+        await asyncio.sleep(0.1)
+    return consistent, queue_left
+
+
+def stats_line(sim: Simulation, published: int, publisher: ProgressPublisher, start: float) -> Text:
+    done = sum(d.finished for d in sim.downloads)
+    return Text(
+        f"{time.monotonic() - start:5.1f}s  {done}/{len(sim.downloads)} finished  "
+        f"{published:,} updates published  {publisher.enqueued:,} apply jobs  (Ctrl-C to stop)",
+        style="dim",
+    )
+
+
+async def run_pipeline(
+    settings: Settings,
+    sim: Simulation,
+    workers: int,
+    headless: bool,
+    console: Console,
+    interrupted: asyncio.Event,
+) -> DemoReport:
+    async with await CacheManager.connect(settings) as manager:
+        await wait_for_workers(manager, workers)
+        publisher = ProgressPublisher(manager, queue_name=settings.queue.name)
+        start = time.monotonic()
+        counter = {"published": 0}
+        if headless:
+            await produce(sim, publisher, interrupted, counter)
+        else:
+            state = WatchState(linger=3600)
+            view_stop = asyncio.Event()
+            with Live(console=console, refresh_per_second=4) as live:
+
+                def redraw() -> None:
+                    line = stats_line(sim, counter["published"], publisher, start)
+                    live.update(Group(render(state, max_rows=30), line))
+
+                view = asyncio.create_task(follow(manager, state, redraw, stop=view_stop))
+                try:
+                    await produce(sim, publisher, interrupted, counter)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(interrupted.wait(), 1.0)
+                finally:
+                    view_stop.set()
+                    await view
+        last_publish = time.monotonic()
+        wait = 1.0 if interrupted.is_set() else DRAIN_TIMEOUT_S
+        consistent, queue_left = await settle(manager, sim, settings.queue.name, wait)
+        return DemoReport(
+            statuses=dict(Counter(d.status.value for d in sim.downloads)),
+            finished=sum(d.finished for d in sim.downloads),
+            published=counter["published"],
+            drain_jobs=publisher.enqueued,
+            consistent=consistent,
+            downloads=len(sim.downloads),
+            queue_left=queue_left,
+            settle_s=time.monotonic() - last_publish,
+        )
+
+
+async def run_demo(
+    downloads: int = 24,
+    duration: float = 20.0,
+    workers: int = 1,
+    headless: bool = False,
+    seed: int = 7,
+    console: Console | None = None,
+) -> int:
+    """The whole demo; returns the exit code."""
+    out = console or Console()
+    sim = Simulation(downloads, duration, seed=seed)
+    with EmbeddedServer() as server, tempfile.TemporaryDirectory(prefix="seen-demo-") as tmp:
+        out.print(
+            f"embedded server {Path(server.binary).name} on {server.addr}; "
+            f"{workers} worker(s); {downloads} downloads"
+        )
+        settings = load_settings(cache={"addr": server.addr})
+        procs = start_workers(server.addr, workers, Path(tmp))
+        interrupted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+        try:
+            report = await run_pipeline(settings, sim, workers, headless, out, interrupted)
+        except TimeoutError as exc:
+            logs = await asyncio.to_thread(read_logs, Path(tmp))
+            out.print(f"[red]{exc}[/red]\n{logs}")
+            return 1
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            await asyncio.to_thread(stop_workers, procs)
+    out.print(report.render())
+    if interrupted.is_set():
+        out.print("interrupted: stopped before every download finished")
+        return 0
+    return 0 if report.ok else 1
