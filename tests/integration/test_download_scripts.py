@@ -16,7 +16,6 @@ from redis.asyncio import Redis
 from cache.download_layout import now_ms
 from cache.errors import CacheResponseError
 from cache.manager import CacheManager
-from cache.scripts import hashtag
 from tests.conftest import TestServer
 from tests.progress_support import upd
 
@@ -58,36 +57,6 @@ def plain(value: Any) -> bool:
     if isinstance(value, list):
         return all(plain(v) for v in value)
     return isinstance(value, int | bytes | str) and not isinstance(value, bool)
-
-
-async def test_every_download_script_touches_only_declared_keys(
-    manager: CacheManager, raw: Redis, server: TestServer
-) -> None:
-    dl = manager.download
-    pending = dl.pending
-    await dl.set_progress(upd("dl-1", 1))
-    shard = dl.layout.shard("dl-2")
-    old = now_ms() - 10_000_000
-
-    async def put() -> Any:
-        return await pending.put(upd("dl-2", 1), lambda s: f"drain-{s}")
-
-    actions: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-        ("apply", lambda: dl.set_progress(upd("dl-1", 2, "completed"))),
-        ("put", put),
-        ("kick", lambda: pending.kick(shard, "drain-x", lease_ms=0)),
-        ("claim", lambda: pending.claim(shard, "drain-x")),
-        ("apply pending", lambda: pending.apply(shard, [("dl-2", "u1")])),
-        ("stale setup", lambda: dl.bulk_update_progress([upd("dl-3", 1)], now=old)),
-        ("pop + forget", lambda: dl.cleanup_stale(60)),
-    ]
-    for name, action in actions:
-        declared, used, _ = await touched(server, raw, action)
-        assert declared, name
-        assert used, name
-        assert used <= declared, f"{name}: undeclared {used - declared}"
-        for key in declared:
-            assert hashtag(key).startswith("dl:"), key
 
 
 async def test_script_returns_are_integers_strings_or_arrays(manager: CacheManager) -> None:
