@@ -23,8 +23,17 @@ log = logging.getLogger("seen.worker.outage")
 _TRANSIENT_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM")
 
 
-def is_store_outage(exc: BaseException) -> bool:
-    """True for errors that mean the store is unreachable, restarting or failing over."""
+def is_store_outage(exc: BaseException, _depth: int = 0) -> bool:
+    """True for errors that mean the store is unreachable, restarting or failing over.
+
+    redis-py reports a connection lost during WATCH as a ``WatchError`` ("A ConnectionError
+    occurred on while watching ..."): that is an outage too, not a lost race.
+    """
+    if isinstance(exc, redis_exc.WatchError) and "ConnectionError" in str(exc):
+        return True
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and _depth < 5 and is_store_outage(cause, _depth + 1):
+        return True
     if isinstance(
         exc,
         redis_exc.ConnectionError

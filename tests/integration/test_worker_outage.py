@@ -24,6 +24,15 @@ def test_store_outage_errors() -> None:
     assert not is_store_outage(redis_exc.ResponseError("WRONGTYPE"))
     assert not is_store_outage(CacheResponseError("bad"))
     assert not is_store_outage(ValueError("bug"))
+    # redis-py's report of a connection lost during WATCH (seen when the store restarts)
+    watch_lost = redis_exc.WatchError(
+        "A ConnectionError occurred on while watching one or more keys"
+    )
+    assert is_store_outage(watch_lost)
+    assert not is_store_outage(redis_exc.WatchError("Watched variable changed."))
+    chained = CacheResponseError("wrapped")
+    chained.__cause__ = redis_exc.ConnectionError("reset")
+    assert is_store_outage(chained)
 
 
 def test_backoff_grows_to_its_cap_with_jitter() -> None:
