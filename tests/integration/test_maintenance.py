@@ -96,7 +96,7 @@ async def test_manual_runs_take_no_slot(
         )
     runs = await history(raw, "log_cache_stats")
     assert [r["slot"] for r in runs] == [None, None]
-    assert await raw.keys("seen:cron:log_cache_stats:*") == []
+    assert [k async for k in raw.scan_iter("seen:cron:log_cache_stats:*")] == []
 
 
 async def test_scheduled_run_skips_while_a_manual_run_holds_the_guard(

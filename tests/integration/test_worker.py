@@ -184,8 +184,8 @@ async def test_queue_on_a_separate_store(
         await worker.close()
         assert await queue_raw.llen("seen:cronlog:log_cache_stats") == 1
         assert await queue_raw.exists("seen:jobs:stats", "seen:cronlog:log_cache_stats") == 2
-        assert await queue_raw.keys("seen:cron:log_cache_stats:*")
-        cache_keys = await raw.keys("*")
+        assert [k async for k in queue_raw.scan_iter("seen:cron:log_cache_stats:*")]
+        cache_keys = [k async for k in raw.scan_iter("*")]
         assert not [k for k in cache_keys if k.startswith(("arq:", "seen:worker", "seen:jobs"))]
         assert not [k for k in cache_keys if k.startswith(("seen:cron", "seen:lock"))]
     finally:
