@@ -29,7 +29,7 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
 from cache.errors import translate_errors
-from cache.scripts import Script, ScriptArg, check_keys, load_scripts
+from cache.scripts import Script, ScriptArg, ScriptRunner, check_keys
 from tests.compat.resp import Error, RespConnection, Status, encode_arg
 
 UNDECLARED = "script tried accessing undeclared key"
@@ -71,15 +71,14 @@ class CommandKeys:
         return [args[i] for i in range(first, end + 1, step or 1) if i < len(args)]
 
 
-class Lua54Runner:
-    """Drop-in for ``ScriptRunner`` that executes scripts under Dragonfly's Lua rules."""
+class Lua54Runner(ScriptRunner):
+    """A ``ScriptRunner`` that executes scripts under Dragonfly's Lua rules."""
 
     executed: ClassVar[set[str]] = set()
     """Names of the scripts run in this test session (coverage of the lane)."""
 
     def __init__(self, client: Redis, scripts: dict[str, Script] | None = None) -> None:
-        self.client = client
-        self.scripts = scripts if scripts is not None else load_scripts()
+        super().__init__(client, scripts)
         self._conn: RespConnection | None = None
         self.lua = lua54.LuaRuntime(
             encoding=None, unpack_returned_tuples=False, register_eval=False
@@ -105,20 +104,6 @@ class Lua54Runner:
             self.command_keys = CommandKeys(conn)
             weakref.finalize(self, conn.close)
         return self._conn
-
-    def get(self, name: str) -> Script:
-        from cache.errors import CacheError
-
-        try:
-            return self.scripts[name]
-        except KeyError:
-            raise CacheError(f"no Lua script named {name!r}") from None
-
-    async def load_all(self) -> int:
-        with translate_errors(None, operation="SCRIPT LOAD"):
-            for script in self.scripts.values():
-                await self.client.script_load(script.source)
-        return len(self.scripts)
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Any:
         script = self.get(name)
