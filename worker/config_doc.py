@@ -1,12 +1,14 @@
 """Renders the configuration table of the README from the Settings model itself, so the
 documented names, defaults and environment variables cannot drift from the code.
 
-``python -m worker.config_doc`` prints the Markdown table.
+``python -m worker.config_doc`` prints the Markdown table; ``--write`` updates README.md.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from pydantic import BaseModel, SecretStr
 
@@ -44,5 +46,17 @@ def markdown() -> str:
     return "\n".join(lines)
 
 
+def write_readme(path: Path = Path("README.md")) -> None:
+    """Replace the table between the README's ``settings-table`` markers."""
+    text = path.read_text(encoding="utf-8")
+    start, end = "<!-- settings-table -->\n", "<!-- /settings-table -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    path.write_text(f"{head}{start}{markdown()}\n{end}{tail}", encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(markdown())
+    if "--write" in sys.argv[1:]:
+        write_readme()
+    else:
+        print(markdown())
