@@ -25,7 +25,6 @@ from cache.download_models import (
     progress_from_fields,
 )
 from cache.download_pending import PendingUpdates
-from cache.download_pipeline import run_many
 from cache.errors import SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.scripts import ScriptRunner
@@ -76,7 +75,7 @@ class DownloadCache:
         """Apply many updates in one pipelined round trip; outcomes in input order."""
         stamp = now or now_ms()
         calls = [self.layout.apply_call(u, stamp) for u in updates]
-        return [ApplyOutcome(int(r)) for r in await run_many(self.scripts, "download_apply", calls)]
+        return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
 
     # -- reading ------------------------------------------------------------------------
     async def get_progress(self, job_id: str) -> DownloadProgress | None:
@@ -203,7 +202,7 @@ class DownloadCache:
                         self.keys.download_user_index(user, shard),
                     ]
                     calls.append((keys, (job, user, cutoff)))
-                await run_many(self.scripts, "download_forget", calls)
+                await self.scripts.run_many("download_forget", calls)
                 if len(popped) < size:
                     break
         return removed

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from cache.config import CacheConfig
 from cache.download_models import ProgressUpdate
-from cache.download_pipeline import ScriptCall
 from cache.keys import KeyBuilder, shard_of, validate_id
-from cache.scripts import ScriptArg
+from cache.scripts import ScriptArg, ScriptCall
 
 NO_UPDATE: tuple[ScriptArg, ...] = ("", "", "", "", "", "")
 

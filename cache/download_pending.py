@@ -18,9 +18,8 @@ from redis.asyncio import Redis
 
 from cache.download_layout import DownloadLayout, now_ms, parse_member, update_args
 from cache.download_models import ApplyOutcome, ProgressUpdate, PublishOutcome
-from cache.download_pipeline import ScriptCall, run_many
 from cache.errors import translate_errors
-from cache.scripts import ScriptRunner
+from cache.scripts import ScriptCall, ScriptRunner
 
 DrainIdFactory = Callable[[int], str]
 """Makes a fresh drain job id for a shard (the jobs layer owns the id format)."""
@@ -104,7 +103,7 @@ class PendingUpdates:
                 candidates[shard] = new_id(shard)
             shards.append(shard)
             calls.append(self._put_call(update, shard, candidates[shard], now))
-        replies = await run_many(self.scripts, "download_pending_put", calls)
+        replies = await self.scripts.run_many("download_pending_put", calls)
         results = []
         for shard, (code, drain) in zip(shards, replies, strict=True):
             outcome = PublishOutcome(int(code))
@@ -136,7 +135,7 @@ class PendingUpdates:
         """Apply and consume the pending slots of ``downloads`` in one round trip."""
         stamp = now or now_ms()
         calls = [self.layout.apply_pending_call(shard, j, u, stamp) for j, u in downloads]
-        return [ApplyOutcome(int(r)) for r in await run_many(self.scripts, "download_apply", calls)]
+        return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
 
     async def drain(
         self,

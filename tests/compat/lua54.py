@@ -29,7 +29,7 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
 from cache.errors import translate_errors
-from cache.scripts import Script, ScriptArg, ScriptRunner, check_keys
+from cache.scripts import Script, ScriptArg, ScriptCall, ScriptRunner, check_keys
 from tests.compat.resp import Error, RespConnection, Status, encode_arg
 
 UNDECLARED = "script tried accessing undeclared key"
@@ -116,6 +116,10 @@ class Lua54Runner(ScriptRunner):
                     self._conn.close()
                 self._conn = None
                 raise redis_exc.ConnectionError(f"Lua 5.4 runner lost the server: {exc}") from exc
+
+    async def run_many(self, name: str, calls: Sequence[ScriptCall]) -> list[Any]:
+        """One call after the other (each atomic, as on the server)."""
+        return [await self.run(name, keys, args) for keys, args in calls]
 
     # -- execution ---------------------------------------------------------------------
     def _function(self, script: Script) -> Any:

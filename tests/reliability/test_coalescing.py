@@ -14,11 +14,12 @@ import asyncio
 import random
 from collections import Counter
 
+import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
-from tests.conftest import TestServer, cache_config_for
+from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, TestServer, cache_config_for
 from tests.progress_support import WorkerProcess, upd, wait_until
 
 PRODUCERS = 8
@@ -73,6 +74,7 @@ async def sample(raw: Redis, stop: asyncio.Event, worst: Counter[str]) -> int:
     return samples
 
 
+@pytest.mark.skipif(COMPAT_LUA54, reason=LUA54_SERIAL)
 async def test_coalescing_with_concurrent_producers_and_two_workers(
     server: TestServer, raw: Redis
 ) -> None:

@@ -25,7 +25,7 @@ from cache.errors import CacheError
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from jobs.errors import PublishError
-from tests.conftest import cache_config_for
+from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, cache_config_for
 from tests.workerproc import Fleet, fresh_beats, wait_until
 from worker.embedded import EmbeddedServer
 
@@ -146,6 +146,7 @@ async def _count_beats(client: object, count: int) -> bool:
     return len(await fresh_beats(client, within=2.0)) >= count  # type: ignore[arg-type]
 
 
+@pytest.mark.skipif(COMPAT_LUA54, reason=LUA54_SERIAL)
 async def test_soak_short(store: EmbeddedServer, tmp_path: Path) -> None:
     await soak(store, tmp_path, downloads=200, rate=10, seconds=12)
 
