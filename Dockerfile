@@ -29,7 +29,7 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     SEEN_SETTINGS_FILE=/app/settings.toml
 USER seen
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
-  CMD ["seen-worker", "health"]
+  CMD ["seen-worker", "health", "--this-host"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["seen-worker"]
 CMD ["run"]

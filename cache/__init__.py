@@ -3,7 +3,11 @@
 Nothing here knows about ARQ or the worker; ``jobs`` and ``worker`` build on it.
 """
 
+from cache.catalog_cache import CatalogCache
+from cache.catalog_entry import CatalogKind
 from cache.config import CacheConfig, CacheSettings, TTLSettings
+from cache.download_cache import DownloadCache
+from cache.download_models import DownloadProgress, DownloadStatus, ProgressUpdate
 from cache.errors import (
     CacheConnectionError,
     CacheError,
@@ -15,8 +19,13 @@ from cache.errors import (
     ValueTooLargeError,
 )
 from cache.keys import KeyBuilder
-from cache.manager import CacheManager
+from cache.locks import Lock, LockError, LockLost, LockService, LockTimeout
+from cache.manager import CacheManager, HealthReport
+from cache.ratelimit import RateLimiter, RateLimitResult
 from cache.service import CacheService
+from cache.session_cache import ExpiredSessionError, SessionCache, SessionData, UserProfile
+from cache.singleflight import FillTimeoutError
+from cache.stats import CacheStats
 
 __all__ = [
     "CacheConfig",
@@ -27,10 +36,30 @@ __all__ = [
     "CacheResponseError",
     "CacheService",
     "CacheSettings",
+    "CacheStats",
     "CacheTimeoutError",
+    "CatalogCache",
+    "CatalogKind",
+    "DownloadCache",
+    "DownloadProgress",
+    "DownloadStatus",
+    "ExpiredSessionError",
+    "FillTimeoutError",
+    "HealthReport",
     "InvalidKeyError",
     "KeyBuilder",
+    "Lock",
+    "LockError",
+    "LockLost",
+    "LockService",
+    "LockTimeout",
+    "ProgressUpdate",
+    "RateLimitResult",
+    "RateLimiter",
     "SerializationError",
+    "SessionCache",
+    "SessionData",
     "TTLSettings",
+    "UserProfile",
     "ValueTooLargeError",
 ]

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,6 +87,7 @@ async def soak(
             client = manager.client
             await wait_until(lambda: _count_beats(client, 2), 30, "two workers", interval=0.2)
             baseline = int(await client.dbsize())
+            baseline_memory = await used_memory(client)
             publisher = ProgressPublisher(manager)
             producer = Producer(downloads)
             ticks = int(seconds * rate)
@@ -129,6 +131,14 @@ async def soak(
             await wait_until(back_to_baseline, SHORT_TTL + 15, "keys to expire", interval=0.5)
             left = [k async for k in client.scan_iter("seen:{dl:*", count=1000)]
             assert not [k for k in left if b":progress:" in k or b":user:" in k], left[:10]
+            # Memory: what is left beyond the baseline is the capped event streams (bounded by
+            # download.events_maxlen per shard) plus allocator slack, not per-download state.
+            streams = 0
+            for key in left:
+                if key.endswith(b":events"):
+                    streams += int(await client.memory_usage(key) or 0)
+            grown = await used_memory(client) - baseline_memory - streams
+            assert grown < 4 * 1024 * 1024, f"{grown} bytes beyond baseline and event streams"
 
 
 async def diagnose(manager: CacheManager, producer: Producer) -> str:
@@ -140,6 +150,11 @@ async def diagnose(manager: CacheManager, producer: Producer) -> str:
     ]
     queue = int(await manager.client.zcard("arq:queue"))
     return f"{len(wrong)} downloads differ, e.g. {wrong[:5]}; queue {queue}\n"
+
+
+async def used_memory(client: Any) -> int:
+    info = await client.info("memory")
+    return int(info["used_memory"])
 
 
 async def _count_beats(client: object, count: int) -> bool:
