@@ -28,7 +28,7 @@ from redis.asyncio.connection import Connection
 
 from cache.errors import CacheError, CacheResponseError, translate_errors
 
-_KEYS_DECL = re.compile(r"^--\s*KEYS\[(\d+)\]", re.MULTILINE)
+_KEYS_DECL = re.compile(r"^--\s*KEYS\[(\d+)\]", re.MULTILINE)  # header lines "-- KEYS[i]: ..."
 _ARGV_DECL = re.compile(r"^--\s*ARGV\[(\d+)\]", re.MULTILINE)
 ScriptArg = str | bytes | int | float
 ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]

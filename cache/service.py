@@ -2,8 +2,8 @@
 
 Keys come from ``KeyBuilder``; values are text, bytes, numbers or JSON (pydantic models or
 plain values, compressed above a threshold). Every redis-py error is translated into a
-``CacheError`` naming the key. ``KEYS`` is never sent: ``keys()`` is built on SCAN because
-Dragonfly truncates KEYS at 8192 results.
+``CacheError`` naming the key. ``keys()`` is built on SCAN: the KEYS command is never sent
+(Dragonfly truncates its answer at 8192 results).
 """
 
 from __future__ import annotations

@@ -6,12 +6,9 @@ Workers are the real thing: ``arq.worker.Worker`` built by ``worker.app.build_wo
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -65,18 +62,6 @@ async def run_burst_worker(settings: Settings, **overrides: Any) -> Worker:
     finally:
         await worker.close()
     return worker
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], within: float, interval: float = 0.05
-) -> bool:
-    """Poll ``check`` until it is true or ``within`` seconds passed."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await check():
-            return True
-        await asyncio.sleep(interval)
-    return await check()
 
 
 class WorkerProcess:

@@ -94,7 +94,7 @@ async def check_bulk(m: CacheManager) -> str:
 
 
 async def check_scan(m: CacheManager) -> str:
-    found = await m.service.keys(m.keys.pattern("check"))
+    found = {key async for key in m.service.scan(m.keys.pattern("check"))}
     _require(len(found) >= 20, f"SCAN found only {len(found)} keys")
     return f"SCAN found {len(found)} keys"
 

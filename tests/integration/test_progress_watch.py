@@ -14,7 +14,8 @@ from rich.console import Console
 from cache.config import CacheConfig
 from cache.manager import CacheManager
 from tests.conftest import ROOT, TestServer
-from tests.progress_support import upd, wait_until
+from tests.progress_support import upd
+from tests.workerproc import wait_until
 from worker.watch import WatchState, follow, run_watch
 
 
@@ -35,13 +36,13 @@ async def test_follow_loop_snapshot_then_live_events(manager: CacheManager) -> N
     async def has(job: str, seq: int) -> bool:
         return job in view.rows and view.rows[job].seq == seq
 
-    assert await wait_until(lambda: has("dl-before", 1), within=5)
+    await wait_until(lambda: has("dl-before", 1), 5, "dl-before at seq 1")
     for seq in range(2, 6):
         await dl.set_progress(upd("dl-live", seq, user="u1"))
     await dl.set_progress(upd("dl-before", 2, "completed", user="u1"))
     await dl.set_progress(upd("dl-other", 2, user="u2"))
-    assert await wait_until(lambda: has("dl-live", 5), within=5)
-    assert await wait_until(lambda: has("dl-before", 2), within=5)
+    await wait_until(lambda: has("dl-live", 5), 5, "dl-live at seq 5")
+    await wait_until(lambda: has("dl-before", 2), 5, "dl-before at seq 2")
     stop.set()
     await asyncio.wait_for(task, 5)
     assert "dl-other" not in view.rows  # another user's

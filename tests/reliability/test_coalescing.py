@@ -20,7 +20,8 @@ from redis.asyncio import Redis
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, TestServer, cache_config_for
-from tests.progress_support import WorkerProcess, upd, wait_until
+from tests.progress_support import WorkerProcess, upd
+from tests.workerproc import wait_until
 
 PRODUCERS = 8
 DOWNLOADS = 200
@@ -97,9 +98,11 @@ async def run(server: TestServer, manager: CacheManager, raw: Redis) -> None:
                 "arq:queue"
             )
 
-        if not await wait_until(drained, within=30):
+        try:
+            await wait_until(drained, 30, "the queue to drain")
+        except AssertionError:
             left = await manager.download.pending.pending_count()
-            raise AssertionError(f"not drained: {left} updates pending, a lost schedule")
+            raise AssertionError(f"not drained: {left} updates pending, a lost schedule") from None
         stop.set()
         samples = await sampler
 

@@ -15,7 +15,8 @@ from cache.download_models import ProgressUpdate, PublishOutcome
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher, drain_job_id
 from tests.conftest import TestServer, cache_config_for
-from tests.progress_support import WorkerProcess, upd, wait_until
+from tests.progress_support import WorkerProcess, upd
+from tests.workerproc import wait_until
 
 DOWNLOADS = 300
 ROUNDS = 40
@@ -50,12 +51,12 @@ async def test_worker_killed_mid_run_and_a_producer_dying_before_enqueue(
             victim.kill()  # mid-drain, mid-pipeline: whatever it was doing
             with replacement:
                 await producing
-                assert await wait_until(converged, within=30, interval=0.2), "updates left pending"
+                await wait_until(converged, 30, "updates left pending to be applied", interval=0.2)
                 # A producer that dies between its put and its enqueue: its put schedules a
                 # drain that is never enqueued (unless one was still scheduled: also fine).
                 crashed = await manager.download.pending.put(upd("dl-0", ROUNDS + 1), drain_job_id)
                 assert crashed.outcome in (PublishOutcome.SCHEDULED, PublishOutcome.COALESCED)
-                assert await wait_until(converged, within=30, interval=0.2), "the put was lost"
+                await wait_until(converged, 30, "the orphaned put to be applied", interval=0.2)
         states = await manager.download.get_many([f"dl-{d}" for d in range(DOWNLOADS)])
         seqs = {s.seq if s else None for s in states[1:]}
         assert seqs == {ROUNDS}
