@@ -31,6 +31,9 @@ from cache.service import TTL, CacheService, ttl_ms
 log = logging.getLogger(__name__)
 
 _SAFETY_MS = 2
+RECANCEL_EVERY_S = 0.25
+"""``hold()``: how often a body still running after its lease was lost is cancelled again."""
+RECANCEL_FOR_MIN_S = 5.0
 """Fixed part of the local safety margin (the other part is ``drift * ttl``)."""
 
 
@@ -228,7 +231,10 @@ class Holding:
     """The ``hold()`` context: one lease, one renewal task, cancellation when lost.
 
     Mirrors ``asyncio.timeout``: the renewer cancels the holder's task and the exit turns that
-    cancellation (and only that one) into ``LockLost``.
+    cancellation (and only that one) into ``LockLost``. Unlike ``asyncio.timeout`` it cancels
+    again every ``RECANCEL_EVERY_S`` while the body runs on (a body, or a library under it,
+    that swallowed the first cancellation), for at most ``max(ttl, RECANCEL_FOR_MIN_S)``; then
+    it gives up with one log line.
     """
 
     def __init__(
@@ -243,6 +249,8 @@ class Holding:
         self._renewer: asyncio.Task[None] | None = None
         self._cancelling = 0
         self._cancelled_by_us = False
+        self._cancels = 0
+        self._exiting = False
         self._reason = ""
 
     async def __aenter__(self) -> Lock:
@@ -265,20 +273,43 @@ class Holding:
                 async with asyncio.timeout(lock.valid_for):
                     if await lock.extend():
                         continue
-                self._lost("the lease expired or was taken over")
-                return
+                reason = "the lease expired or was taken over"
             except TimeoutError:
-                self._lost("the store did not answer before the lease ran out")
-                return
+                reason = "the store did not answer before the lease ran out"
             except CacheError as exc:
-                if lock.valid_for <= 0:
-                    self._lost(f"the store was unreachable until the lease ran out: {exc}")
-                    return
-                log.warning("lock %r: renewal failed, retrying: %s", lock.name, exc)
-                await asyncio.sleep(min(every / 4, lock.valid_for))
+                if lock.valid_for > 0:
+                    log.warning("lock %r: renewal failed, retrying: %s", lock.name, exc)
+                    await asyncio.sleep(min(every / 4, lock.valid_for))
+                    continue
+                reason = f"the store was unreachable until the lease ran out: {exc}"
             except Exception as exc:  # a bug must not leave the holder believing it renews
-                self._lost(f"renewal failed unexpectedly: {exc!r}")
+                reason = f"renewal failed unexpectedly: {exc!r}"
+            self._lost(reason)
+            await self._keep_cancelling()
+            return
+
+    async def _keep_cancelling(self) -> None:
+        """Cancel the holder again while its body runs on after the loss (bounded)."""
+        assert self._lock is not None and self._task is not None
+        give_up = time.monotonic() + max(self._lock.ttl_ms / 1000, RECANCEL_FOR_MIN_S)
+        while not self._exiting and not self._task.done():
+            if time.monotonic() >= give_up:
+                log.error(
+                    "lock %r: the body still runs %.1fs after its lease was lost; "
+                    "no longer cancelling it",
+                    self._lock.name,
+                    max(self._lock.ttl_ms / 1000, RECANCEL_FOR_MIN_S),
+                )
                 return
+            await asyncio.sleep(RECANCEL_EVERY_S)
+            if not self._exiting and not self._task.done():
+                self._cancel_holder()
+
+    def _cancel_holder(self) -> None:
+        assert self._lock is not None and self._task is not None
+        self._cancelled_by_us = True
+        self._cancels += 1
+        self._task.cancel(f"lock {self._lock.name!r} lost")
 
     def _lost(self, reason: str) -> None:
         assert self._lock is not None and self._task is not None
@@ -286,9 +317,8 @@ class Holding:
         self._reason = reason
         self._service.note_lost()
         log.error("lock %r lost while held: %s", self._lock.name, reason)
-        if not self._task.done():
-            self._cancelled_by_us = True
-            self._task.cancel(f"lock {self._lock.name!r} lost")
+        if not self._task.done() and not self._exiting:
+            self._cancel_holder()
 
     def _error(self) -> LockLost:
         assert self._lock is not None
@@ -305,14 +335,22 @@ class Holding:
     ) -> None:
         lock, task, renewer = self._lock, self._task, self._renewer
         assert lock is not None and task is not None and renewer is not None
+        self._exiting = True  # from here on the renewer cancels nothing
         renewer.cancel()
-        await asyncio.wait([renewer])
         if self._cancelled_by_us:
-            if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+            try:
+                await asyncio.wait([renewer])
+            except asyncio.CancelledError:
+                exc_type = asyncio.CancelledError  # a re-cancel still pending when the body ended
+            remaining = task.cancelling()
+            for _ in range(self._cancels):
+                remaining = task.uncancel()
+            if remaining <= self._cancelling and exc_type in (asyncio.CancelledError, None):
                 raise self._error() from exc
-            if exc_type is None:
-                raise self._error()
+            if exc_type is asyncio.CancelledError and exc is None:
+                raise asyncio.CancelledError  # an outside cancellation landed during the exit
             return  # the body's own error (or an outside cancellation) goes on
+        await asyncio.wait([renewer])
         try:
             released = await lock.release()
         except CacheError as err:

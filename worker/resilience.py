@@ -10,6 +10,13 @@
 - ``in_progress_timeout_s`` is the job lease (``worker.job_lease``), renewed by the runtime's
   beats, instead of the longest function timeout + 10 s (python-arq/arq#402).
 - ARQ's shared health key is not written; each worker keeps its own heartbeat (#276, #291).
+- Each claimed job carries a lease token (``worker.leases``): leases are renewed only by their
+  holder, a job whose lease is lost is cancelled here, and finishing a job (result, queue
+  removal) is a WATCHed transaction that only the lease holder can commit. A stale owner can
+  neither extend nor finish a job another worker has taken over.
+- Every stop path is bounded: SIGTERM gives running jobs ``worker.shutdown_grace``, then
+  cancels them (re-cancelling, bounded), then shuts down (bounded); a thread-backed exit
+  deadline ends the process at grace + ``STOP_MARGIN_S`` whatever happens.
 - ``close()`` finishes even when the store is gone, so SIGTERM still exits 0.
 
 Start-up waits (with the same backoff) up to ``worker.startup_timeout`` for the queue store.
@@ -22,11 +29,19 @@ import logging
 import signal
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
-from arq.utils import timestamp_ms
+from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
+from cache.cancellation import cancel_and_wait, wait_bounded
+from worker.exit_deadline import (
+    CANCEL_JOBS_WITHIN_S,
+    SHUTDOWN_WITHIN_S,
+    STOP_MARGIN_S,
+    ExitDeadline,
+)
+from worker.leases import in_progress_key
 from worker.outage import is_store_outage, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
@@ -43,6 +58,9 @@ class SeenWorker(Worker):
         self.runtime: WorkerRuntime = self.ctx["runtime"]
         self.in_progress_timeout_s = self.settings.worker.job_lease
         self.runtime.attach(self)
+        self.exit_deadline = ExitDeadline()
+        self.stale_finishes = 0
+        """Finishes refused because this worker no longer held the job's lease."""
 
     async def main(self) -> None:
         if self._pool is not None:
@@ -78,47 +96,181 @@ class SeenWorker(Worker):
                 self._release_sem_dec_counter_on_complete()
 
     async def _claim_and_start(self, job_id: str) -> bool:
-        in_progress_key = in_progress_key_prefix + job_id
+        key = in_progress_key(job_id)
+        leases = self.runtime.leases
+        token = leases.new_token()
         async with self.pool.pipeline(transaction=True) as pipe:
-            await pipe.watch(in_progress_key)
-            ongoing = await pipe.exists(in_progress_key)
+            await pipe.watch(key)
+            ongoing = await pipe.exists(key)
             score = await pipe.zscore(self.queue_name, job_id)
             if ongoing or not score or score > timestamp_ms():
                 log.debug("job %s already running elsewhere, finished or deferred", job_id)
                 return False
             pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
+            pipe.psetex(key, leases.lease_ms, token)
+            sent_at = self.loop.time()
             try:
                 await pipe.execute()
             except (ResponseError, WatchError):
                 log.debug("job %s started elsewhere meanwhile", job_id)
                 return False
+        leases.granted(job_id, token, sent_at)
         task = self.loop.create_task(self.run_job(job_id, int(score)))
-        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        leases.attach(job_id, task)
+        task.add_done_callback(lambda _: self._run_ended(job_id))
         self.tasks[job_id] = task
         return True
 
+    def _run_ended(self, job_id: str) -> None:
+        self.runtime.leases.ended(job_id)
+        self._release_sem_dec_counter_on_complete()
+
+    # -- finishing: only the lease holder may --------------------------------------------
+    async def finish_job(
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
+    ) -> None:
+        """ARQ's ``finish_job`` as a transaction that commits only while we hold the lease."""
+        in_progress = in_progress_key(job_id)
+
+        def queue(tr: Any) -> None:
+            delete_keys = []
+            if keep_in_progress is None:
+                delete_keys.append(in_progress)
+            else:
+                tr.pexpire(in_progress, to_ms(keep_in_progress))
+            if finish:
+                if result_data:
+                    expire = None if keep_result_forever else result_timeout_s
+                    tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
+                tr.zrem(abort_jobs_ss, job_id)
+                tr.zrem(self.queue_name, job_id)
+            elif incr_score:
+                tr.zincrby(self.queue_name, incr_score, job_id)
+            if delete_keys:
+                tr.delete(*delete_keys)
+
+        await self._finish_as_holder(job_id, queue)
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """ARQ's ``finish_failed_job``, committed only while we hold the lease."""
+
+        def queue(tr: Any) -> None:
+            tr.delete(retry_key_prefix + job_id, in_progress_key(job_id), job_key_prefix + job_id)
+            tr.zrem(abort_jobs_ss, job_id)
+            tr.zrem(self.queue_name, job_id)
+            keep_result = self.keep_result_forever or self.keep_result_s > 0
+            if result_data is not None and keep_result:
+                expire = 0 if self.keep_result_forever else self.keep_result_s
+                tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
+
+        await self._finish_as_holder(job_id, queue)
+
+    async def _finish_as_holder(self, job_id: str, queue: Any) -> None:
+        leases = self.runtime.leases
+        if job_id not in leases.held:  # not claimed through us (cannot happen in SeenWorker)
+            async with self.pool.pipeline(transaction=True) as tr:
+                queue(tr)
+                await tr.execute()
+            return
+        token = leases.token(job_id)
+        if token is not None:
+            key = in_progress_key(job_id)
+            async with self.pool.pipeline(transaction=True) as tr:
+                await tr.watch(key)
+                if await tr.get(key) == token:
+                    tr.multi()  # type: ignore[no-untyped-call]
+                    queue(tr)
+                    try:
+                        await tr.execute()
+                    except WatchError:
+                        pass  # the lease changed hands between GET and EXEC
+                    else:
+                        return
+        self.stale_finishes += 1
+        log.warning(
+            "job %s: not finishing it here, this worker no longer holds its lease (%s)",
+            job_id,
+            leases.held[job_id].reason or "it expired or was taken over",
+        )
+
+    # -- stopping: every step bounded --------------------------------------------------
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         """SIGTERM/SIGINT: heartbeats say "stopping" while running jobs get their grace."""
-        self.runtime.state = "stopping"
+        if self.runtime.state == "stopping" and self.exit_deadline.armed:
+            log.info("stop already under way (%s again)", signal.Signals(signum).name)
+            return
+        self._begin_stop()
         super().handle_sig_wait_for_completion(signum)
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        """A stop without grace (``shutdown_grace = 0``): cancel at once, bounded."""
+        if self.runtime.state == "stopping" and self.exit_deadline.armed:
+            return
+        self._begin_stop()
+        self.allow_pick_jobs = False
+        self.loop.create_task(self._cancel_and_stop(signal.Signals(signum)))
+
+    def _begin_stop(self) -> None:
+        self.runtime.state = "stopping"
+        self.exit_deadline.arm(self.settings.worker.shutdown_grace + STOP_MARGIN_S)
+
+    async def _wait_for_tasks_to_complete(self, signum: signal.Signals) -> None:
+        """Running jobs get ``shutdown_grace``; then they are cancelled, bounded."""
+        pending = await wait_bounded(self.tasks.values(), self._job_completion_wait)
+        log.info(
+            "shutdown on %s, grace over: %d jobs complete, %d failed, %d retried, %d to cancel",
+            signum.name,
+            self.jobs_complete,
+            self.jobs_failed,
+            self.jobs_retried,
+            len(pending),
+        )
+        await self._cancel_and_stop(signum)
+
+    async def _cancel_and_stop(self, signum: signal.Signals) -> None:
+        await cancel_and_wait(
+            list(self.tasks.values()), CANCEL_JOBS_WITHIN_S, "jobs cancelled at shutdown"
+        )
+        if self.main_task is not None:
+            await cancel_and_wait([self.main_task], CANCEL_JOBS_WITHIN_S, "poll loop")
+        if self.on_stop:
+            self.on_stop(signum)
 
     async def record_health(self) -> None:
         """Replaced by per-worker heartbeats (``worker.runtime``)."""
 
     async def close(self) -> None:
-        """Wait for running jobs, run ``on_shutdown`` and close the pool, store or no store."""
+        """Wait for running jobs (bounded), run ``on_shutdown`` and close the pool, store or
+        no store. Never takes longer than ``SHUTDOWN_WITHIN_S`` beyond the job cancellation."""
         if not self._handle_signals:
             self.handle_sig(signal.SIGUSR1)
         if not self._pool:
             return
-        results = await asyncio.gather(*self.tasks.values(), return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                log.warning("a job ended with an error during shutdown: %s", result)
+        tasks = list(self.tasks.values())
+        await cancel_and_wait(
+            await wait_bounded(tasks, CANCEL_JOBS_WITHIN_S), 0.5, "jobs still running at close"
+        )
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.warning("a job ended with an error during shutdown: %s", task.exception())
         try:
-            if self.on_shutdown:
-                await self.on_shutdown(self.ctx)
+            async with asyncio.timeout(SHUTDOWN_WITHIN_S):
+                if self.on_shutdown:
+                    await self.on_shutdown(self.ctx)
+        except TimeoutError:
+            log.warning("shutdown hooks did not finish within %.1fs", SHUTDOWN_WITHIN_S)
         finally:
-            await self.pool.aclose(close_connection_pool=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                async with asyncio.timeout(0.5):
+                    await pool.aclose(close_connection_pool=True)
+            except TimeoutError:
+                log.warning("queue store connections not closed cleanly")

@@ -10,14 +10,14 @@ Every beat is one pipelined round trip to the queue store that
 - renews the lease of every running job: ARQ's ``arq:in-progress:<id>`` key gets
   ``worker.job_lease`` again, so a job of a killed worker is picked up by another worker at most
   ``job_lease`` after the kill instead of after the longest job timeout plus 10 s
-  (python-arq/arq#402),
+  (python-arq/arq#402). Jobs ``SeenWorker`` claimed carry a token and are renewed only while
+  the token is theirs (``worker.leases``); jobs of plain ARQ are renewed by key,
 - adds this worker's new done/failed/retried counts to the fleet-wide ``seen:jobs:stats``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -29,10 +29,13 @@ from typing import Any, Protocol
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from cache.cancellation import cancel_and_wait
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
+from cache.scripts import ScriptRunner
 from jobs.stats import COUNTERS
 from worker.health import WorkerBeat, add_beat, now_ms, remove_beat
+from worker.leases import JobLeases
 from worker.outage import Backoff, OutageLog, is_store_outage
 from worker.settings import Settings
 
@@ -40,7 +43,10 @@ log = logging.getLogger("seen.worker.runtime")
 
 FLUSH_EVERY_S = 1.0
 """``after_job_end`` pushes job counts at most this often; beats push the rest."""
-STOP_TIMEOUT_S = 3.0
+STOP_TIMEOUT_S = 1.5
+"""Longest the last beat (counts + heartbeat removal) may take at shutdown."""
+STOP_LOOP_WITHIN_S = 1.0
+"""Longest the heartbeat task gets to end once cancelled."""
 
 
 class CounterSource(Protocol):
@@ -66,6 +72,7 @@ class WorkerRuntime:
         self.started_ms = now_ms()
         self.state = "starting"
         self.running: set[str] = set()
+        self.leases = JobLeases(self.worker_id, settings.worker.job_lease)
         self.outage = OutageLog(
             "queue store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
         )
@@ -74,6 +81,7 @@ class WorkerRuntime:
         self._flushed = dict.fromkeys(COUNTERS, 0)
         self._last_flush = 0.0
         self._client: Redis | None = None
+        self._scripts: ScriptRunner | None = None
         self._task: asyncio.Task[None] | None = None
 
     # -- wiring ---------------------------------------------------------------------------
@@ -90,16 +98,16 @@ class WorkerRuntime:
     async def start(self, client: Redis) -> None:
         """Beat once now (best effort) and keep beating in the background."""
         self._client = client
+        self._scripts = ScriptRunner(client)
         await self._beat_logged()
         self._task = asyncio.create_task(self._loop(), name=f"heartbeat-{self.worker_id}")
 
     async def stop(self) -> None:
-        """Stop beating, push the last counts and remove this worker's heartbeat."""
+        """Stop beating, push the last counts and remove this worker's heartbeat (bounded)."""
         self.state = "stopping"
+        self.leases.close()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task], STOP_LOOP_WITHIN_S, "heartbeat task")
             self._task = None
         if self._client is None:
             return
@@ -179,17 +187,19 @@ class WorkerRuntime:
         self._last_flush = time.monotonic()
 
     async def beat_once(self) -> None:
-        """Heartbeat + lease renewal + job counts, in one round trip."""
-        assert self._client is not None
+        """Lease renewal (one round trip), then heartbeat + plain leases + job counts (one)."""
+        assert self._client is not None and self._scripts is not None
         worker = self.settings.worker
-        lease_ms = max(1, round(worker.job_lease * 1000))
+        lease_ms = self.leases.lease_ms
+        await self.leases.renew(self._scripts)
         deltas = self._take_deltas()
         try:
             with translate_errors(self.keys.worker_heartbeat(self.worker_id), operation="beat"):
                 async with self._client.pipeline(transaction=False) as pipe:
                     add_beat(pipe, self.keys, self.beat(), worker.heartbeat_ttl)
                     for job_id in self.running:
-                        pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                        if job_id not in self.leases.held:  # claimed by plain ARQ: no token
+                            pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
                     for name, delta in deltas.items():
                         if delta:
                             pipe.hincrby(self.keys.job_stats(), name, delta)
