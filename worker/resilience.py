@@ -59,6 +59,7 @@ class SeenWorker(Worker):
         self.in_progress_timeout_s = self.settings.worker.job_lease
         self.runtime.attach(self)
         self.exit_deadline = ExitDeadline()
+        self._stopping = False
         self.stale_finishes = 0
         """Finishes refused because this worker no longer held the job's lease."""
 
@@ -204,7 +205,7 @@ class SeenWorker(Worker):
     # -- stopping: every step bounded --------------------------------------------------
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         """SIGTERM/SIGINT: heartbeats say "stopping" while running jobs get their grace."""
-        if self.runtime.state == "stopping" and self.exit_deadline.armed:
+        if self._stopping:
             log.info("stop already under way (%s again)", signal.Signals(signum).name)
             return
         self._begin_stop()
@@ -212,15 +213,17 @@ class SeenWorker(Worker):
 
     def handle_sig(self, signum: signal.Signals) -> None:
         """A stop without grace (``shutdown_grace = 0``): cancel at once, bounded."""
-        if self.runtime.state == "stopping" and self.exit_deadline.armed:
+        if self._stopping:
             return
         self._begin_stop()
         self.allow_pick_jobs = False
         self.loop.create_task(self._cancel_and_stop(signal.Signals(signum)))
 
     def _begin_stop(self) -> None:
+        self._stopping = True
         self.runtime.state = "stopping"
-        self.exit_deadline.arm(self.settings.worker.shutdown_grace + STOP_MARGIN_S)
+        if self._handle_signals:  # the worker owns the process (not embedded, e.g. in tests)
+            self.exit_deadline.arm(self.settings.worker.shutdown_grace + STOP_MARGIN_S)
 
     async def _wait_for_tasks_to_complete(self, signum: signal.Signals) -> None:
         """Running jobs get ``shutdown_grace``; then they are cancelled, bounded."""

@@ -162,10 +162,12 @@ async def _count_beats(client: object, count: int) -> bool:
 
 
 @pytest.mark.skipif(COMPAT_LUA54, reason=LUA54_SERIAL)
+@pytest.mark.timeout(240)
 async def test_soak_short(store: EmbeddedServer, tmp_path: Path) -> None:
     await soak(store, tmp_path, downloads=200, rate=10, seconds=12)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 async def test_soak_full(store: EmbeddedServer, tmp_path: Path) -> None:
     await soak(store, tmp_path, downloads=1000, rate=10, seconds=60)
