@@ -95,7 +95,8 @@ async def test_pause_longer_than_the_lease_never_overlaps_two_runs(
     assert "cancelled" in runs[first[2]], "the holder should have been cancelled"
     assert first[1] - frozen_at < LEASE_S + 0.5, "cancelled only after its lease had run out"
     print(
-        f"\nholder cancelled {first[1] - frozen_at:.2f}s into a {PAUSE_S}s pause (lease {LEASE_S}s);"
+        f"\nholder cancelled {first[1] - frozen_at:.2f}s into a {PAUSE_S}s pause"
+        f" (lease {LEASE_S}s);"
         f" next run started {spans[1][0] - first[1]:.2f}s after that; runs: {len(runs)}"
     )
     assert info is not None and info.success, logs
