@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
 from cache.errors import CacheError
 from cache.keys import KeyBuilder
@@ -336,10 +337,9 @@ class Holding:
         lock, task, renewer = self._lock, self._task, self._renewer
         assert lock is not None and task is not None and renewer is not None
         self._exiting = True  # from here on the renewer cancels nothing
-        renewer.cancel()
         if self._cancelled_by_us:
             try:
-                await asyncio.wait([renewer])
+                await cancel_and_wait([renewer], 1.0, f"lock {lock.name!r} renewer")
             except asyncio.CancelledError:
                 exc_type = asyncio.CancelledError  # a re-cancel still pending when the body ended
             remaining = task.cancelling()
@@ -350,7 +350,7 @@ class Holding:
             if exc_type is asyncio.CancelledError and exc is None:
                 raise asyncio.CancelledError  # an outside cancellation landed during the exit
             return  # the body's own error (or an outside cancellation) goes on
-        await asyncio.wait([renewer])
+        await cancel_and_wait([renewer], 1.0, f"lock {lock.name!r} renewer")
         try:
             released = await lock.release()
         except CacheError as err:

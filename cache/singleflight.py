@@ -19,6 +19,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from cache.cancellation import cancel_and_wait
 from cache.errors import CacheError
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
@@ -144,6 +145,4 @@ class FillLock:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task], 1.0, f"fill lock renewal of {self.key}")
