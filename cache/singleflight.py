@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from cache.errors import CacheError
+from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
 
@@ -51,7 +52,7 @@ class LocalFlights:
         exception. A joiner waits at most ``max_wait`` (``FillTimeoutError``); if the leader is
         cancelled, a joiner becomes the next leader instead of failing."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
+        deadline = loop.time() + seconds_arg(max_wait, "max_wait", allow_zero=True)
         while (flight := self._running.get(key)) is not None:
             if on_join is not None:
                 on_join()
