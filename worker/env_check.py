@@ -7,8 +7,8 @@ variable (names compared case-insensitively, as pydantic-settings reads them) is
 - a setting (``SEEN_<SECTION>_<NAME>``, or ``SEEN_<SECTION>`` holding the section as JSON):
   fine, and a JSON-valued one must parse as JSON;
 - a known non-setting variable (``NOT_SETTINGS``): fine;
-- a known section with an unknown name, or a section or name close to a real one: an error
-  naming the nearest valid variable;
+- a known section with an unknown name, a section close to a real one, or a whole name close
+  to a setting's: an error naming the nearest valid variable (or the section's names);
 - anything else: a warning (the ``SEEN_`` prefix may be shared with other services' variables).
 """
 
@@ -150,13 +150,20 @@ def check_environment(environ: Mapping[str, str], model: type[BaseModel]) -> Env
                 report.errors.append(problem)
             continue
         near = nearest_setting(model, section, name)
-        hint = f"; did you mean {env_name(*near)}?" if near else ""
+        real = section if section in known else _nearest(section, known, _SECTION_CUTOFF)
+        if near is not None:
+            hint = f"; did you mean {env_name(*near)}?"
+        elif real is not None:
+            names = ", ".join(env_name(real, k) for k in known[real])
+            hint = f"; valid names: {names}"
+        else:
+            hint = ""
         if section in known:
             report.errors.append(
                 f"unknown setting variable {env}: [{section.lower()}] has no setting "
                 f"{name.lower()!r}{hint}"
             )
-        elif near is not None:
+        elif real is not None or near is not None:
             report.errors.append(f"unknown setting variable {env}{hint}")
         else:
             report.ignored.append(

@@ -26,6 +26,7 @@ TYPOS = {
     "seen_workers_max_jobs": "SEEN_WORKER_MAX_JOBS",
 }
 UNKNOWN_KEY = "SEEN_WORKER_FLUX_CAPACITOR"
+SECTION_TYPO = "SEEN_LOCK_TTL"  # section close to [locks], name close to nothing there
 UNRELATED = "SEEN_API_BASE_URL"
 BAD_NUMBERS = ["inf", "-inf", "nan", "Infinity", "1e400", "-1", str(10**30), str(-(10**30))]
 
@@ -70,15 +71,17 @@ def test_non_finite_and_out_of_range_numbers_are_refused(
     section: str, name: str, model: type[BaseModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = f"SEEN_{section}_{name}".upper()
-    accepted = []
+    accepted, unclear = [], []
     for text in BAD_NUMBERS:
         monkeypatch.setenv(env, text)
         try:
             load_settings()
         except SettingsError as exc:
-            assert f"{section}.{name}" in str(exc) and env in str(exc), str(exc)
+            if f"{section}.{name}" not in str(exc) or env not in str(exc):
+                unclear.append(str(exc))
         else:
             accepted.append(text)
+    assert not unclear, f"errors not naming {section}.{name} and {env}: {unclear}"
     monkeypatch.delenv(env)
     for value in (math.inf, -math.inf, math.nan, 1e300, -1, 10**30):
         try:
@@ -103,6 +106,12 @@ def test_a_known_section_with_an_unknown_name_is_an_error(
 ) -> None:
     monkeypatch.setenv(UNKNOWN_KEY, "1")
     with pytest.raises(SettingsError, match=r"\[worker\] has no setting 'flux_capacitor'"):
+        load_settings()
+
+
+def test_a_section_close_to_a_real_one_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECTION_TYPO, "5")
+    with pytest.raises(SettingsError, match=f"{SECTION_TYPO}; valid names: SEEN_LOCKS_"):
         load_settings()
 
 
@@ -143,5 +152,10 @@ def test_every_seen_variable_in_the_repository_is_known() -> None:
     assert "SEEN_COMPAT_LUA54" in used and "SEEN_WORKER_JOB_LEASE" in used
     # a name that only prefixes valid ones is a fragment (a docs pattern, a regex in a test)
     unknown = {u for u in used if u not in valid and not any(v.startswith(u) for v in valid)}
-    unknown -= {*TYPOS, UNKNOWN_KEY, UNRELATED}  # the deliberate mistakes of these tests
+    unknown -= {
+        *TYPOS,
+        UNKNOWN_KEY,
+        UNRELATED,
+        SECTION_TYPO,
+    }  # the deliberate mistakes of these tests
     assert not unknown, f"SEEN_* names neither settings nor in NOT_SETTINGS: {sorted(unknown)}"
