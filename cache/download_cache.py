@@ -186,7 +186,7 @@ class DownloadCache:
         most one short command (well under a millisecond for 500 entries).
         """
         size = count_arg(batch or self.config.download.cleanup_batch, "batch")
-        cutoff = now_ms() - round(seconds_arg(older_than, "older_than") * 1000)
+        cutoff = now_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
         removed = 0
         for shard in self.layout.all_shards():
             active = self.layout.shard_keys[shard].active

@@ -156,7 +156,7 @@ class PendingUpdates:
         size = count_arg(batch or self.layout.settings.drain_batch, "batch")
         if budget is None:
             budget = self.layout.settings.drain_budget
-        deadline = time.monotonic() + seconds_arg(budget, "budget")
+        deadline = time.monotonic() + seconds_arg(budget, "budget", allow_zero=True)
         report = DrainReport(shard, claimed=await self.claim(shard, drain_id))
         while True:
             downloads, scheduled = await self.peek(shard, size)
