@@ -31,6 +31,7 @@ from cache.catalog_views import CatalogViews
 from cache.config import CacheConfig
 from cache.errors import CacheConnectionError, SerializationError
 from cache.keys import KeyBuilder
+from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import TTL, CacheService, ttl_ms
 from cache.singleflight import FillTimeoutError
@@ -283,7 +284,9 @@ class CatalogCache(CatalogViews):
         """
         slot = self._slot(kind, user_id, section_id, query, filters)
         ms = self._ttl_ms(slot, ttl)
-        max_wait = self.settings.wait_timeout if wait_timeout is None else wait_timeout
+        max_wait = self.settings.wait_timeout
+        if wait_timeout is not None:
+            max_wait = seconds_arg(wait_timeout, "wait_timeout", allow_zero=True)
         key = slot.entry_at(self._hints.get(slot.gen_key, 0))
         try:
             try:

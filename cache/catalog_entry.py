@@ -73,10 +73,16 @@ def canonical_search(query: str, filters: Mapping[str, Any] | None = None) -> st
     """
     try:
         rendered = json.dumps(
-            dict(filters or {}), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            dict(filters or {}),
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
         )
     except (TypeError, ValueError) as exc:
         raise SerializationError(f"search filters are not JSON-serialisable: {exc}") from exc
+    except RecursionError:
+        raise SerializationError("search filters are nested too deeply for JSON") from None
     return f"{normalise_query(query)}\x00{rendered}"
 
 

@@ -17,18 +17,57 @@ from cache.errors import SerializationError
 
 COMPRESSED_MARKER = b"\x00z"
 _LEVEL = 6
+_NOT_JSON = "NaN and Infinity are not JSON (Go and JavaScript readers cannot parse them)"
+_TOO_DEEP = "value is nested too deeply for JSON"
+_SUSPECT = (b"null", b"NaN", b"Infinity")
+"""Without one of these in a model's JSON, none of its floats was NaN or infinite: pydantic
+writes them as ``null`` (or as ``NaN``/``Infinity`` when a model asks for it)."""
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def dumps(value: Any) -> bytes:
-    """JSON bytes of a model or a plain JSON value."""
-    if isinstance(value, BaseModel):
-        return value.model_dump_json().encode("utf-8")
+def _opaque(value: Any) -> Any:
+    """``default`` of the finiteness check: only floats matter, so other objects are skipped
+    (sets are still searched)."""
+    return list(value) if isinstance(value, set | frozenset) else None
+
+
+def _check_finite(value: BaseModel) -> None:
+    """Refuse a model holding a non-finite float, which ``model_dump_json`` writes as null."""
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+        json.dumps(value.model_dump(), allow_nan=False, default=_opaque, skipkeys=True)
+    except ValueError as exc:
+        raise SerializationError(f"value is not JSON-serialisable: {_NOT_JSON}") from exc
+    except RecursionError:
+        raise SerializationError(_TOO_DEEP) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise SerializationError(f"stored value holds {name}: {_NOT_JSON}")
+
+
+def dumps(value: Any) -> bytes:
+    """JSON bytes of a model or a plain JSON value; ``SerializationError`` for anything that is
+    not strict JSON (NaN, Infinity, non-JSON types) or is nested too deeply."""
+    if isinstance(value, BaseModel):
+        try:
+            data = value.model_dump_json().encode("utf-8")
+        except RecursionError:
+            raise SerializationError(_TOO_DEEP) from None
+        except ValueError as exc:
+            raise SerializationError(f"value is not JSON-serialisable: {exc}") from exc
+        if any(marker in data for marker in _SUSPECT):
+            _check_finite(value)
+        return data
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        raise SerializationError(_TOO_DEEP) from None
+    except ValueError as exc:
+        raise SerializationError(f"value is not JSON-serialisable: {_NOT_JSON}") from exc
+    except TypeError as exc:
         raise SerializationError(f"value is not JSON-serialisable: {exc}") from exc
+    return text.encode("utf-8")
 
 
 def encode(value: Any, compress_threshold: int = 0) -> bytes:
@@ -56,11 +95,18 @@ def decode(stored: bytes, model: type[M]) -> M: ...
 @overload
 def decode(stored: bytes, model: None = None) -> Any: ...
 def decode(stored: bytes, model: type[M] | None = None) -> M | Any:
-    """Parse a stored value, into ``model`` when given."""
+    """Parse a stored value, into ``model`` when given; NaN, Infinity and nesting too deep for
+    Python are refused with ``SerializationError``."""
     raw = unpack(stored)
     try:
-        if model is not None:
-            return model.model_validate_json(raw)
-        return json.loads(raw)
+        if model is None or any(marker in raw for marker in _SUSPECT[1:]):
+            plain = json.loads(raw, parse_constant=_refuse_constant)
+            if model is None:
+                return plain
+        return model.model_validate_json(raw)
+    except RecursionError:
+        raise SerializationError("stored value is nested too deeply to decode") from None
+    except SerializationError:
+        raise
     except (ValidationError, ValueError) as exc:
         raise SerializationError(f"stored value is not valid JSON for {model}: {exc}") from exc

@@ -10,11 +10,26 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from cache.numbers import (
+    MAX_COUNT,
+    Count,
+    CountOrZero,
+    Seconds,
+    SecondsOrZero,
+    WholeSeconds,
+    WholeSecondsOrZero,
+)
+
 _SCHEMES = ("redis", "rediss", "unix")
 
 
+MAX_VALUE_BYTES = 512 * 1024 * 1024
+"""Largest string value Redis, Valkey and Dragonfly accept (proto-max-bulk-len)."""
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan in any number: every duration and size is finite (cache.numbers).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class CacheSettings(_Section):
@@ -27,21 +42,25 @@ class CacheSettings(_Section):
     tls: bool = Field(False, description="use TLS (implied by a rediss:// addr)")
     tls_ca_file: str | None = Field(None, description="CA bundle for TLS")
     tls_verify: bool = Field(True, description="verify the server certificate")
-    connect_timeout: float = Field(2.0, gt=0, description="seconds to open a connection")
-    socket_timeout: float = Field(5.0, gt=0, description="seconds to wait for a reply")
-    max_connections: int = Field(64, ge=1, description="pool size per process")
-    pool_timeout: float = Field(5.0, gt=0, description="seconds to wait for a free connection")
+    connect_timeout: Seconds = Field(2.0, description="seconds to open a connection")
+    socket_timeout: Seconds = Field(5.0, description="seconds to wait for a reply")
+    max_connections: Count = Field(64, description="pool size per process")
+    pool_timeout: Seconds = Field(5.0, description="seconds to wait for a free connection")
     retries: int = Field(3, ge=0, le=20, description="retries on connection/timeout errors")
-    retry_base: float = Field(0.05, gt=0, description="first backoff step, seconds")
-    retry_cap: float = Field(1.0, gt=0, description="largest backoff step, seconds")
-    health_check_interval: int = Field(15, ge=0, description="seconds idle before a PING check")
-    namespace: str = Field("seen", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
-    max_value_bytes: int = Field(8 * 1024 * 1024, gt=0, description="largest value we write")
-    compress_threshold: int = Field(
-        4096, ge=0, description="JSON values above this many bytes are zlib-compressed; 0 = never"
+    retry_base: Seconds = Field(0.05, description="first backoff step, seconds")
+    retry_cap: Seconds = Field(1.0, description="largest backoff step, seconds")
+    health_check_interval: WholeSecondsOrZero = Field(
+        15, description="seconds idle before a PING check"
     )
-    scan_count: int = Field(500, ge=1, description="COUNT hint for SCAN")
-    delete_batch: int = Field(500, ge=1, description="keys per UNLINK when deleting by pattern")
+    namespace: str = Field("seen", pattern=r"^[a-z][a-z0-9_-]{0,31}$")
+    max_value_bytes: int = Field(
+        8 * 1024 * 1024, gt=0, le=MAX_VALUE_BYTES, description="largest value we write"
+    )
+    compress_threshold: CountOrZero = Field(
+        4096, description="JSON values above this many bytes are zlib-compressed; 0 = never"
+    )
+    scan_count: Count = Field(500, description="COUNT hint for SCAN")
+    delete_batch: Count = Field(500, description="keys per UNLINK when deleting by pattern")
 
     @field_validator("addr")
     @classmethod
@@ -83,16 +102,16 @@ class CacheSettings(_Section):
 class TTLSettings(_Section):
     """Time-to-live of each kind of entry, in seconds (the seed's table)."""
 
-    session: int = Field(24 * 3600, gt=0)
-    user_profile: int = Field(15 * 60, gt=0)
-    catalog: int = Field(5 * 60, gt=0)
-    download_progress: int = Field(30, gt=0)
-    download_terminal: int = Field(3600, gt=0, description="completed/failed/cancelled")
-    download_list: int = Field(5 * 60, gt=0)
-    search_results: int = Field(10 * 60, gt=0)
-    recommendations: int = Field(3600, gt=0)
-    rate_limit: int = Field(60, gt=0)
-    lock: int = Field(30, gt=0)
+    session: WholeSeconds = 24 * 3600
+    user_profile: WholeSeconds = 15 * 60
+    catalog: WholeSeconds = 5 * 60
+    download_progress: WholeSeconds = 30
+    download_terminal: WholeSeconds = Field(3600, description="completed/failed/cancelled")
+    download_list: WholeSeconds = 5 * 60
+    search_results: WholeSeconds = 10 * 60
+    recommendations: WholeSeconds = 3600
+    rate_limit: WholeSeconds = 60
+    lock: WholeSeconds = 30
 
 
 class LockSettings(_Section):
@@ -101,9 +120,9 @@ class LockSettings(_Section):
     renew_fraction: float = Field(
         1 / 3, gt=0, lt=1, description="renew a held lease after this fraction of its TTL"
     )
-    acquire_timeout: float = Field(10.0, ge=0, description="default wait of a blocking acquire")
-    retry_base: float = Field(0.005, gt=0, description="first backoff step while waiting")
-    retry_cap: float = Field(0.25, gt=0, description="largest backoff step while waiting")
+    acquire_timeout: SecondsOrZero = Field(10.0, description="default wait of a blocking acquire")
+    retry_base: Seconds = Field(0.005, description="first backoff step while waiting")
+    retry_cap: Seconds = Field(0.25, description="largest backoff step while waiting")
     drift: float = Field(
         0.01, ge=0, lt=0.5, description="clock-drift share of the TTL assumed lost locally"
     )
@@ -112,25 +131,25 @@ class LockSettings(_Section):
 class CatalogSettings(_Section):
     """Catalog cache: single-flight fills, early refresh, generations (docs/catalog.md)."""
 
-    fill_lock_ttl: float = Field(
-        5.0, gt=0, description="lease of the single-flight fill lock, renewed while loading"
+    fill_lock_ttl: Seconds = Field(
+        5.0, description="lease of the single-flight fill lock, renewed while loading"
     )
-    wait_timeout: float = Field(
-        10.0, gt=0, description="longest a caller waits for another caller's fill"
+    wait_timeout: Seconds = Field(
+        10.0, description="longest a caller waits for another caller's fill"
     )
-    poll_initial: float = Field(0.005, gt=0, description="first poll delay while waiting")
-    poll_max: float = Field(0.1, gt=0, description="largest poll delay while waiting")
+    poll_initial: Seconds = Field(0.005, description="first poll delay while waiting")
+    poll_max: Seconds = Field(0.1, description="largest poll delay while waiting")
     xfetch_beta: float = Field(
-        1.0, ge=0, description="early-refresh eagerness (XFetch beta); 0 = never early"
+        1.0, ge=0, le=100, description="early-refresh eagerness (XFetch beta); 0 = never early"
     )
-    generation_ttl: int = Field(
-        7200, gt=0, description="seconds a generation counter lives; > every catalog TTL"
+    generation_ttl: WholeSeconds = Field(
+        7200, description="seconds a generation counter lives; > every catalog TTL"
     )
-    hint_capacity: int = Field(
-        100_000, ge=0, description="generations remembered per process to save a round trip"
+    hint_capacity: CountOrZero = Field(
+        100_000, description="generations remembered per process to save a round trip"
     )
-    stats_flush_interval: float = Field(
-        10.0, ge=0, description="seconds between flushes of counters to the store; 0 = never"
+    stats_flush_interval: SecondsOrZero = Field(
+        10.0, description="seconds between flushes of counters to the store; 0 = never"
     )
 
 
@@ -139,28 +158,27 @@ class DownloadSettings(_Section):
     producer and worker of one deployment: it decides which keys hold a download."""
 
     shards: int = Field(16, ge=1, le=1024, description="key shards {dl:0}..{dl:n-1}")
-    events_maxlen: int = Field(10_000, ge=10, description="approximate cap of each event stream")
-    speed_window: float = Field(
-        5.0, gt=0, description="seconds: time constant of the speed average"
+    events_maxlen: int = Field(
+        10_000, ge=10, le=MAX_COUNT, description="approximate cap of each event stream"
     )
-    pending_lease: float = Field(
+    speed_window: Seconds = Field(5.0, description="seconds: time constant of the speed average")
+    pending_lease: Seconds = Field(
         15.0,
-        gt=0,
         description="seconds before an unstarted drain is replaced",
     )
-    pending_ttl: int = Field(600, gt=0, description="seconds a coalesced, unapplied update is kept")
-    drain_batch: int = Field(200, ge=1, le=5000, description="updates applied per round trip")
-    drain_budget: float = Field(
-        5.0, gt=0, description="seconds one drain job runs before handing on"
+    pending_ttl: WholeSeconds = Field(
+        600, description="seconds a coalesced, unapplied update is kept"
     )
+    drain_batch: int = Field(200, ge=1, le=5000, description="updates applied per round trip")
+    drain_budget: Seconds = Field(5.0, description="seconds one drain job runs before handing on")
     cleanup_batch: int = Field(500, ge=1, le=5000, description="stale entries removed per batch")
 
 
 class DeadLetterSettings(_Section):
     """The capped list of job payloads that could not be applied (docs/wire-format.md)."""
 
-    max_entries: int = Field(1000, ge=1, description="entries kept (LTRIM)")
-    payload_chars: int = Field(2000, ge=64, description="payload text kept per entry")
+    max_entries: Count = Field(1000, description="entries kept (LTRIM)")
+    payload_chars: int = Field(2000, ge=64, le=1_000_000, description="payload text kept per entry")
 
 
 class CacheConfig(_Section):

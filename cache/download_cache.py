@@ -27,6 +27,7 @@ from cache.download_models import (
 from cache.download_pending import PendingUpdates
 from cache.errors import SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
+from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import TTL, CacheService
 
@@ -184,8 +185,8 @@ class DownloadCache:
         user-index entries. No command handles more than one batch, so other clients wait at
         most one short command (well under a millisecond for 500 entries).
         """
-        size = batch or self.config.download.cleanup_batch
-        cutoff = now_ms() - round(older_than * 1000)
+        size = count_arg(batch or self.config.download.cleanup_batch, "batch")
+        cutoff = now_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
         removed = 0
         for shard in self.layout.all_shards():
             active = self.layout.shard_keys[shard].active

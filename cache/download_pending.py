@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from cache.download_layout import DownloadLayout, now_ms, parse_member, update_args
 from cache.download_models import ApplyOutcome, ProgressUpdate, PublishOutcome
 from cache.errors import translate_errors
+from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptCall, ScriptRunner
 
 DrainIdFactory = Callable[[int], str]
@@ -152,10 +153,10 @@ class PendingUpdates:
         ``budget`` seconds, in which case it schedules a successor (``report.handoff_id``,
         which the caller must enqueue) unless one is already scheduled.
         """
-        size = batch or self.layout.settings.drain_batch
-        deadline = time.monotonic() + (
-            self.layout.settings.drain_budget if budget is None else budget
-        )
+        size = count_arg(batch or self.layout.settings.drain_batch, "batch")
+        if budget is None:
+            budget = self.layout.settings.drain_budget
+        deadline = time.monotonic() + seconds_arg(budget, "budget", allow_zero=True)
         report = DrainReport(shard, claimed=await self.claim(shard, drain_id))
         while True:
             downloads, scheduled = await self.peek(shard, size)
@@ -178,7 +179,7 @@ class PendingUpdates:
         the scheduled one is older than the lease). Returns the id to enqueue, if any."""
         common = self.layout.shard_keys[shard]
         keys = [common.pending_set, common.drain]
-        lease = self.layout.lease_ms if lease_ms is None else lease_ms
+        lease = self.layout.lease_ms if lease_ms is None else count_arg(lease_ms, "lease_ms")
         args = (drain_id, now_ms(), lease, self.layout.pending_ttl_ms)
         code, found = await self.scripts.run("download_drain_kick", keys, args)
         outcome = PublishOutcome(int(code))  # 0 nothing pending, 1 scheduled, 2/3 enqueue

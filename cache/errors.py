@@ -48,6 +48,11 @@ class SerializationError(CacheError, ValueError):
     """A value could not be encoded to, or decoded from, its stored form."""
 
 
+class InvalidArgumentError(CacheError, ValueError):
+    """A caller-supplied number (a TTL, a wait, a window, a limit) is not finite or out of
+    range; the message names the argument."""
+
+
 def _is_oom(exc: redis_exc.ResponseError) -> bool:
     text = str(exc)
     return text.startswith("OOM") or "out of memory" in text.lower()

@@ -23,8 +23,9 @@ import zlib
 from cache.errors import InvalidKeyError
 
 MAX_ID_LENGTH = 128
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@=+-]*$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@=+/:-]*$")
+# Matched with ``fullmatch``: ``$`` alone would also accept a trailing newline.
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@=+-]*")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@=+/:-]*")
 _GLOB = re.compile(r"([*?\[\]\\])")
 
 # TTL defaults in seconds (the seed's table); settings.toml / TTLSettings override them.
@@ -46,10 +47,10 @@ def validate_id(value: object, what: str = "id") -> str:
         raise InvalidKeyError(f"{what} must not be empty")
     if len(value) > MAX_ID_LENGTH:
         raise InvalidKeyError(f"{what} is longer than {MAX_ID_LENGTH} characters")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         raise InvalidKeyError(
             f"{what} {value!r} has a character outside [A-Za-z0-9._@=+-] "
-            "(no '*', '?', '[', ':', '{', '}', spaces)"
+            "(no '*', '?', '[', ':', '{', '}', spaces or control characters)"
         )
     return value
 
@@ -58,7 +59,7 @@ def validate_name(value: object, what: str = "name") -> str:
     """Like ``validate_id`` but also allows ``:`` and ``/`` (lock and job names)."""
     if not isinstance(value, str):
         raise InvalidKeyError(f"{what} must be a string, got {type(value).__name__}")
-    if not value or len(value) > MAX_ID_LENGTH or not _NAME.match(value):
+    if not value or len(value) > MAX_ID_LENGTH or not _NAME.fullmatch(value):
         raise InvalidKeyError(
             f"{what} {value!r} must be 1-{MAX_ID_LENGTH} characters of [A-Za-z0-9._@=+/:-]"
         )
@@ -164,7 +165,7 @@ class KeyBuilder:
 
     def catalog_fill_lock(self, entry_key: str) -> str:
         """Single-flight lock for filling one catalog entry (same hashtag as the entry)."""
-        if not entry_key.startswith(f"{self._p}catalog:"):
+        if not entry_key.startswith(f"{self._p}catalog:") or not entry_key.isprintable():
             raise InvalidKeyError(f"{entry_key!r} is not a catalog entry key")
         return f"{entry_key}:fill"
 

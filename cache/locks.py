@@ -26,6 +26,7 @@ from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
 from cache.errors import CacheError
 from cache.keys import KeyBuilder
+from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import TTL, CacheService, ttl_ms
 
@@ -156,10 +157,9 @@ class LockService:
         raises ``LockTimeout`` at the deadline.
         """
         ms = self._ms(ttl)
-        if wait is None:
-            wait = self.settings.acquire_timeout
-        if wait < 0:
-            raise ValueError(f"wait must be >= 0, got {wait!r}")
+        wait = seconds_arg(
+            self.settings.acquire_timeout if wait is None else wait, "wait", allow_zero=True
+        )
         token = secrets.token_hex(16)
         deadline = time.monotonic() + wait
         step = self.settings.retry_base
@@ -217,7 +217,11 @@ class LockService:
         """``async with locks.hold(name) as lock:`` acquire, renew in the background, release.
 
         If the lease is lost the body is cancelled and ``LockLost`` is raised from the block.
+        A bad ``ttl`` or ``wait`` is refused here, before anything is acquired.
         """
+        self._ms(ttl)
+        if wait is not None:
+            seconds_arg(wait, "wait", allow_zero=True)
         return Holding(self, name, ttl, wait)
 
     def note_lost(self) -> None:

@@ -23,7 +23,9 @@ import math
 from dataclasses import dataclass
 from datetime import timedelta
 
+from cache.errors import InvalidArgumentError
 from cache.keys import KeyBuilder
+from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
 
@@ -31,6 +33,8 @@ Window = int | float | timedelta
 
 MAX_WINDOW_SECONDS = 366 * 24 * 3600
 """Longest window accepted (keeps every microsecond figure far below 2**53)."""
+MAX_LIMIT = 2**31 - 1
+"""Largest limit, burst or cost (a Lua integer in every server, far below 2**53)."""
 
 
 @dataclass(frozen=True)
@@ -61,26 +65,14 @@ class RateLimitResult:
 
 
 def window_us(window: Window) -> int:
-    """A window in whole microseconds; ``ValueError`` unless 0 < window <= 366 days."""
-    if isinstance(window, timedelta):
-        seconds = window.total_seconds()
-    elif isinstance(window, bool) or not isinstance(window, int | float):
-        raise ValueError(f"window must be seconds (int/float) or a timedelta, got {window!r}")
-    else:
-        seconds = float(window)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"window must be positive, got {window!r}")
-    if seconds > MAX_WINDOW_SECONDS:
-        raise ValueError(f"window must be at most {MAX_WINDOW_SECONDS} s, got {window!r}")
+    """A window in whole microseconds; ``InvalidArgumentError`` (a ``ValueError``) unless
+    0 < window <= 366 days and finite."""
+    seconds = seconds_arg(window, "window", maximum=MAX_WINDOW_SECONDS)
     return max(1, round(seconds * 1_000_000))
 
 
 def _positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{what} must be an int, got {value!r}")
-    if value <= 0:
-        raise ValueError(f"{what} must be positive, got {value!r}")
-    return value
+    return count_arg(value, what, maximum=MAX_LIMIT)
 
 
 def gcra_params(
@@ -95,11 +87,15 @@ def gcra_params(
     burst = limit if burst is None else _positive_int(burst, "burst")
     cost = _positive_int(cost, "cost")
     if limit > span:
-        raise ValueError(f"limit {limit} per {span} us is more than one request per microsecond")
+        raise InvalidArgumentError(
+            f"limit {limit} per {span} us is more than one request per microsecond"
+        )
     if burst > limit:
-        raise ValueError(f"burst ({burst}) must not exceed limit ({limit})")
+        raise InvalidArgumentError(f"burst ({burst}) must not exceed limit ({limit})")
     if cost > burst:
-        raise ValueError(f"cost ({cost}) exceeds burst ({burst}): such a call could never pass")
+        raise InvalidArgumentError(
+            f"cost ({cost}) exceeds burst ({burst}): such a call could never pass"
+        )
     return -(-span // limit), burst, cost
 
 
@@ -109,7 +105,9 @@ def fixed_params(limit: int, window: Window, cost: int = 1) -> tuple[int, int, i
     span_ms = -(-window_us(window) // 1000)
     cost = _positive_int(cost, "cost")
     if cost > limit:
-        raise ValueError(f"cost ({cost}) exceeds limit ({limit}): such a call could never pass")
+        raise InvalidArgumentError(
+            f"cost ({cost}) exceeds limit ({limit}): such a call could never pass"
+        )
     return limit, span_ms, cost
 
 

@@ -17,7 +17,14 @@ from redis.asyncio import Redis
 
 from cache import codec
 from cache.config import CacheSettings
-from cache.errors import InvalidKeyError, SerializationError, ValueTooLargeError, translate_errors
+from cache.errors import (
+    InvalidArgumentError,
+    InvalidKeyError,
+    SerializationError,
+    ValueTooLargeError,
+    translate_errors,
+)
+from cache.numbers import MAX_SECONDS, seconds_arg
 
 M = TypeVar("M", bound=BaseModel)
 Scalar = str | bytes | int | float
@@ -28,23 +35,16 @@ TTL_MISSING = -2
 TTL_PERSISTENT = -1
 """``ttl()`` result for a key without an expiry."""
 
-MAX_TTL_SECONDS = 8 * 365 * 24 * 3600
+MAX_TTL_SECONDS = MAX_SECONDS
 """Dragonfly caps expiry deadlines at about 8.5 years; longer TTLs are refused."""
 
 
-def ttl_ms(ttl: TTL) -> int:
-    """A positive TTL in whole milliseconds; rejects zero, negative and non-numbers."""
-    if isinstance(ttl, timedelta):
-        seconds = ttl.total_seconds()
-    elif isinstance(ttl, bool) or not isinstance(ttl, int | float):
-        raise ValueError(f"ttl must be seconds (int/float) or a timedelta, got {ttl!r}")
-    else:
-        seconds = float(ttl)
-    if not 0 < seconds < MAX_TTL_SECONDS:  # also refuses inf and nan
-        raise ValueError(f"ttl must be positive and below {MAX_TTL_SECONDS} s, got {ttl!r}")
-    ms = round(seconds * 1000)
+def ttl_ms(ttl: TTL, name: str = "ttl") -> int:
+    """A positive TTL in whole milliseconds; ``InvalidArgumentError`` (a ``ValueError``) for
+    zero, negative, non-finite (inf, nan), too long and non-numbers."""
+    ms = round(seconds_arg(ttl, name, maximum=MAX_TTL_SECONDS) * 1000)
     if ms <= 0:
-        raise ValueError(f"ttl must be positive, got {ttl!r}")
+        raise InvalidArgumentError(f"{name} must be at least 1 ms, got {ttl!r}")
     return ms
 
 

@@ -28,6 +28,7 @@ from pydantic import (
     Field,
     SecretStr,
     SerializationInfo,
+    ValidationInfo,
     field_serializer,
     field_validator,
 )
@@ -70,8 +71,8 @@ class SessionData(BaseModel):
 
     @field_validator("session_id", "user_id")
     @classmethod
-    def _safe_id(cls, value: str) -> str:
-        return validate_id(value)
+    def _safe_id(cls, value: str, info: ValidationInfo) -> str:
+        return validate_id(value, info.field_name or "id")
 
     @field_validator("refresh_token")
     @classmethod

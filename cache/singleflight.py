@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from cache.cancellation import cancel_and_wait
 from cache.errors import CacheError
+from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
 
@@ -52,7 +53,7 @@ class LocalFlights:
         exception. A joiner waits at most ``max_wait`` (``FillTimeoutError``); if the leader is
         cancelled, a joiner becomes the next leader instead of failing."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + max_wait
+        deadline = loop.time() + seconds_arg(max_wait, "max_wait", allow_zero=True)
         while (flight := self._running.get(key)) is not None:
             if on_join is not None:
                 on_join()

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 
 from cache.download_models import ProgressUpdate, PublishOutcome
 from cache.errors import CacheError, translate_errors
+from cache.keys import validate_name
 from cache.manager import CacheManager
 from jobs.errors import InvalidPayloadError, PublishError
 from jobs.serializer import serialize
@@ -54,6 +55,9 @@ async def enqueue_jobs(
     """Enqueue several jobs in one transaction; per job, False when its id already exists."""
     if not jobs:
         return []
+    validate_name(queue_name, "queue name")
+    for _, _, job_id in jobs:
+        validate_name(job_id, "job id")
     now = time.time_ns() // 1_000_000
     with translate_errors(queue_name, operation="enqueue"):
         async with queue.pipeline(transaction=True) as tx:

@@ -25,6 +25,7 @@ import sentry_sdk
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cache.manager import CacheManager
+from cache.numbers import Count, Seconds, WholeSeconds
 from cache.scripts import ScriptRunner
 from jobs import stats as stats_mod
 from jobs import warmup as warmup_mod
@@ -43,10 +44,10 @@ Result = dict[str, Any]
 class MaintenanceSettings(BaseModel):
     """``[maintenance]``: schedules (seconds, 0 = off) and limits of the periodic jobs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     cleanup_every: int = Field(300, description="cleanup_stale_progress period")
-    cleanup_older_than: int = Field(3600, gt=0, description="progress idle this long is stale")
+    cleanup_older_than: WholeSeconds = Field(3600, description="progress idle this long is stale")
     stats_every: int = Field(300, description="log_cache_stats period")
     warmup_every: int = Field(3600, description="warmup_cache period")
     repair_every: int = Field(
@@ -54,8 +55,8 @@ class MaintenanceSettings(BaseModel):
     )
     warmup_at_startup: bool = Field(True, description="each worker warms up as it starts")
     memory_warning: float = Field(0.9, gt=0, le=1, description="used/max memory ratio to warn at")
-    timeout: float = Field(60.0, gt=0, description="seconds one run may take")
-    max_tries: int = Field(3, ge=1, description="tries of one run (a crashed worker's run resumes)")
+    timeout: Seconds = Field(60.0, description="seconds one run may take")
+    max_tries: Count = Field(3, description="tries of one run (a crashed worker's run resumes)")
     history: int = Field(100, ge=1, le=10_000, description="runs kept per job in its history")
 
     @field_validator("cleanup_every", "stats_every", "warmup_every", "repair_every")

@@ -23,6 +23,7 @@ from typing import Any
 from cache.client import create_client
 from cache.errors import CacheError
 from cache.manager import CacheManager
+from cache.numbers import seconds_arg
 from worker.embedded import EmbeddedServer, EmbeddedServerError
 from worker.outage import StartupTimeout
 from worker.settings import Settings, SettingsError, load_settings
@@ -40,6 +41,14 @@ def configure_logging(settings: Settings) -> None:
         else "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
     logging.basicConfig(level=settings.log.level, format=fmt, stream=sys.stderr, force=True)
+
+
+def seconds(text: str) -> float:
+    """argparse type of a duration: a finite number of seconds above zero."""
+    try:
+        return seconds_arg(float(text), "seconds")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def run_async(coro: Coroutine[Any, Any, int], use_uvloop: bool = True) -> int:
@@ -131,9 +140,9 @@ def add_health(sub: Subparsers) -> None:
         help="require a fresh heartbeat from a worker on this host (Docker HEALTHCHECK)",
     )
     health.add_argument(
-        "--max-queue-age", type=float, help="seconds the oldest waiting job may wait"
+        "--max-queue-age", type=seconds, help="seconds the oldest waiting job may wait"
     )
-    health.add_argument("--stale-after", type=float, help="seconds after which a beat is stale")
+    health.add_argument("--stale-after", type=seconds, help="seconds after which a beat is stale")
     health.set_defaults(handler=cmd_health)
 
 
@@ -234,7 +243,7 @@ def add_demo(sub: Subparsers) -> None:
     demo.add_argument("--downloads", type=int, default=24, help="simulated downloads")
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
     demo.add_argument(
-        "--duration", type=float, help="run headless for about S seconds and print a summary"
+        "--duration", type=seconds, help="run headless for about S seconds and print a summary"
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
     demo.set_defaults(handler=cmd_demo)
@@ -270,6 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Command = args.handler
     try:
         return handler(args, settings)
+    except SettingsError as exc:  # a command that loads settings again (run --embedded)
+        print(f"seen-worker: configuration error: {exc}", file=sys.stderr)
+        return 2
     except EmbeddedServerError as exc:
         print(f"seen-worker: {exc}", file=sys.stderr)
         return 2

@@ -8,22 +8,39 @@ a named file that is missing, malformed TOML or an invalid value stops start-up 
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
+from sentry_sdk.utils import BadDsn, Dsn
 
 from cache.config import CacheConfig, CacheSettings
+from cache.keys import validate_name
+from cache.numbers import Count, Seconds, SecondsOrZero
 from jobs.maintenance import MaintenanceSettings
 from jobs.warmup import WarmupSettings
+from worker.env_check import check_environment, env_name, nearest_setting
+
+log = logging.getLogger("seen.settings")
 
 SETTINGS_FILE_ENV = "SEEN_SETTINGS_FILE"
 DEFAULT_SETTINGS_FILE = Path("settings.toml")
@@ -34,7 +51,10 @@ class SettingsError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+QueueName = Annotated[str, AfterValidator(lambda v: validate_name(v, "queue name"))]
 
 
 class QueueSettings(_Section):
@@ -44,7 +64,7 @@ class QueueSettings(_Section):
     addr: str | None = Field(None, description="host:port or URL; empty = the cache's addr")
     password: SecretStr | None = None
     db: int | None = Field(None, ge=0, le=15)
-    name: str = Field("arq:queue", min_length=1)
+    name: QueueName = "arq:queue"
 
 
 class WorkerSection(_Section):
@@ -55,21 +75,21 @@ class WorkerSection(_Section):
     jobs never starve the heartbeat and queue bookkeeping of connections.
     """
 
-    max_jobs: int = Field(50, ge=1)
-    poll_delay: float = Field(0.05, gt=0, description="seconds between queue polls")
-    job_timeout: float = Field(30.0, gt=0, description="default per-function timeout")
-    keep_result: float = Field(60.0, ge=0)
-    max_tries: int = Field(5, ge=1)
-    shutdown_grace: float = Field(20.0, gt=0, description="seconds running jobs get on SIGTERM")
+    max_jobs: Count = 50
+    poll_delay: Seconds = Field(0.05, description="seconds between queue polls")
+    job_timeout: Seconds = Field(30.0, description="default per-function timeout")
+    keep_result: SecondsOrZero = 60.0
+    max_tries: Count = 5
+    shutdown_grace: Seconds = Field(20.0, description="seconds running jobs get on SIGTERM")
     uvloop: bool = True
-    heartbeat_interval: float = Field(5.0, gt=0, description="seconds between heartbeats")
-    heartbeat_ttl: float = Field(20.0, gt=0, description="a heartbeat lives this long")
-    job_lease: float = Field(
-        15.0, gt=0, description="a dead worker's job is picked up again after at most this"
+    heartbeat_interval: Seconds = Field(5.0, description="seconds between heartbeats")
+    heartbeat_ttl: Seconds = Field(20.0, description="a heartbeat lives this long")
+    job_lease: Seconds = Field(
+        15.0, description="a dead worker's job is picked up again after at most this"
     )
-    backoff_base: float = Field(0.5, gt=0, description="first wait after a store error")
-    backoff_cap: float = Field(10.0, gt=0, description="longest wait between reconnects")
-    startup_timeout: float = Field(60.0, gt=0, description="how long start-up waits for stores")
+    backoff_base: Seconds = Field(0.5, description="first wait after a store error")
+    backoff_cap: Seconds = Field(10.0, description="longest wait between reconnects")
+    startup_timeout: Seconds = Field(60.0, description="how long start-up waits for stores")
 
     @model_validator(mode="after")
     def _check_timing(self) -> WorkerSection:
@@ -85,9 +105,9 @@ class WorkerSection(_Section):
 class HealthSettings(_Section):
     """What ``seen-worker health`` calls healthy."""
 
-    max_queue_age: float = Field(60.0, gt=0, description="oldest waiting job may be this old")
-    stale_after: float = Field(15.0, gt=0, description="a heartbeat older than this is stale")
-    timeout: float = Field(5.0, gt=0, description="the whole check gives up after this")
+    max_queue_age: Seconds = Field(60.0, description="oldest waiting job may be this old")
+    stale_after: Seconds = Field(15.0, description="a heartbeat older than this is stale")
+    timeout: Seconds = Field(5.0, description="the whole check gives up after this")
 
 
 class SentrySettings(_Section):
@@ -96,6 +116,20 @@ class SentrySettings(_Section):
     dsn: SecretStr | None = None
     environment: str = "production"
     traces_sample_rate: float = Field(0.0, ge=0, le=1)
+
+    @field_validator("dsn")
+    @classmethod
+    def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        """Parse the DSN now, as Sentry will, so a bad one stops start-up with its name
+        (the message never repeats the DSN: it holds a key). Empty means off."""
+        if value is None or not value.get_secret_value().strip():
+            return None
+        text = value.get_secret_value().strip()
+        try:
+            Dsn(text)
+        except BadDsn as exc:
+            raise ValueError(f"not a Sentry DSN ({exc})") from None
+        return SecretStr(text)
 
 
 class LogSettings(_Section):
@@ -172,25 +206,48 @@ def settings_file(explicit: str | os.PathLike[str] | None = None) -> Path | None
 def _describe(error: dict[str, Any]) -> str:
     loc = [str(p) for p in error.get("loc", ())]
     name = ".".join(loc) or "settings"
-    env = "SEEN_" + "_".join(loc).upper() if loc else ""
+    env = "SEEN_" + "_".join(loc[:2]).upper() if loc else ""
     where = f" (file key {name!r} or env {env})" if env else ""
-    return f"setting {name}: {error.get('msg', 'invalid')}{where}"
+    hint = ""
+    if error.get("type") == "extra_forbidden" and loc:
+        near = nearest_setting(Settings, loc[0], loc[1] if len(loc) > 1 else "")
+        if near is not None:
+            hint = f"; did you mean {'.'.join(p for p in near if p)} ({env_name(*near)})?"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"setting {name}: {message}{where}{hint}"
+
+
+def _source_problem(exc: SourceError) -> str:
+    """pydantic-settings' own parse error (it does not name the variable) with its cause."""
+    cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+    return f"{exc}{cause}"
 
 
 def load_settings(file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Build Settings from file, environment and ``overrides``; raises ``SettingsError``."""
+    """Build Settings from file, environment and ``overrides``; raises ``SettingsError``.
+
+    Unknown ``SEEN_*`` variables close to a setting's name are errors (``worker.env_check``);
+    others are logged as ignored.
+    """
     path = settings_file(file)
     if path is not None:
         try:
             tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"settings file {str(path)!r} is not valid TOML: {exc}") from exc
+    report = check_environment(os.environ, Settings)
+    if report.errors:
+        raise SettingsError("; ".join(report.errors))
+    for line in report.ignored:
+        log.warning("%s", line)
     bound = type("Settings", (Settings,), {"_toml_file": path, "__module__": __name__})
     try:
         settings: Settings = bound(**overrides)
     except ValidationError as exc:
         problems = "; ".join(_describe(dict(e)) for e in exc.errors())
         raise SettingsError(problems) from None
+    except SourceError as exc:
+        raise SettingsError(_source_problem(exc)) from None
     return settings
 
 
