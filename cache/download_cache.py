@@ -208,8 +208,28 @@ class DownloadCache:
                     break
         return removed
 
+    async def count_active_by_shard(self) -> dict[int, int]:
+        """Active (queued, downloading, paused) downloads per shard: one ZCARD per shard's
+        active index, all in one pipelined round trip.
+
+        A download whose progress expired without a final update is counted until
+        ``cleanup_stale`` drops it from the index.
+        """
+        shards = self.layout.all_shards()
+        with translate_errors(None, operation="ZCARD download active"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for shard in shards:
+                    pipe.zcard(self.layout.shard_keys[shard].active)
+                counts = await pipe.execute()
+        return {shard: int(n) for shard, n in zip(shards, counts, strict=True)}
+
+    async def count_active(self) -> int:
+        """Active downloads over every shard (``count_active_by_shard`` summed)."""
+        return sum((await self.count_active_by_shard()).values())
+
     async def stats(self) -> dict[str, int]:
-        """Counters summed over the shards (applied, stale, duplicate, coalesced, ...)."""
+        """Counters summed over the shards (applied, stale, duplicate, coalesced, ...) and
+        ``active``, the count of active downloads (``download.active`` in manager stats)."""
         with translate_errors(None, operation="HGETALL download stats"):
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in self.layout.all_shards():
@@ -220,6 +240,7 @@ class DownloadCache:
             for name, value in row.items():
                 field = name.decode()
                 totals[field] = totals.get(field, 0) + int(value)
+        totals["active"] = await self.count_active()
         return totals
 
     def follower(self, *, block_ms: int = 1000, count: int = 500) -> EventFollower:

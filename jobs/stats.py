@@ -25,7 +25,8 @@ COUNTERS = ("done", "failed", "retried")
 """Fields of the ``seen:jobs:stats`` hash, incremented by every worker."""
 
 ACTIVE_DOWNLOADS_STAT = "download.active"
-"""``CacheStats.extra`` counter the download cache registers for active downloads."""
+"""``CacheStats.extra`` figure for active downloads: ``DownloadCache.stats()``'s ``active``
+(registered as ``download``), counted from the shards' active indexes."""
 
 _PAGE = 100
 

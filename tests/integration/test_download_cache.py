@@ -205,6 +205,29 @@ async def test_active_downloads_across_users_and_shards(manager: CacheManager) -
         await dl.get_active_downloads("bad*user")
 
 
+async def test_count_active_per_shard_and_in_manager_stats(manager: CacheManager) -> None:
+    dl = manager.download
+    expected = dict.fromkeys(dl.layout.all_shards(), 0)
+    for i, status in enumerate(list(DownloadStatus) * 7):
+        job = f"dl-{i}"
+        await dl.set_progress(upd(job, 1, user=f"user{i % 3}"))
+        await dl.set_progress(upd(job, 2, status, user=f"user{i % 3}"))
+        expected[dl.layout.shard(job)] += 0 if status.terminal else 1
+    await dl.set_progress(upd("dl-3", 3, user="user0"))  # completed stays completed
+    by_shard = await dl.count_active_by_shard()
+    assert by_shard == expected and sum(1 for n in by_shard.values() if n) > 1
+    assert await dl.count_active() == sum(expected.values()) == 21
+    assert len(await dl.get_active_downloads()) == 21
+    assert (await manager.stats()).extra["download.active"] == 21
+
+
+async def test_count_active_of_an_empty_store(manager: CacheManager) -> None:
+    assert await manager.download.count_active() == 0
+    assert set(await manager.download.count_active_by_shard()) == set(
+        manager.download.layout.all_shards()
+    )
+
+
 class Item(BaseModel):
     job_id: str
     title: str

@@ -1,22 +1,54 @@
-"""``log_cache_stats`` and the figures behind it: queue depth and age, counters, memory."""
+"""``log_cache_stats`` and the figures behind it: queue depth and age, counters, memory,
+active downloads (also through ``seen-worker stats``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 import pytest
 from redis.asyncio import Redis
 
+from cache.download_models import TERMINAL, ApplyOutcome, DownloadStatus
 from cache.manager import CacheManager
 from jobs import maintenance
 from jobs.stats import add_job_counts, collect, job_counters, logfmt, queue_stats
 from tests.conftest import TestServer, cache_config_for
+from tests.integration.test_health import _cli
 from tests.integration.test_maintenance import make_ctx
+from tests.progress_support import upd
 from worker.embedded import EmbeddedServer
 from worker.settings import load_settings
 
 Q = "arq:queue"
+
+
+async def real_downloads(manager: CacheManager) -> int:
+    """Applies a mix of updates over several shards and users; returns how many stay active.
+
+    Queued, downloading and paused downloads are active; completed, failed and cancelled ones
+    are not, including downloads that were active first and a terminal one sent a later,
+    ignored update.
+    """
+    last: dict[str, DownloadStatus] = {}
+    statuses = list(DownloadStatus)
+    for i in range(23):
+        job, user, status = f"dl-{i}", f"u{i % 4}", statuses[(i // 2) % len(statuses)]
+        await manager.download.set_progress(upd(job, 1, user=user))
+        last[job] = DownloadStatus.DOWNLOADING
+        if i % 2:  # every status once or twice, after a first "downloading"
+            await manager.download.set_progress(upd(job, 2, status, user=user))
+            last[job] = status
+        if i == 7:  # completed: a later "downloading" is refused
+            assert status in TERMINAL
+            refused = await manager.download.set_progress(upd(job, 3, user=user))
+            assert refused is ApplyOutcome.FINAL
+    assert set(last.values()) == set(statuses)
+    active = sum(1 for status in last.values() if status not in TERMINAL)
+    assert 0 < active < len(last)
+    assert len(await manager.download.get_active_downloads()) == active
+    return active
 
 
 async def test_queue_age_ignores_running_and_deferred_jobs(raw: Redis) -> None:
@@ -49,16 +81,13 @@ async def test_job_counters_add_up_across_workers(manager: CacheManager, raw: Re
 
 
 async def test_collect_and_logfmt(manager: CacheManager, raw: Redis) -> None:
-    async def downloads() -> dict[str, int]:
-        return {"active": 4}
-
-    manager.register_stats("download", downloads)
+    active = await real_downloads(manager)
     await raw.zadd(Q, {"old": int(time.time() * 1000) - 5000})
     snapshot = await collect(manager, manager.client, Q)
     figures = snapshot.flat()
     assert figures["queue_depth"] == 1
     assert figures["oldest_job_age_s"] >= 5
-    assert figures["active_downloads"] == 4
+    assert figures["active_downloads"] == active
     assert figures["keys"] >= 1 and figures["memory_used"] > 0
     line = logfmt(figures)
     assert "queue_depth=1" in line and "memory_ratio=-" in line and "\n" not in line
@@ -68,16 +97,35 @@ async def test_log_cache_stats_logs_one_structured_line(
     manager: CacheManager, server: TestServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = load_settings(cache={"addr": server.addr})
+    active = await real_downloads(manager)
     with caplog.at_level(logging.INFO, "seen.jobs.maintenance"):
         figures = await maintenance.log_cache_stats(make_ctx(manager, settings, "m1"))
     lines = [r for r in caplog.records if r.getMessage().startswith("cache stats ")]
     assert len(lines) == 1
     assert lines[0].stats == figures  # type: ignore[attr-defined]
+    assert figures["active_downloads"] == active
+    assert f" active_downloads={active}" in lines[0].getMessage()
     for name in ("memory_used", "hit_rate", "ops_per_sec", "evicted_keys", "clients", "keys"):
         assert f"{name}=" in lines[0].getMessage()
     for name in ("queue_depth", "oldest_job_age_s", "jobs_done", "jobs_failed", "jobs_retried"):
         assert f"{name}=" in lines[0].getMessage()
     assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+
+
+async def test_stats_command_prints_real_active_downloads(
+    manager: CacheManager, server: TestServer
+) -> None:
+    empty = _cli(server, "stats", "--json")
+    assert empty.returncode == 0, empty.stderr
+    assert json.loads(empty.stdout)["active_downloads"] == 0
+    active = await real_downloads(manager)
+    as_json = _cli(server, "stats", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["active_downloads"] == active
+    table = _cli(server, "stats")
+    assert table.returncode == 0, table.stderr
+    rows = dict(line.split(None, 1) for line in table.stdout.splitlines())
+    assert rows["active_downloads"] == str(active)
 
 
 async def test_memory_above_threshold_warns(
