@@ -3,10 +3,10 @@
 A scheduled run (ARQ cron id ``<name>:<ms>``) claims its slot (``jobs.schedule``); every run
 then holds the job's run guard (``jobs.guard``) for its body. A run ends in one of these ways:
 
-- ``skipped``: its slot is done, or claimed by another copy; nothing is written.
+- skipped, unrecorded: its slot is done, or claimed by another copy.
 - ``deferred``: another run holds the guard. A scheduled run leaves its slot owed (``run:<id>``)
   instead of closing it: the next run that finishes its body closes it (``cover``). A manual
-  run is just ``skipped``.
+  run is recorded as ``skipped``.
 - ``ok`` / ``error``: the body finished. The slot is closed (``done:<id>``) and, on success, so
   is every owed slot scheduled before the body started: this run did their work too.
 - ``cancelled``: cancelled before its body finished (shutdown grace over, timeout, abort). The
