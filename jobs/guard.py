@@ -4,7 +4,8 @@ A token lock on the queue store (never on an evicting cache instance): acquired 
 that sets it when absent or already held by the same token, released by compare-and-delete.
 The token is the ARQ job id, so the retry of a job whose worker died takes over its own stale
 guard instead of waiting for it to expire. The TTL is the job's timeout plus a margin: ARQ
-cancels the job at its timeout, so a live holder never outlives its guard.
+cancels the job at its timeout, so a live holder never outlives its guard. A run releases it
+when it ends, also when it is cancelled (``jobs.slotrun``); a killed worker's guard expires.
 
 Why not ``cache.locks.LockService``: the guard lives on the *queue* store (jobs and their
 guards must share the non-evicting instance) and must be re-entrant by job id, which a
@@ -13,15 +14,8 @@ random-token lock is not. It shares the lock key space and ``lock_release`` with
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from cache.errors import CacheError
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
-
-log = logging.getLogger("seen.jobs.guard")
 
 GUARD_MARGIN_S = 5.0
 
@@ -39,21 +33,6 @@ class RunGuard:
         return bool(await self.scripts.run("guard_acquire", [key], [token, ttl_ms]))
 
     async def release(self, job_name: str, token: str) -> bool:
+        """Compare-and-delete: False when the guard is not held with ``token``."""
         key = self.keys.maintenance_lock(job_name)
         return bool(await self.scripts.run("lock_release", [key], [token]))
-
-    @asynccontextmanager
-    async def hold(self, job_name: str, token: str, ttl_s: float) -> AsyncIterator[bool]:
-        """Yields True when this run holds the guard; releases it on the way out.
-
-        A release that fails (store gone) is logged, not raised: the TTL frees the guard.
-        """
-        acquired = await self.acquire(job_name, token, ttl_s)
-        try:
-            yield acquired
-        finally:
-            if acquired:
-                try:
-                    await self.release(job_name, token)
-                except CacheError as exc:
-                    log.warning("%s: guard not released (%s); it expires by itself", job_name, exc)

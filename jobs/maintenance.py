@@ -4,8 +4,14 @@ Each runs on a schedule from ``[maintenance]`` and can be enqueued by hand. Ever
 through ``run_maintenance``: a scheduled run (ARQ cron id ``<name>:<ms>``) first claims its slot
 so it runs once per fleet (``jobs.schedule``); every run then holds the job's run guard so a
 manual and a scheduled run never overlap (``jobs.guard``); the outcome is appended to the job's
-capped run history. A run that finds the guard taken is skipped, not queued behind it: these
-jobs are idempotent and the next slot comes soon.
+capped run history. A run that finds the guard taken does not queue behind it: a manual run is
+skipped, a scheduled one leaves its slot owed to the next run that finishes. A scheduled run
+cancelled by a stopping worker hands its slot back so its retry runs at once (``jobs.slotrun``).
+
+The jobs are idempotent batch jobs that bring state up to date, so a cancelled run's partial
+work is harmless to redo and a run does the work of every slot scheduled before it started:
+``cleanup_stale_progress`` removes what is stale when it scans, ``log_cache_stats`` writes its one
+line only after collecting, ``warmup_cache`` rewrites the same catalog entries.
 
 The job context carries ``cache`` (CacheManager), ``redis`` (the queue store), ``settings``
 (with ``maintenance``, ``warmup`` and ``queue`` sections) and optionally ``queue_scripts`` and
@@ -14,10 +20,7 @@ The job context carries ``cache`` (CacheManager), ``redis`` (the queue store), `
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import secrets
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,8 +32,8 @@ from cache.numbers import Count, Seconds, WholeSeconds
 from cache.scripts import ScriptRunner
 from jobs import stats as stats_mod
 from jobs import warmup as warmup_mod
-from jobs.guard import RunGuard
-from jobs.schedule import ClaimState, SlotClaims, check_period, scheduled_ms, slot_of
+from jobs.schedule import check_period
+from jobs.slotrun import run_slot
 
 log = logging.getLogger("seen.jobs.maintenance")
 
@@ -84,63 +87,11 @@ async def run_maintenance(
     *,
     prelude: Callable[[], Awaitable[Result]] | None = None,
 ) -> Result:
-    """Slot claim (scheduled runs), run guard, body, history. See the module docstring.
+    """Slot claim (scheduled runs), run guard, body, history: ``jobs.slotrun``.
 
     ``prelude`` runs before the guard is taken and even when it is busy (per-process work).
     """
-    manager: CacheManager = ctx["cache"]
-    cfg: MaintenanceSettings = ctx["settings"].maintenance
-    scripts = _queue_scripts(ctx)
-    claims = SlotClaims(scripts, manager.keys)
-    job_id = str(ctx.get("job_id") or f"manual-{secrets.token_hex(6)}")
-    period = cfg.period(name)
-    scheduled = scheduled_ms(name, job_id) if period else None
-    slot = None if scheduled is None else slot_of(scheduled, period)
-    started = time.time()
-    entry: Result = {
-        "job_id": job_id,
-        "slot": slot,
-        "try": ctx.get("job_try", 1),
-        "worker": ctx.get("worker_id"),
-        "started_ms": int(started * 1000),
-    }
-    if slot is not None:
-        state = await claims.claim(name, slot, job_id, period)
-        if state is ClaimState.TAKEN:
-            log.info("%s: slot %d already ran or is running elsewhere; skipped", name, slot)
-            return {"skipped": "slot already ran", "slot": slot}
-        if state is ClaimState.RESUMED:
-            log.info("%s: resuming slot %d (try %s)", name, slot, entry["try"])
-    try:
-        result: Result = await prelude() if prelude is not None else {}
-        async with RunGuard(scripts, manager.keys).hold(name, job_id, cfg.timeout) as held:
-            if held:
-                result.update(await body())
-            else:
-                log.info("%s: another run is in progress; this one is skipped", name)
-                result["skipped"] = "another run in progress"
-    except asyncio.CancelledError:
-        raise  # not finished: the retry of this job id resumes the slot
-    except Exception as exc:
-        entry.update(
-            outcome=f"error: {type(exc).__name__}", seconds=round(time.time() - started, 3)
-        )
-        await _close_run(claims, name, slot, job_id, entry, cfg.history)
-        raise
-    entry.update(
-        outcome="skipped" if "skipped" in result else "ok",
-        seconds=round(time.time() - started, 3),
-    )
-    await _close_run(claims, name, slot, job_id, entry, cfg.history)
-    return result
-
-
-async def _close_run(
-    claims: SlotClaims, name: str, slot: int | None, job_id: str, entry: Result, keep: int
-) -> None:
-    if slot is not None and not await claims.finish(name, slot, job_id):
-        log.warning("%s: claim of slot %d expired before the run finished", name, slot)
-    await claims.record(name, entry, keep)
+    return await run_slot(ctx, name, body, prelude)
 
 
 # -- the jobs -----------------------------------------------------------------------------

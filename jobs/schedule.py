@@ -7,6 +7,11 @@ per slot: ``slot = scheduled seconds // period``, claimed with one script (SET N
 two periods plus a minute) before the job body runs and marked done after it. A retry of the same
 job id (its worker died or was stopped) resumes the claim; any other copy skips.
 
+A claim ``run:<id>`` is a slot whose work is owed; ``done:<id>`` names the run that did it. A
+later run that finishes its body closes the owed slots scheduled before its body started
+(``cover``): its work includes theirs, since every periodic job brings state up to date
+(idempotent batch work), so a slot whose own run was cancelled or deferred is done once.
+
 Periods must fit ARQ's cron fields and divide a UTC day, so every worker computes the same
 slot boundaries: a divisor of 60 below a minute, whole minutes dividing an hour, or whole hours
 dividing a day. The worker runs cron in UTC.
@@ -18,7 +23,7 @@ import enum
 import json
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -107,6 +112,22 @@ class SlotClaims:
         key = self.keys.cron_slot(job_name, slot)
         return bool(await self.scripts.run("slot_finish", [key], [job_id]))
 
+    async def owns(self, job_name: str, slot: int, job_id: str) -> bool:
+        """True while the slot is claimed by ``job_id`` and not done (its work is still owed)."""
+        key = self.keys.cron_slot(job_name, slot)
+        with translate_errors(key, operation="GET"):
+            value = await cast(Awaitable[bytes | str | None], self.client.get(key))
+        if isinstance(value, bytes):
+            value = value.decode()
+        return value == f"run:{job_id}"
+
+    async def cover(self, job_name: str, slots: Iterable[int], job_id: str) -> list[int]:
+        """Mark the owed ones of ``slots`` done by ``job_id``; returns those it closed."""
+        wanted = list(slots)
+        calls = [([self.keys.cron_slot(job_name, s)], [job_id]) for s in wanted]
+        replies = await self.scripts.run_many("slot_cover", calls)
+        return [s for s, closed in zip(wanted, replies, strict=True) if int(closed)]
+
     async def record(self, job_name: str, entry: dict[str, Any], keep: int) -> None:
         """Prepend one run to the job's capped history (newest first)."""
         key = self.keys.cron_history(job_name)
@@ -123,6 +144,12 @@ class SlotClaims:
         with translate_errors(key, operation="LRANGE"):
             raw = await cast(Awaitable[list[bytes]], self.client.lrange(key, 0, max(0, limit - 1)))
         return [json.loads(item) for item in raw]
+
+
+def owed_window(upto_slot: int, period: int) -> range:
+    """The slots up to ``upto_slot`` whose claims may still exist (they live 2 periods + 60 s)."""
+    back = -(-(2 * period + CLAIM_MARGIN_S) // period)
+    return range(upto_slot - back, upto_slot + 1)
 
 
 def now_ms() -> int:

@@ -99,19 +99,24 @@ async def test_manual_runs_take_no_slot(
     assert [k async for k in raw.scan_iter("seen:cron:log_cache_stats:*")] == []
 
 
-async def test_scheduled_run_skips_while_a_manual_run_holds_the_guard(
+async def test_scheduled_run_defers_while_a_manual_run_holds_the_guard(
     manager: CacheManager, raw: Redis, settings: Settings
 ) -> None:
     guard = RunGuard(ScriptRunner(manager.client), manager.keys)
     assert await guard.acquire("log_cache_stats", "manual-1", 30)
     result = await maintenance.log_cache_stats(make_ctx(manager, settings, SCHEDULED))
     assert result == {"skipped": "another run in progress"}
-    # The slot counts as handled: a late copy does not run it after all.
-    assert await raw.get(f"seen:cron:log_cache_stats:{SLOT}") == f"done:{SCHEDULED}"
+    # The slot is not closed as skipped: its work stays owed (to the retry of this id or to the
+    # next run that finishes), and no other copy of the slot may take it meanwhile.
+    assert await raw.get(f"seen:cron:log_cache_stats:{SLOT}") == f"run:{SCHEDULED}"
+    other = "log_cache_stats:1700000001123"  # a skewed worker's copy of the same slot
+    assert (await maintenance.log_cache_stats(make_ctx(manager, settings, other)))[
+        "skipped"
+    ] == "slot already ran"
     assert await guard.release("log_cache_stats", "manual-1")
     assert not await guard.release("log_cache_stats", "manual-1")
     (run,) = await history(raw, "log_cache_stats")
-    assert run["outcome"] == "skipped"
+    assert run["outcome"] == "deferred"
 
 
 async def test_concurrent_manual_and_scheduled_runs_never_overlap(

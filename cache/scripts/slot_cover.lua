@@ -1,0 +1,11 @@
+-- Close a slot whose work is still owed, on behalf of a later run that did that work.
+-- KEYS[1]: seen:cron:<job name>:<slot>   the slot's claim: "run:<job id>" or "done:<job id>"
+-- ARGV[1]: job id of the run that did the work (its body started after the slot's time)
+-- returns: 1 the claim was "run:..." (owed) and is now "done:<ARGV[1]>" with its TTL kept,
+--          0 absent or already done (nothing is changed)
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, 4) == 'run:' then
+  redis.call('SET', KEYS[1], 'done:' .. ARGV[1], 'KEEPTTL')
+  return 1
+end
+return 0
