@@ -153,8 +153,13 @@ class SlotRun:
         finally:
             await self._release()
 
-    async def hand_back(self, queue: Redis | None, stopping: bool) -> None:
-        """Cancelled before the body finished: free the slot for this job id's retry."""
+    async def hand_back(
+        self, queue: Redis | None, stopping: bool, token: bytes | None = None
+    ) -> None:
+        """Cancelled before the body finished: free the slot for this job id's retry.
+
+        ``token`` is this run's lease token (``SeenWorker``): the marker is deleted only while
+        it still holds it (compare-and-delete), so a retry's marker is never touched."""
         try:
             await self.guard.release(self.name, self.job_id)
         except CacheError as exc:
@@ -164,8 +169,11 @@ class SlotRun:
         self.holds_guard = False
         if stopping and self.period > 0 and queue is not None:
             key = in_progress_key_prefix + self.job_id
-            with translate_errors(key, operation="DEL"):
-                await queue.delete(key)
+            if token is None:  # claimed by plain ARQ: its marker holds no token
+                with translate_errors(key, operation="DEL"):
+                    await queue.delete(key)
+            elif not await ScriptRunner(queue).run("lock_release", [key], [token]):
+                log.warning("%s: lease already gone; its retry may have started", self.name)
             log.info(
                 "%s: cancelled by the shutdown; %s handed back, its retry can start at once",
                 self.name,
@@ -188,6 +196,13 @@ class SlotRun:
         except CacheError as exc:
             log.warning("%s: guard not released (%s); it expires by itself", self.name, exc)
         self.holds_guard = False
+
+
+def lease_token(ctx: dict[str, Any]) -> bytes | None:
+    """This run's job lease token, when ``SeenWorker`` claimed it (``worker.leases``)."""
+    leases = getattr(ctx.get("runtime"), "leases", None)
+    token = leases.token(ctx.get("job_id", "")) if leases is not None else None
+    return token if isinstance(token, bytes) else None
 
 
 def stopping(ctx: dict[str, Any]) -> bool:
@@ -217,7 +232,7 @@ async def run_slot(
         body_started = now_ms()
         result.update(await body())
     except asyncio.CancelledError:
-        step = run.hand_back(ctx.get("redis"), stopping(ctx))
+        step = run.hand_back(ctx.get("redis"), stopping(ctx), lease_token(ctx))
         await complete(step, f"{name}: hand-back", cancelled=True)
         raise
     except Exception as exc:

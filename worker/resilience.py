@@ -139,6 +139,17 @@ class SeenWorker(Worker):
     ) -> None:
         """ARQ's ``finish_job`` as a transaction that commits only while we hold the lease."""
         in_progress = in_progress_key(job_id)
+        # A scheduled run cancelled by our stop hands its slot back and deletes its own marker
+        # (``jobs.slotrun``) so its retry starts at once: nothing is left to finish here.
+        if (
+            not finish
+            and keep_in_progress is not None
+            and self._stopping
+            and self.runtime.leases.token(job_id)
+            and not await self.pool.exists(in_progress)
+        ):
+            log.debug("job %s: handed back at shutdown", job_id)
+            return
 
         def queue(tr: Any) -> None:
             delete_keys = []
