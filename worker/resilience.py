@@ -11,6 +11,11 @@
   beats, instead of the longest function timeout + 10 s (python-arq/arq#402).
 - ARQ's shared health key is not written; each worker keeps its own heartbeat (#276, #291).
 - ``close()`` finishes even when the store is gone, so SIGTERM still exits 0.
+- Any other error of a poll iteration (one job's bookkeeping, surfacing from ARQ's
+  ``t.result()``) is logged with its traceback, counted in ``poll_errors`` and backed off;
+  it never ends the worker.
+- A job record ARQ cannot run (refused by ``jobs.serializer`` or naming an unknown function)
+  fails its job as in ARQ and is also dead-lettered with the reason (``finish_failed_job``).
 
 Start-up waits (with the same backoff) up to ``worker.startup_timeout`` for the queue store.
 """
@@ -18,16 +23,18 @@ Start-up waits (with the same backoff) up to ``worker.startup_timeout`` for the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
-from worker.outage import is_store_outage, wait_until_reachable
+from jobs.deadletter import letter_for_record, push_dead_letters
+from worker.outage import Backoff, is_store_outage, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
 
@@ -43,6 +50,10 @@ class SeenWorker(Worker):
         self.runtime: WorkerRuntime = self.ctx["runtime"]
         self.in_progress_timeout_s = self.settings.worker.job_lease
         self.runtime.attach(self)
+        self.poll_errors = 0
+        self._poll_backoff = Backoff(
+            self.settings.worker.backoff_base, self.settings.worker.backoff_cap
+        )
 
     async def main(self) -> None:
         if self._pool is not None:
@@ -53,13 +64,35 @@ class SeenWorker(Worker):
     async def _poll_iteration(self) -> None:
         try:
             await super()._poll_iteration()
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this worker is being stopped
+            await asyncio.sleep(self._poll_failed(exc))  # a cancelled job task's result
         except Exception as exc:
-            if not is_store_outage(exc):
-                raise
-            delay = self.runtime.outage.failed(exc)
+            if is_store_outage(exc):
+                delay = self.runtime.outage.failed(exc)
+            else:
+                delay = self._poll_failed(exc)
             await asyncio.sleep(delay)
         else:
             self.runtime.outage.recovered()
+            self._poll_backoff.reset()
+
+    def _poll_failed(self, exc: BaseException) -> float:
+        """Log (with traceback) and count an error that is not an outage; the wait before the
+        next iteration. ARQ reaps the other finished job tasks in the next iteration."""
+        self.poll_errors += 1
+        delay = self._poll_backoff.next()
+        log.error(
+            "poll iteration failed (%s: %s; %d so far); the worker goes on in %.1fs",
+            type(exc).__name__,
+            exc,
+            self.poll_errors,
+            delay,
+            exc_info=exc,
+        )
+        return delay
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """ARQ's ``start_jobs``, giving the concurrency slot back when the store fails."""
@@ -90,13 +123,50 @@ class SeenWorker(Worker):
             pipe.psetex(in_progress_key, int(self.in_progress_timeout_s * 1000), b"1")
             try:
                 await pipe.execute()
-            except (ResponseError, WatchError):
+            except (ResponseError, WatchError) as exc:
+                if is_store_outage(exc):  # e.g. out of memory: back off, do not spin
+                    raise
                 log.debug("job %s started elsewhere meanwhile", job_id)
                 return False
         task = self.loop.create_task(self.run_job(job_id, int(score)))
         task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
         self.tasks[job_id] = task
         return True
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """ARQ's, after dead-lettering a job record ARQ could not run."""
+        await self._dead_letter_record(job_id, result_data)
+        await super().finish_failed_job(job_id, result_data)
+
+    async def _dead_letter_record(self, job_id: str, result_data: bytes | None) -> None:
+        """Dead-letter the record of a job ARQ fails before running it, when the record is
+        invalid or names an unknown function (expired, aborted and retried-out jobs are not).
+
+        A store outage propagates: the job is then neither finished nor lost, and the next
+        attempt (after ``job_lease``) dead-letters it. Any other error only loses the letter.
+        """
+        manager = self.ctx.get("cache")
+        if manager is None:
+            return
+        raw = await self.pool.get(job_key_prefix + job_id)
+        if raw is None:
+            return
+        try:
+            job_try = json.loads(result_data or b"null").get("t")
+        except (ValueError, AttributeError):
+            job_try = None
+        letter = letter_for_record(
+            manager, job_id, raw, self.functions, job_try if isinstance(job_try, int) else None
+        )
+        if letter is None:
+            return
+        log.warning("job %s failed and dead-lettered: %s", job_id, letter.reason)
+        try:
+            await push_dead_letters(manager, [letter])
+        except Exception as exc:
+            if is_store_outage(exc):
+                raise
+            log.exception("job %s: dead letter not written; the job fails all the same", job_id)
 
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:
         """SIGTERM/SIGINT: heartbeats say "stopping" while running jobs get their grace."""
