@@ -63,36 +63,53 @@ class SeenWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
+            self._reap_done_tasks()
             await super()._poll_iteration()
         except asyncio.CancelledError as exc:
             task = asyncio.current_task()
             if task is None or task.cancelling():
                 raise  # this worker is being stopped
-            await asyncio.sleep(self._poll_failed(exc))  # a cancelled job task's result
+            self._poll_failed(exc)  # a cancelled job task's result, re-raised by ARQ
+            await asyncio.sleep(self._poll_backoff.next())
         except Exception as exc:
             if is_store_outage(exc):
                 delay = self.runtime.outage.failed(exc)
             else:
-                delay = self._poll_failed(exc)
+                self._poll_failed(exc)
+                delay = self._poll_backoff.next()
             await asyncio.sleep(delay)
         else:
             self.runtime.outage.recovered()
             self._poll_backoff.reset()
 
-    def _poll_failed(self, exc: BaseException) -> float:
-        """Log (with traceback) and count an error that is not an outage; the wait before the
-        next iteration. ARQ reaps the other finished job tasks in the next iteration."""
+    def _reap_done_tasks(self) -> None:
+        """Read finished job tasks before ARQ polls. ARQ reads them (``t.result()``) only after
+        its store calls, so during an outage a failed task stayed unread until a new run of
+        the same job replaced it, and its error surfaced as asyncio's "Task exception was
+        never retrieved". Here each one is read, and a non-outage error is logged with the id."""
+        for job_id, task in list(self.tasks.items()):
+            if not task.done():
+                continue
+            del self.tasks[job_id]
+            exc = None if task.cancelled() else task.exception()
+            if exc is None:
+                continue
+            if is_store_outage(exc):
+                self.runtime.outage.note(exc)
+            else:
+                self._poll_failed(exc, job_id)
+
+    def _poll_failed(self, exc: BaseException, job_id: str | None = None) -> None:
+        """Log (with traceback) and count an error that is not an outage."""
         self.poll_errors += 1
-        delay = self._poll_backoff.next()
         log.error(
-            "poll iteration failed (%s: %s; %d so far); the worker goes on in %.1fs",
+            "%s failed (%s: %s; poll error %d); the worker goes on",
+            "poll iteration" if job_id is None else f"bookkeeping of job {job_id}",
             type(exc).__name__,
             exc,
             self.poll_errors,
-            delay,
             exc_info=exc,
         )
-        return delay
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """ARQ's ``start_jobs``, giving the concurrency slot back when the store fails."""
