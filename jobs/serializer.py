@@ -6,14 +6,13 @@ A job record is ARQ's own dict written as JSON::
 
 Results add ``s`` (success), ``r`` (result), ``st``/``ft`` (start/finish ms), ``q`` and ``id``.
 Pydantic models are dumped in JSON mode; an exception result becomes
-``{"error": "<type>", "message": "<text>"}``; anything else that is not JSON (NaN and the
-infinities included: Go and JavaScript readers refuse them) fails loudly.
+``{"error": "<type>", "message": "<text>"}``; anything else that is not JSON fails loudly.
 
 Reading is strict about the record: UTF-8 JSON whose fields have the types and ranges
-``jobs.record`` checks. (NaN and the infinities Python's ``json`` writes are still read inside
-arguments: the job's own payload validation refuses them there, with a precise reason.) A record
-that fails raises ``InvalidJobRecordError``, an ARQ ``DeserializationError``, so ARQ fails that
-one job instead of tripping over a field later.
+``jobs.record`` checks. A record that fails raises ``InvalidJobRecordError``, an ARQ
+``DeserializationError``, so ARQ fails that one job instead of tripping over a field later.
+NaN and the infinities (which Python's ``json`` reads and writes) are still accepted inside the
+arguments: results echo the arguments, and the job's payload validation refuses them itself.
 """
 
 from __future__ import annotations
@@ -61,9 +60,7 @@ def _default(value: Any) -> Any:
 def serialize(obj: Any) -> bytes:
     """ARQ ``job_serializer``."""
     try:
-        return json.dumps(obj, default=_default, separators=(",", ":"), allow_nan=False).encode(
-            "utf-8"
-        )
+        return json.dumps(obj, default=_default, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise JobSerializationError(str(exc)) from exc
 
