@@ -53,9 +53,22 @@ class InvalidArgumentError(CacheError, ValueError):
     range; the message names the argument."""
 
 
-def _is_oom(exc: redis_exc.ResponseError) -> bool:
-    text = str(exc)
-    return text.startswith("OOM") or "out of memory" in text.lower()
+_OOM_TEXTS = ("out of memory", "command not allowed when used memory")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True when the store refused a command because it is full (maxmemory, noeviction).
+
+    By type first: redis-py turns Redis's ``-OOM ...`` reply into ``OutOfMemoryError`` and drops
+    the ``OOM`` prefix. By text for the rest: Dragonfly answers ``-ERR Out of memory`` (a plain
+    ``ResponseError``), and an error inside a script or transaction may carry the text only.
+    """
+    if isinstance(exc, redis_exc.OutOfMemoryError):
+        return True
+    if not isinstance(exc, redis_exc.ResponseError):
+        return False
+    text = str(exc).lstrip("-")
+    return text.upper().startswith("OOM") or any(t in text.lower() for t in _OOM_TEXTS)
 
 
 @contextmanager
@@ -71,7 +84,7 @@ def translate_errors(key: str | None = None, *, operation: str = "") -> Iterator
     except (redis_exc.ConnectionError, ConnectionError, OSError) as exc:
         raise CacheConnectionError(f"{what}store unreachable: {exc}", key=key) from exc
     except redis_exc.ResponseError as exc:
-        if _is_oom(exc):
+        if is_out_of_memory(exc):
             raise CacheOutOfMemoryError(f"{what}store out of memory: {exc}", key=key) from exc
         raise CacheResponseError(f"{what}store error: {exc}", key=key) from exc
     except redis_exc.RedisError as exc:

@@ -26,7 +26,13 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
-from cache.errors import CacheError, CacheResponseError, translate_errors
+from cache.errors import (
+    CacheError,
+    CacheOutOfMemoryError,
+    CacheResponseError,
+    is_out_of_memory,
+    translate_errors,
+)
 
 _KEYS_DECL = re.compile(r"^--\s*KEYS\[(\d+)\]", re.MULTILINE)  # header lines "-- KEYS[i]: ..."
 _ARGV_DECL = re.compile(r"^--\s*ARGV\[(\d+)\]", re.MULTILINE)
@@ -140,7 +146,9 @@ class ScriptRunner:
                 if isinstance(reply, redis_exc.NoScriptError):
                     missing.append(i)
                 elif isinstance(reply, Exception):
-                    raise CacheResponseError(f"script {name}: {reply}", key=calls[i][0][0])
+                    full = is_out_of_memory(reply)
+                    kind = CacheOutOfMemoryError if full else CacheResponseError
+                    raise kind(f"script {name}: {reply}", key=calls[i][0][0]) from reply
                 else:
                     results[i] = reply
             if not missing:

@@ -4,19 +4,22 @@ A capped list (``LPUSH`` + ``LTRIM`` in one transaction, newest first) at
 ``keys.dead_letter()``; ``deadletter.max_entries`` entries of at most
 ``deadletter.payload_chars`` characters of payload each. Operators read it with
 ``read_dead_letters`` (or ``LRANGE seen:jobs:dead 0 -1``): every entry is one JSON object.
+Job functions dead-letter invalid payloads; ``SeenWorker`` dead-letters whole job records ARQ
+cannot run (``letter_for_record``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from cache.errors import translate_errors
 from cache.manager import CacheManager
+from jobs.serializer import InvalidJobRecordError, parse_record, record_problem
 
 
 class DeadLetter(BaseModel):
@@ -91,3 +94,37 @@ async def read_dead_letters(manager: CacheManager, limit: int = 100) -> list[Dea
                 DeadLetter(at_ms=0, job_id=None, function="?", reason="unreadable", payload=text)
             )
     return out
+
+
+UNKNOWN_FUNCTION = "<unknown>"
+
+
+def letter_for_record(
+    manager: CacheManager,
+    job_id: str,
+    raw: bytes,
+    known: Container[str],
+    job_try: int | None = None,
+) -> DeadLetter | None:
+    """The dead letter of a stored job record ARQ cannot run, or None for a runnable one.
+
+    A record is not runnable when ``jobs.serializer`` refuses it or it names a function not in
+    ``known``. The payload is the record itself (its text when it is not JSON).
+    """
+    reason = record_problem(raw)
+    try:
+        record: Any = parse_record(raw)
+    except InvalidJobRecordError:
+        record = raw.decode("utf-8", errors="replace")
+    function = record.get("f") if isinstance(record, dict) else None
+    if not isinstance(function, str):
+        function = UNKNOWN_FUNCTION
+    if reason is None:
+        if function in known:
+            return None
+        reason = f"function {function!r} not found"
+    else:
+        reason = f"invalid job record: {reason}"
+    return make_dead_letter(
+        manager, job_id=job_id, function=function, reason=reason, payload=record, job_try=job_try
+    )

@@ -7,6 +7,12 @@ A job record is ARQ's own dict written as JSON::
 Results add ``s`` (success), ``r`` (result), ``st``/``ft`` (start/finish ms), ``q`` and ``id``.
 Pydantic models are dumped in JSON mode; an exception result becomes
 ``{"error": "<type>", "message": "<text>"}``; anything else that is not JSON fails loudly.
+
+Reading is strict about the record: UTF-8 JSON whose fields have the types and ranges
+``jobs.record`` checks. A record that fails raises ``InvalidJobRecordError``, an ARQ
+``DeserializationError``, so ARQ fails that one job instead of tripping over a field later.
+NaN and the infinities (which Python's ``json`` reads and writes) are still accepted inside the
+arguments: results echo the arguments, and the job's payload validation refuses them itself.
 """
 
 from __future__ import annotations
@@ -15,18 +21,33 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from arq.jobs import DeserializationError, SerializationError
 from pydantic import BaseModel
 
+from jobs.record import InvalidRecord, check_record
 
-class JobSerializationError(ValueError):
+
+class JobSerializationError(ValueError, SerializationError):
     """A job or result could not be turned into (or read from) JSON."""
+
+
+class InvalidJobRecordError(JobSerializationError, DeserializationError):
+    """A stored record is not a valid job or result record; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"invalid job record: {reason}")
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, BaseException):
-        return {"error": type(value).__name__, "message": str(value)}
+        message = str(value)
+        if isinstance(value.__cause__, JobSerializationError):
+            # ARQ's "unable to deserialize job" alone would hide which field was wrong
+            message = f"{message}: {value.__cause__}"
+        return {"error": type(value).__name__, "message": message}
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):
@@ -40,13 +61,37 @@ def serialize(obj: Any) -> bytes:
     """ARQ ``job_serializer``."""
     try:
         return json.dumps(obj, default=_default, separators=(",", ":")).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise JobSerializationError(str(exc)) from exc
 
 
-def deserialize(data: bytes) -> Any:
-    """ARQ ``job_deserializer``."""
+def parse_record(data: bytes | bytearray | memoryview | str) -> Any:
+    """The JSON value of ``data`` (strict UTF-8); ``InvalidJobRecordError`` when it is none."""
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise JobSerializationError(f"not a JSON job record: {exc}") from exc
+        text = data if isinstance(data, str) else bytes(data).decode("utf-8")
+        return json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise InvalidJobRecordError(f"not UTF-8: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidJobRecordError("JSON nested too deeply") from exc
+    except ValueError as exc:
+        raise InvalidJobRecordError(f"not JSON: {exc}") from exc
+
+
+def deserialize(data: bytes | bytearray | memoryview | str) -> Any:
+    """ARQ ``job_deserializer``: a checked job or result record (``jobs.record``)."""
+    record = parse_record(data)
+    try:
+        check_record(record)
+    except InvalidRecord as exc:
+        raise InvalidJobRecordError(exc.reason) from exc
+    return record
+
+
+def record_problem(data: bytes | bytearray | memoryview | str) -> str | None:
+    """Why ``deserialize`` refuses ``data``, or None when it is a valid record."""
+    try:
+        deserialize(data)
+    except InvalidJobRecordError as exc:
+        return exc.reason
+    return None

@@ -16,15 +16,15 @@ from typing import Any
 
 from redis import exceptions as redis_exc
 
-from cache.errors import CacheConnectionError
+from cache.errors import CacheConnectionError, CacheOutOfMemoryError, is_out_of_memory
 
 log = logging.getLogger("seen.worker.outage")
 
-_TRANSIENT_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "OOM")
+_TRANSIENT_REPLIES = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN")
 
 
 def is_store_outage(exc: BaseException, _depth: int = 0) -> bool:
-    """True for errors that mean the store is unreachable, restarting or failing over.
+    """True for errors that mean the store is unreachable, restarting, failing over or full.
 
     redis-py reports a connection lost during WATCH as a ``WatchError`` ("A ConnectionError
     occurred on while watching ..."): that is an outage too, not a lost race.
@@ -44,9 +44,10 @@ def is_store_outage(exc: BaseException, _depth: int = 0) -> bool:
         | OSError,
     ):
         return True
+    if is_out_of_memory(exc) or isinstance(exc, CacheOutOfMemoryError):
+        return True  # a full store: writes fail until memory frees, like an outage
     if isinstance(exc, redis_exc.ResponseError):
-        text = str(exc).lstrip("-").upper()
-        return text.startswith(_TRANSIENT_REPLIES) or "OUT OF MEMORY" in text
+        return str(exc).lstrip("-").upper().startswith(_TRANSIENT_REPLIES)
     return False
 
 

@@ -18,6 +18,11 @@
   cancels them (re-cancelling, bounded), then shuts down (bounded); a thread-backed exit
   deadline ends the process at grace + ``STOP_MARGIN_S`` whatever happens.
 - ``close()`` finishes even when the store is gone, so SIGTERM still exits 0.
+- Any other error of a poll iteration (one job's bookkeeping, surfacing from ARQ's
+  ``t.result()``) is logged with its traceback, counted in ``poll_errors`` and backed off;
+  it never ends the worker.
+- A job record ARQ cannot run (refused by ``jobs.serializer`` or naming an unknown function)
+  fails its job as in ARQ and is also dead-lettered with the reason (``finish_failed_job``).
 
 Start-up waits (with the same backoff) up to ``worker.startup_timeout`` for the queue store.
 """
@@ -25,6 +30,7 @@ Start-up waits (with the same backoff) up to ``worker.startup_timeout`` for the 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 from typing import Any
@@ -35,6 +41,7 @@ from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
 from cache.cancellation import cancel_and_wait, wait_bounded
+from jobs.deadletter import letter_for_record, push_dead_letters
 from worker.exit_deadline import (
     CANCEL_JOBS_WITHIN_S,
     SHUTDOWN_WITHIN_S,
@@ -42,7 +49,7 @@ from worker.exit_deadline import (
     ExitDeadline,
 )
 from worker.leases import in_progress_key
-from worker.outage import is_store_outage, wait_until_reachable
+from worker.outage import Backoff, is_store_outage, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
 
@@ -62,6 +69,10 @@ class SeenWorker(Worker):
         self._stopping = False
         self.stale_finishes = 0
         """Finishes refused because this worker no longer held the job's lease."""
+        self.poll_errors = 0
+        self._poll_backoff = Backoff(
+            self.settings.worker.backoff_base, self.settings.worker.backoff_cap
+        )
 
     async def main(self) -> None:
         if self._pool is not None:
@@ -71,14 +82,53 @@ class SeenWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
+            self._reap_done_tasks()
             await super()._poll_iteration()
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this worker is being stopped
+            self._poll_failed(exc)  # a cancelled job task's result, re-raised by ARQ
+            await asyncio.sleep(self._poll_backoff.next())
         except Exception as exc:
-            if not is_store_outage(exc):
-                raise
-            delay = self.runtime.outage.failed(exc)
+            if is_store_outage(exc):
+                delay = self.runtime.outage.failed(exc)
+            else:
+                self._poll_failed(exc)
+                delay = self._poll_backoff.next()
             await asyncio.sleep(delay)
         else:
             self.runtime.outage.recovered()
+            self._poll_backoff.reset()
+
+    def _reap_done_tasks(self) -> None:
+        """Read finished job tasks before ARQ polls. ARQ reads them (``t.result()``) only after
+        its store calls, so during an outage a failed task stayed unread until a new run of
+        the same job replaced it, and its error surfaced as asyncio's "Task exception was
+        never retrieved". Here each one is read, and a non-outage error is logged with the id."""
+        for job_id, task in list(self.tasks.items()):
+            if not task.done():
+                continue
+            del self.tasks[job_id]
+            exc = None if task.cancelled() else task.exception()
+            if exc is None:
+                continue
+            if is_store_outage(exc):
+                self.runtime.outage.note(exc)
+            else:
+                self._poll_failed(exc, job_id)
+
+    def _poll_failed(self, exc: BaseException, job_id: str | None = None) -> None:
+        """Log (with traceback) and count an error that is not an outage."""
+        self.poll_errors += 1
+        log.error(
+            "%s failed (%s: %s; poll error %d); the worker goes on",
+            "poll iteration" if job_id is None else f"bookkeeping of job {job_id}",
+            type(exc).__name__,
+            exc,
+            self.poll_errors,
+            exc_info=exc,
+        )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """ARQ's ``start_jobs``, giving the concurrency slot back when the store fails."""
@@ -112,7 +162,9 @@ class SeenWorker(Worker):
             sent_at = self.loop.time()
             try:
                 await pipe.execute()
-            except (ResponseError, WatchError):
+            except (ResponseError, WatchError) as exc:
+                if is_store_outage(exc):  # e.g. out of memory: back off, do not spin
+                    raise
                 log.debug("job %s started elsewhere meanwhile", job_id)
                 return False
         leases.granted(job_id, token, sent_at)
@@ -172,7 +224,10 @@ class SeenWorker(Worker):
         await self._finish_as_holder(job_id, queue)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """ARQ's ``finish_failed_job``, committed only while we hold the lease."""
+        """ARQ's ``finish_failed_job``, committed only while we hold the lease, after
+        dead-lettering a job record ARQ could not run."""
+        if self.runtime.leases.token(job_id) is not None:
+            await self._dead_letter_record(job_id, result_data)
 
         def queue(tr: Any) -> None:
             tr.delete(retry_key_prefix + job_id, in_progress_key(job_id), job_key_prefix + job_id)
@@ -212,6 +267,36 @@ class SeenWorker(Worker):
             job_id,
             leases.held[job_id].reason or "it expired or was taken over",
         )
+
+    async def _dead_letter_record(self, job_id: str, result_data: bytes | None) -> None:
+        """Dead-letter the record of a job ARQ fails before running it, when the record is
+        invalid or names an unknown function (expired, aborted and retried-out jobs are not).
+
+        A store outage propagates: the job is then neither finished nor lost, and the next
+        attempt (after ``job_lease``) dead-letters it. Any other error only loses the letter.
+        """
+        manager = self.ctx.get("cache")
+        if manager is None:
+            return
+        raw = await self.pool.get(job_key_prefix + job_id)
+        if raw is None:
+            return
+        try:
+            job_try = json.loads(result_data or b"null").get("t")
+        except (ValueError, AttributeError):
+            job_try = None
+        letter = letter_for_record(
+            manager, job_id, raw, self.functions, job_try if isinstance(job_try, int) else None
+        )
+        if letter is None:
+            return
+        log.warning("job %s failed and dead-lettered: %s", job_id, letter.reason)
+        try:
+            await push_dead_letters(manager, [letter])
+        except Exception as exc:
+            if is_store_outage(exc):
+                raise
+            log.exception("job %s: dead letter not written; the job fails all the same", job_id)
 
     # -- stopping: every step bounded --------------------------------------------------
     def handle_sig_wait_for_completion(self, signum: signal.Signals) -> None:

@@ -1,0 +1,31 @@
+"""The producer side of ARQ reads job and result records through the checked deserializer:
+``Job.info``, ``Job.result_info``, ``Job.result``, ``queued_jobs`` and ``all_job_results``."""
+
+from __future__ import annotations
+
+from redis.asyncio import Redis
+
+from tests.conftest import TestServer
+from tests.progress_support import run_burst_worker, upd, worker_settings
+from tests.workerproc import queue_pool
+
+
+async def test_producer_reads_queued_jobs_and_results(server: TestServer, raw: Redis) -> None:
+    pool = queue_pool(server.addr)
+    payload = upd("dl-reads", 1).model_dump(mode="json")
+    try:
+        job = await pool.enqueue_job("update_progress", payload, _job_id="reads-1")
+        assert job is not None
+        info = await job.info()
+        assert info is not None and info.function == "update_progress"
+        assert list(info.args) == [payload] and info.score is not None
+        assert [j.function for j in await pool.queued_jobs()] == ["update_progress"]
+
+        await run_burst_worker(worker_settings(server.addr))
+
+        assert await job.result(timeout=5, poll_delay=0.05) == "applied"
+        result = await job.result_info()
+        assert result is not None and result.success and result.job_id == "reads-1"
+        assert [r.result for r in await pool.all_job_results()] == ["applied"]
+    finally:
+        await pool.aclose()
