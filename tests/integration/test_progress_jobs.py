@@ -11,7 +11,7 @@ import pytest
 from arq.worker import Retry
 from redis.asyncio import Redis
 
-from cache.download import PublishOutcome
+from cache.download import DownloadCache, PublishOutcome
 from cache.manager import CacheManager
 from jobs import progress
 from jobs.client import (
@@ -204,3 +204,34 @@ async def test_drain_hands_over_after_its_budget(manager: CacheManager) -> None:
     assert again.claimed and again.applied == 3 and again.handoff_id is None
     stray = await dl.drain(shard, "progress-drain:duplicate")
     assert not stray.claimed and stray.rounds == 0
+
+
+async def test_drain_ids_come_from_the_factory_given_once(manager: CacheManager) -> None:
+    """publish, drain's hand-over and schedule_drains all take their ids from ``drain_ids``."""
+    made: list[int] = []
+
+    def ids(shard: int) -> str:
+        made.append(shard)
+        return f"custom-{shard}-{len(made)}"
+
+    dl = DownloadCache(
+        manager.client,
+        manager.service,
+        manager.keys,
+        manager.scripts,
+        manager.config,
+        drain_ids=ids,
+    )
+    shard = dl.layout.shard("dl-1")
+    jobs = [f"dl-{i}" for i in range(400) if dl.layout.shard(f"dl-{i}") == shard][:3]
+    puts = await dl.publish_many([upd(job, 1) for job in jobs])
+    assert puts[0].drain_id == f"custom-{shard}-1"
+    assert [p.drain_id for p in puts[1:]] == [None, None]  # coalesced into the first drain
+    report = await dl.drain(shard, "custom-0-x", batch=1, budget=0)  # not the scheduled one
+    assert report.applied == 1 and report.handoff_id is None  # the scheduled drain goes on
+    report = await dl.drain(shard, f"custom-{shard}-1", batch=1, budget=0)
+    assert report.claimed and report.handoff_id == f"custom-{shard}-2"
+    await asyncio.sleep(0.01)  # the hand-over outlives a 1 ms lease: replaced
+    scheduled = await dl.schedule_drains(lease_ms=1)
+    assert list(scheduled.values()) == [shard]
+    assert next(iter(scheduled)).startswith(f"custom-{shard}-")
