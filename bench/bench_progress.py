@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from bench import progress_workload as w
 from bench.common import BenchEnv, BenchResult
-from cache.download_layout import member, now_ms
+from cache.download import DownloadStatus, ProgressUpdate, member, now_ms
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher, enqueue_jobs, enqueue_update_batch
 
@@ -197,23 +197,20 @@ async def redis_benchmark_evalsha(env: BenchEnv, manager: CacheManager) -> float
         return None
     await manager.scripts.load_all()
     script = manager.scripts.get("download_apply")
-    k = manager.keys
-    keys = [
-        k.download_progress("dl-__rand_int__", 0),
-        k.download_active(0),
-        k.download_user_index("u1", 0),
-        k.download_events(0),
-        k.download_stats(0),
-        k.download_pending("dl-__rand_int__", 0),
-        k.download_pending_set(0),
-    ]
-    args = ["direct", now_ms(), 30_000, 3_600_000, 5000, 10_000, "dl-__rand_int__", "u1"]
-    args += [1, "downloading", 1000, 100_000, 0, ""]
+    update = ProgressUpdate(
+        job_id="dl-__rand_int__",
+        user_id="u1",
+        seq=1,
+        status=DownloadStatus.DOWNLOADING,
+        bytes_done=1000,
+        bytes_total=100_000,
+    )  # redis-benchmark replaces __rand_int__ in keys and arguments alike
+    keys, args = manager.download.apply_call(update, now_ms())
     port = env.addr.rsplit(":", 1)[1]
     total = 100_000 if env.quick else 400_000
     cmd = [env.redis_benchmark, "-h", "127.0.0.1", "-p", port, "-n", str(total), "-c", "50"]
     cmd += ["-P", "16", "-r", "100000000", "--csv", "EVALSHA", script.sha, str(len(keys))]
-    cmd += keys + [str(a) for a in args]
+    cmd += [*keys, *(str(a) for a in args)]
     done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120)
     lines = [ln for ln in done.stdout.strip().splitlines() if ln and not ln.startswith('"test"')]
     if done.returncode != 0 or not lines:

@@ -29,7 +29,7 @@ from arq.worker import Worker
 from redis.asyncio import Redis
 
 from bench.common import percentile
-from cache.download_models import ProgressUpdate
+from cache.download import ProgressUpdate
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_KEY = "naive:progress:"

@@ -1,13 +1,43 @@
 """The SEEN cache layer: typed, Dragonfly-safe access to the store.
 
-Nothing here knows about ARQ or the worker; ``jobs`` and ``worker`` build on it.
+Nothing here knows about ARQ or the worker; ``jobs`` and ``worker`` build on it. This module
+re-exports what users need, including the argument and result types of the public calls.
+Subpackages with their own API: ``cache.catalog``, ``cache.download``, ``cache.coordination``.
 """
 
-from cache.catalog_cache import CatalogCache
-from cache.catalog_entry import CatalogKind
-from cache.config import CacheConfig, CacheSettings, TTLSettings
-from cache.download_cache import DownloadCache
-from cache.download_models import DownloadProgress, DownloadStatus, ProgressUpdate
+from cache.catalog import CatalogCache, CatalogKind, FillTimeoutError, Loader, canonical_search
+from cache.config import (
+    CacheConfig,
+    CacheSettings,
+    CatalogSettings,
+    DownloadSettings,
+    LockSettings,
+    TTLSettings,
+)
+from cache.coordination import (
+    Holding,
+    Lock,
+    LockError,
+    LockLost,
+    LockService,
+    LockTimeout,
+    RateLimiter,
+    RateLimitResult,
+    Window,
+)
+from cache.download import (
+    ApplyOutcome,
+    DownloadCache,
+    DownloadProgress,
+    DownloadStatus,
+    DrainIdFactory,
+    DrainReport,
+    EventFollower,
+    ProgressEvent,
+    ProgressUpdate,
+    PublishOutcome,
+    PutResult,
+)
 from cache.errors import (
     CacheConnectionError,
     CacheError,
@@ -20,15 +50,16 @@ from cache.errors import (
     ValueTooLargeError,
 )
 from cache.keys import KeyBuilder
-from cache.locks import Lock, LockError, LockLost, LockService, LockTimeout
-from cache.manager import CacheManager, HealthReport
-from cache.ratelimit import RateLimiter, RateLimitResult
-from cache.service import CacheService
+from cache.manager import CacheManager, HealthReport, Invalidator, StatsSource
+from cache.service import TTL, TTL_MISSING, TTL_PERSISTENT, CacheService, Scalar
 from cache.session_cache import ExpiredSessionError, SessionCache, SessionData, UserProfile
-from cache.singleflight import FillTimeoutError
 from cache.stats import CacheStats
 
 __all__ = [
+    "TTL",
+    "TTL_MISSING",
+    "TTL_PERSISTENT",
+    "ApplyOutcome",
     "CacheConfig",
     "CacheConnectionError",
     "CacheError",
@@ -41,27 +72,43 @@ __all__ = [
     "CacheTimeoutError",
     "CatalogCache",
     "CatalogKind",
+    "CatalogSettings",
     "DownloadCache",
     "DownloadProgress",
+    "DownloadSettings",
     "DownloadStatus",
+    "DrainIdFactory",
+    "DrainReport",
+    "EventFollower",
     "ExpiredSessionError",
     "FillTimeoutError",
     "HealthReport",
+    "Holding",
     "InvalidArgumentError",
     "InvalidKeyError",
+    "Invalidator",
     "KeyBuilder",
+    "Loader",
     "Lock",
     "LockError",
     "LockLost",
     "LockService",
+    "LockSettings",
     "LockTimeout",
+    "ProgressEvent",
     "ProgressUpdate",
+    "PublishOutcome",
+    "PutResult",
     "RateLimitResult",
     "RateLimiter",
+    "Scalar",
     "SerializationError",
     "SessionCache",
     "SessionData",
+    "StatsSource",
     "TTLSettings",
     "UserProfile",
     "ValueTooLargeError",
+    "Window",
+    "canonical_search",
 ]

@@ -28,16 +28,6 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@=+-]*")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@=+/:-]*")
 _GLOB = re.compile(r"([*?\[\]\\])")
 
-# TTL defaults in seconds (the seed's table); settings.toml / TTLSettings override them.
-SESSION_TTL = 24 * 3600
-USER_PROFILE_TTL = 15 * 60
-CATALOG_TTL = 5 * 60
-DOWNLOAD_PROGRESS_TTL = 30
-SEARCH_RESULTS_TTL = 10 * 60
-RECOMMENDATIONS_TTL = 3600
-RATE_LIMIT_TTL = 60
-LOCK_TTL = 30
-
 
 def validate_id(value: object, what: str = "id") -> str:
     """Return ``value`` if it is a safe id: 1-128 chars of ``[A-Za-z0-9._@=+-]``."""

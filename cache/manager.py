@@ -16,14 +16,13 @@ from typing import Any, Self
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from cache.catalog_cache import CatalogCache
+from cache.catalog import CatalogCache
 from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
-from cache.download_cache import DownloadCache
+from cache.coordination import LockService, RateLimiter
+from cache.download import DownloadCache
 from cache.errors import CacheError, InvalidKeyError, translate_errors
 from cache.keys import KeyBuilder, validate_id
-from cache.locks import LockService
-from cache.ratelimit import RateLimiter
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
 from cache.session_cache import SessionCache

@@ -18,6 +18,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from typing import Any
 
@@ -59,8 +60,9 @@ class Script:
     declared_keys: int
     declared_args: int
 
-    @property
+    @cached_property
     def sha(self) -> str:
+        """SHA1 of the source (the EVALSHA name), hashed once per script."""
         return hashlib.sha1(self.source.encode("utf-8"), usedforsecurity=False).hexdigest()
 
     @classmethod
@@ -132,7 +134,7 @@ class ScriptRunner:
         script = self.get(name)
         for keys, _ in calls:
             check_keys(script, keys)
-        sha = script.sha  # a property that hashes the source: once per batch
+        sha = script.sha
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for _attempt in range(2):

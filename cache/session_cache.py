@@ -35,10 +35,9 @@ from pydantic import (
 
 from cache import codec
 from cache.config import TTLSettings
+from cache.coordination import LockService, RateLimiter, Window
 from cache.errors import CacheError, InvalidKeyError, SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
-from cache.locks import LockService
-from cache.ratelimit import RateLimiter, Window
 from cache.service import TTL, CacheService
 
 REVEAL = {"reveal_secrets": True}
@@ -295,5 +294,5 @@ class SessionCache:
         return await self.locks.release(name, lock_id)
 
     async def rate_limit_check(self, user_id: str, action: str, limit: int, window: Window) -> bool:
-        """True when allowed (GCRA, burst = limit; see ``cache.ratelimit``)."""
+        """True when allowed (GCRA, burst = limit; see ``cache.coordination._ratelimit``)."""
         return await self.limiter.allow(user_id, action, limit, window)

@@ -10,7 +10,6 @@ docs/progress.md, "repair").
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,7 +20,7 @@ from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from cache.download_models import ProgressUpdate, PublishOutcome
+from cache.download import ProgressUpdate, PublishOutcome, new_drain_id
 from cache.errors import CacheError, translate_errors
 from cache.keys import validate_name
 from cache.manager import CacheManager
@@ -37,9 +36,9 @@ JobSpec = tuple[str, Sequence[Any], str]
 """(function, args, job id) of one job to enqueue."""
 
 
-def drain_job_id(shard: int) -> str:
-    """A fresh id for a shard's drain job (never re-used for a new schedule)."""
-    return f"progress-drain:{shard}:{secrets.token_hex(8)}"
+drain_job_id = new_drain_id
+"""A fresh id for a shard's drain job; kept as an alias of ``cache.download.new_drain_id``,
+the factory ``manager.download`` uses for every drain it schedules."""
 
 
 def job_record(function: str, args: Sequence[Any], enqueue_ms: int | None = None) -> bytes:
@@ -157,7 +156,7 @@ class ProgressPublisher:
         """Publish many updates: one pipelined round trip, plus one to enqueue drain jobs."""
         valid = [as_update(u) for u in updates]
         try:
-            results = await self.cache.download.pending.put_many(valid, drain_job_id)
+            results = await self.cache.download.publish_many(valid)
         except CacheError as exc:
             raise PublishError(f"could not store {len(valid)} progress update(s): {exc}") from exc
         for result in results:
@@ -169,11 +168,7 @@ class ProgressPublisher:
     async def repair(self, *, lease_ms: int | None = None) -> int:
         """Make sure every shard with pending updates has a drain job; returns how many were
         enqueued. Run it periodically (``repair_pending_progress``) and after a crash."""
-        pending = self.cache.download.pending
-        for shard in self.cache.download.layout.all_shards():
-            outcome, drain_id = await pending.kick(shard, drain_job_id(shard), lease_ms=lease_ms)
-            if drain_id is not None and outcome.needs_enqueue:
-                self._owed[drain_id] = shard
+        self._owed.update(await self.cache.download.schedule_drains(lease_ms=lease_ms))
         owed = len(self._owed)
         await self._enqueue_owed()
         return owed

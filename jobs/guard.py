@@ -7,7 +7,7 @@ guard instead of waiting for it to expire. The TTL is the job's timeout plus a m
 cancels the job at its timeout, so a live holder never outlives its guard. A run releases it
 when it ends, also when it is cancelled (``jobs.slotrun``); a killed worker's guard expires.
 
-Why not ``cache.locks.LockService``: the guard lives on the *queue* store (jobs and their
+Why not ``cache.coordination.LockService``: the guard lives on the *queue* store (jobs and their
 guards must share the non-evicting instance) and must be re-entrant by job id, which a
 random-token lock is not. It shares the lock key space and ``lock_release`` with the locks.
 """

@@ -22,7 +22,7 @@ from typing import Any
 from arq.worker import Function, Retry, func
 from pydantic import ValidationError
 
-from cache.download_models import ApplyOutcome, ProgressUpdate
+from cache.download import ApplyOutcome, ProgressUpdate
 from cache.errors import CacheConnectionError, CacheOutOfMemoryError
 from cache.manager import CacheManager
 from jobs.client import (
@@ -32,7 +32,6 @@ from jobs.client import (
     UPDATE_FUNCTION,
     ProgressPublisher,
     describe,
-    drain_job_id,
     enqueue_jobs,
 )
 from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
@@ -177,7 +176,7 @@ async def apply_pending_progress(ctx: dict[str, Any], shard: Any) -> dict[str, A
         letter = _letter(ctx, DRAIN_FUNCTION, reason, {"shard": shard})
         raise await _reject(ctx, DRAIN_FUNCTION, [letter], reason)
     async with _store_retry(ctx):
-        report = await manager.download.pending.drain(shard, str(ctx["job_id"]), drain_job_id)
+        report = await manager.download.drain(shard, str(ctx["job_id"]))
         if report.handoff_id is not None:
             queue = ctx["redis"]
             spec = (DRAIN_FUNCTION, [shard], report.handoff_id)

@@ -34,7 +34,7 @@ from typing import IO, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.asyncio import Redis
 
-from cache.catalog_entry import CatalogKind
+from cache.catalog import CatalogKind
 from cache.errors import CacheConnectionError, CacheError, translate_errors
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner

@@ -15,7 +15,7 @@ from typing import Any, Self
 
 from arq.worker import Worker
 
-from cache.download_models import DownloadStatus, ProgressUpdate
+from cache.download import DownloadStatus, ProgressUpdate
 from worker.app import build_worker_settings
 from worker.settings import Settings, load_settings
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, SecretStr
 
 from cache.config import CacheConfig
-from cache.download_models import DownloadStatus, ProgressUpdate
+from cache.download import DownloadStatus, ProgressUpdate
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from cache.session_cache import SessionData

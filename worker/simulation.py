@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from cache.download_models import DownloadStatus, ProgressUpdate
+from cache.download import DownloadStatus, ProgressUpdate
 
 MB = 1024 * 1024
 

@@ -19,7 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from cache.config import CacheConfig
-from cache.download_models import DownloadProgress
+from cache.download import DownloadProgress
 from cache.keys import validate_id
 from cache.manager import CacheManager
 

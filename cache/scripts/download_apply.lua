@@ -17,7 +17,7 @@
 -- ARGV[6]: approximate MAXLEN of the event stream
 -- ARGV[7]: job id
 -- ARGV[8]: user id
--- ARGV[9]: seq ("direct" mode; ignored in "pending" mode, as are ARGV[10..14]); numbers are
+-- ARGV[9]: seq ("direct" mode only: a "pending" call passes ARGV[1..8]); numbers are
 --          decimal integer strings (an error reply otherwise)
 -- ARGV[10]: status
 -- ARGV[11]: bytes done

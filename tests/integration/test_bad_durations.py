@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 from cache.errors import CacheError, InvalidArgumentError
 from cache.manager import CacheManager
 from cache.session_cache import UserProfile
-from jobs.client import drain_job_id
 
 NON_FINITE: list[Any] = [math.nan, math.inf, -math.inf]
 IDS = ["nan", "inf", "-inf"]
@@ -118,5 +117,5 @@ async def test_download_maintenance_durations_must_be_finite(
 ) -> None:
     download = manager.download
     await refused(lambda: download.cleanup_stale(older_than=bad), "older_than")
-    await refused(lambda: download.pending.drain(0, "d", drain_job_id, budget=bad), "budget")
+    await refused(lambda: download.drain(0, "d", budget=bad), "budget")
     await refused(lambda: download.cleanup_stale(batch=-5), "batch")

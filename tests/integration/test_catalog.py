@@ -9,8 +9,7 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from cache.catalog_cache import CatalogCache
-from cache.catalog_entry import CatalogKind
+from cache.catalog import CatalogCache, CatalogKind
 from cache.errors import InvalidKeyError, SerializationError
 from cache.manager import CacheManager
 from tests.conftest import TestServer, cache_config_for

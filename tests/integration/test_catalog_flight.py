@@ -13,8 +13,8 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from cache.catalog_cache import CatalogCache, FillTimeoutError
-from cache.catalog_fill import wall_ms
+from cache.catalog import CatalogCache, FillTimeoutError
+from cache.catalog._fill import wall_ms
 from cache.config import CacheConfig, CatalogSettings
 from cache.errors import CacheConnectionError, SerializationError
 from cache.manager import CacheManager

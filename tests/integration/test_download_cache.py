@@ -11,7 +11,7 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from cache.download_models import ApplyOutcome, DownloadStatus, ProgressUpdate
+from cache.download import ApplyOutcome, DownloadStatus, ProgressUpdate
 from cache.errors import InvalidKeyError
 from cache.manager import CacheManager
 from tests.progress_support import upd

@@ -11,7 +11,7 @@ import time
 
 from redis.asyncio import Redis
 
-from cache.download_layout import member, now_ms
+from cache.download import member, now_ms
 from cache.manager import CacheManager
 from tests.conftest import COMPAT_LUA54
 from tests.progress_support import upd

@@ -8,8 +8,7 @@ import random
 from redis.asyncio import Redis
 
 from cache.config import DownloadSettings
-from cache.download_events import ProgressEvent
-from cache.download_models import ApplyOutcome, ProgressUpdate
+from cache.download import ApplyOutcome, ProgressEvent, ProgressUpdate
 from cache.manager import CacheManager
 from tests.conftest import TestServer, cache_config_for
 from tests.progress_support import upd
@@ -75,16 +74,19 @@ async def test_follower_sees_new_events_only_and_blocks(manager: CacheManager) -
     assert [(e.progress.job_id, e.progress.user_id) for e in events] == [("dl-new", "u2")]
 
 
-async def test_follow_stops_on_event(manager: CacheManager) -> None:
+async def test_read_loop_sees_an_event_published_after_start(manager: CacheManager) -> None:
+    """``seen-worker watch``'s pattern: start, then read with a short block until told to stop."""
     dl = manager.download
     follower = dl.follower(block_ms=100)
+    await follower.start()
     stop = asyncio.Event()
     got: list[ProgressUpdate | str] = []
 
     async def consume() -> None:
-        async for event in follower.follow(stop):
-            got.append(event.progress.job_id)
-            stop.set()
+        while not stop.is_set():
+            for event in await follower.read():
+                got.append(event.progress.job_id)
+                stop.set()
 
     task = asyncio.create_task(consume())
     await asyncio.sleep(0.05)

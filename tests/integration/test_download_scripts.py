@@ -13,7 +13,7 @@ import pytest
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
-from cache.download_layout import now_ms
+from cache.download import _calls, now_ms
 from cache.errors import CacheResponseError
 from cache.manager import CacheManager
 from tests.conftest import TestServer
@@ -62,37 +62,23 @@ def plain(value: Any) -> bool:
 async def test_script_returns_are_integers_strings_or_arrays(manager: CacheManager) -> None:
     dl = manager.download
     layout = dl.layout
-    keys, args = layout.apply_call(upd("dl-1", 1), now_ms())
-    replies = [await manager.scripts.run("download_apply", keys, args)]
-    result = await dl.pending.put(upd("dl-2", 1), lambda s: "drain-1")
+    run = manager.scripts.run
+    keys, args = _calls.apply(layout, upd("dl-1", 1), now_ms())
+    replies = [await run("download_apply", keys, args)]
+    result = await dl.publish(upd("dl-2", 1))
     shard = result.shard
-    k = manager.keys
     replies.append(
-        await manager.scripts.run(
-            "download_drain_kick",
-            [k.download_pending_set(shard), k.download_drain(shard)],
-            ["drain-2", now_ms(), 0, 1000],
-        )
+        await run("download_drain_kick", *_calls.drain_kick(layout, shard, "drain-2", now_ms(), 0))
     )
-    replies.append(
-        await manager.scripts.run("download_drain_claim", [k.download_drain(shard)], ["x"])
-    )
-    replies.append(
-        await manager.scripts.run("download_pop_stale", [k.download_active(0)], [now_ms(), 10])
-    )
-    replies.append(
-        await manager.scripts.run(
-            "download_forget",
-            [k.download_progress("dl-1", 0), k.download_user_index("u1", 0)],
-            ["dl-1", "u1", 0],
-        )
-    )
+    replies.append(await run("download_drain_claim", *_calls.drain_claim(layout, shard, "x")))
+    replies.append(await run("download_pop_stale", *_calls.pop_stale(layout, 0, now_ms(), 10)))
+    replies.append(await run("download_forget", *_calls.forget(layout, 0, "dl-1", "u1", 0)))
     assert all(plain(r) for r in replies), replies
     assert replies[1][0] == 3  # lease 0: the scheduled drain is replaced by a new id
 
 
 async def test_apply_rejects_non_integer_numbers(manager: CacheManager) -> None:
-    keys, args = manager.download.layout.apply_call(upd("dl-1", 1), now_ms())
+    keys, args = manager.download.apply_call(upd("dl-1", 1), now_ms())
     for index, bad in ((8, "1.5"), (10, "1e3"), (11, "-4"), (9, "exploded")):
         broken = list(args)
         broken[index] = bad

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.config import CacheConfig
+from cache.coordination import Lock, LockLost, LockTimeout
 from cache.errors import InvalidKeyError
-from cache.locks import Lock, LockLost, LockTimeout
 from cache.manager import CacheManager
 
 COORDINATION_SCRIPTS = ("lock_acquire", "lock_release", "lock_extend")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from cache.download_models import ProgressUpdate
+from cache.download import ProgressUpdate
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance

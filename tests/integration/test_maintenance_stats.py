@@ -10,7 +10,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from cache.download_models import TERMINAL, ApplyOutcome, DownloadStatus
+from cache.download import TERMINAL, ApplyOutcome, DownloadStatus
 from cache.manager import CacheManager
 from jobs import maintenance
 from jobs.stats import add_job_counts, collect, job_counters, logfmt, queue_stats

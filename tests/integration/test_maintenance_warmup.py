@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from cache.catalog_entry import canonical_search
+from cache.catalog import canonical_search
 from cache.manager import CacheManager
 from jobs import maintenance
 from jobs.warmup import WarmupSettings, fill_catalog

@@ -11,14 +11,13 @@ import pytest
 from arq.worker import Retry
 from redis.asyncio import Redis
 
-from cache.download_models import PublishOutcome
+from cache.download import DownloadCache, PublishOutcome
 from cache.manager import CacheManager
 from jobs import progress
 from jobs.client import (
     DRAIN_FUNCTION,
     REPAIR_FUNCTION,
     ProgressPublisher,
-    drain_job_id,
     enqueue_job,
     enqueue_update,
     enqueue_update_batch,
@@ -169,8 +168,7 @@ async def test_publisher_coalesces_and_worker_drains(
 async def test_repair_after_a_producer_died_between_put_and_enqueue(
     server: TestServer, manager: CacheManager, raw: Redis
 ) -> None:
-    pending = manager.download.pending
-    put = await pending.put(upd("dl-1", 5), drain_job_id)  # the crashed producer's put...
+    put = await manager.download.publish(upd("dl-1", 5))  # the crashed producer's put...
     assert put.outcome is PublishOutcome.SCHEDULED  # ...whose enqueue never happened
     other = next(
         f"dl-{i}" for i in range(2, 99) if manager.download.layout.shard(f"dl-{i}") == put.shard
@@ -186,23 +184,54 @@ async def test_repair_after_a_producer_died_between_put_and_enqueue(
     assert worker.jobs_complete == 2  # the repair job, then the drain it enqueued
     states = await manager.download.get_many(["dl-1", other])
     assert [s.seq if s else None for s in states] == [5, 9]
-    assert await pending.pending_count() == 0
+    assert await manager.download.pending_count() == 0
     assert (await manager.download.stats())["coalesced"] == 1
 
 
 async def test_drain_hands_over_after_its_budget(manager: CacheManager) -> None:
-    pending = manager.download.pending
+    dl = manager.download
     shard = manager.download.layout.shard("dl-1")
     jobs = [f"dl-{i}" for i in range(400) if manager.download.layout.shard(f"dl-{i}") == shard][:5]
     first = None
     for job in jobs:
-        put = await pending.put(upd(job, 1), drain_job_id)
+        put = await dl.publish(upd(job, 1))
         first = first or put.drain_id
     assert first is not None
-    report = await pending.drain(shard, first, drain_job_id, batch=2, budget=0)
+    report = await dl.drain(shard, first, batch=2, budget=0)
     assert report.claimed and report.applied == 2 and report.handoff_id is not None
-    assert await pending.pending_count() == 3
-    again = await pending.drain(shard, report.handoff_id, drain_job_id, batch=2, budget=60)
+    assert await dl.pending_count() == 3
+    again = await dl.drain(shard, report.handoff_id, batch=2, budget=60)
     assert again.claimed and again.applied == 3 and again.handoff_id is None
-    stray = await pending.drain(shard, "progress-drain:duplicate", drain_job_id)
+    stray = await dl.drain(shard, "progress-drain:duplicate")
     assert not stray.claimed and stray.rounds == 0
+
+
+async def test_drain_ids_come_from_the_factory_given_once(manager: CacheManager) -> None:
+    """publish, drain's hand-over and schedule_drains all take their ids from ``drain_ids``."""
+    made: list[int] = []
+
+    def ids(shard: int) -> str:
+        made.append(shard)
+        return f"custom-{shard}-{len(made)}"
+
+    dl = DownloadCache(
+        manager.client,
+        manager.service,
+        manager.keys,
+        manager.scripts,
+        manager.config,
+        drain_ids=ids,
+    )
+    shard = dl.layout.shard("dl-1")
+    jobs = [f"dl-{i}" for i in range(400) if dl.layout.shard(f"dl-{i}") == shard][:3]
+    puts = await dl.publish_many([upd(job, 1) for job in jobs])
+    assert puts[0].drain_id == f"custom-{shard}-1"
+    assert [p.drain_id for p in puts[1:]] == [None, None]  # coalesced into the first drain
+    report = await dl.drain(shard, "custom-0-x", batch=1, budget=0)  # not the scheduled one
+    assert report.applied == 1 and report.handoff_id is None  # the scheduled drain goes on
+    report = await dl.drain(shard, f"custom-{shard}-1", batch=1, budget=0)
+    assert report.claimed and report.handoff_id == f"custom-{shard}-2"
+    await asyncio.sleep(0.01)  # the hand-over outlives a 1 ms lease: replaced
+    scheduled = await dl.schedule_drains(lease_ms=1)
+    assert list(scheduled.values()) == [shard]
+    assert next(iter(scheduled)).startswith(f"custom-{shard}-")

@@ -13,8 +13,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.config import CacheConfig
+from cache.coordination import RateLimitResult
 from cache.manager import CacheManager
-from cache.ratelimit import RateLimitResult
 from tests.conftest import ROOT, TestServer
 
 

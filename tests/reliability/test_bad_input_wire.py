@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
-from cache.download_models import ProgressUpdate
+from cache.download import ProgressUpdate
 from cache.manager import CacheManager
 from jobs.deadletter import read_dead_letters
 from tests.conftest import TestServer

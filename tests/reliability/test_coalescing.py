@@ -94,14 +94,12 @@ async def run(server: TestServer, manager: CacheManager, raw: Redis) -> None:
         sent = await asyncio.gather(*(produce(p, i, seed=i) for i, p in enumerate(publishers)))
 
         async def drained() -> bool:
-            return await manager.download.pending.pending_count() == 0 and not await raw.zcard(
-                "arq:queue"
-            )
+            return await manager.download.pending_count() == 0 and not await raw.zcard("arq:queue")
 
         try:
             await wait_until(drained, 30, "the queue to drain")
         except AssertionError:
-            left = await manager.download.pending.pending_count()
+            left = await manager.download.pending_count()
             raise AssertionError(f"not drained: {left} updates pending, a lost schedule") from None
         stop.set()
         samples = await sampler

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 
-from cache.download_models import ProgressUpdate, PublishOutcome
+from cache.download import ProgressUpdate, PublishOutcome
 from cache.manager import CacheManager
-from jobs.client import ProgressPublisher, drain_job_id
+from jobs.client import ProgressPublisher
 from tests.conftest import TestServer, cache_config_for
 from tests.progress_support import WorkerProcess, upd
 from tests.workerproc import wait_until
@@ -44,7 +44,7 @@ async def test_worker_killed_mid_run_and_a_producer_dying_before_enqueue(
 
             async def converged() -> bool:
                 await publisher.repair()  # what the periodic repair job does
-                return await manager.download.pending.pending_count() == 0
+                return await manager.download.pending_count() == 0
 
             producing = asyncio.create_task(produce())
             await asyncio.sleep(0.6)
@@ -54,7 +54,7 @@ async def test_worker_killed_mid_run_and_a_producer_dying_before_enqueue(
                 await wait_until(converged, 30, "updates left pending to be applied", interval=0.2)
                 # A producer that dies between its put and its enqueue: its put schedules a
                 # drain that is never enqueued (unless one was still scheduled: also fine).
-                crashed = await manager.download.pending.put(upd("dl-0", ROUNDS + 1), drain_job_id)
+                crashed = await manager.download.publish(upd("dl-0", ROUNDS + 1))
                 assert crashed.outcome in (PublishOutcome.SCHEDULED, PublishOutcome.COALESCED)
                 await wait_until(converged, 30, "the orphaned put to be applied", interval=0.2)
         states = await manager.download.get_many([f"dl-{d}" for d in range(DOWNLOADS)])

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.config import CacheConfig
-from cache.locks import Lock, LockLost
+from cache.coordination import Lock, LockLost
 from cache.manager import CacheManager
 from tests.conftest import cache_config_for
 from worker.embedded import EmbeddedServer

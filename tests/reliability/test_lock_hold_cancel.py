@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.config import LockSettings
-from cache.locks import LockLost
+from cache.coordination import LockLost
 from cache.manager import CacheManager
 
 TRIALS = 40

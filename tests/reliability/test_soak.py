@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cache.download_models import DownloadStatus, ProgressUpdate
+from cache.download import DownloadStatus, ProgressUpdate
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher

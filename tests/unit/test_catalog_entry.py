@@ -9,8 +9,8 @@ import random
 import pytest
 from redis.asyncio import Redis
 
-from cache.catalog_cache import CatalogCache
-from cache.catalog_entry import (
+from cache.catalog import CatalogCache
+from cache.catalog._entry import (
     CatalogKind,
     Entry,
     Scope,
@@ -21,12 +21,12 @@ from cache.catalog_entry import (
     unpack,
     xfetch_due,
 )
+from cache.catalog._singleflight import Backoff, FillTimeoutError, LocalFlights
 from cache.config import CacheConfig, CatalogSettings, TTLSettings
 from cache.errors import InvalidKeyError, SerializationError
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner, hashtag
 from cache.service import CacheService
-from cache.singleflight import Backoff, FillTimeoutError, LocalFlights
 
 
 def test_kinds_scope_and_ttl_setting() -> None:

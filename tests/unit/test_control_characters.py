@@ -14,7 +14,7 @@ import pytest
 from pydantic import ValidationError
 
 from cache.config import CacheSettings
-from cache.download_models import ProgressUpdate
+from cache.download import ProgressUpdate
 from cache.errors import InvalidKeyError
 from cache.keys import KeyBuilder, validate_id, validate_name
 from cache.session_cache import SessionData, UserProfile

@@ -10,8 +10,8 @@ import pytest
 from arq.jobs import deserialize_job_raw
 from pydantic import ValidationError
 
-from cache.download_layout import member, parse_member
-from cache.download_models import (
+from cache.download._layout import member, parse_member
+from cache.download._models import (
     MAX_INT,
     ApplyOutcome,
     DownloadProgress,

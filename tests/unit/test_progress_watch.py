@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from rich.console import Console
 
-from cache.download_models import DownloadProgress, DownloadStatus
+from cache.download import DownloadProgress, DownloadStatus
 from worker.watch import WatchState, format_bytes, format_eta, format_speed, render
 
 NOW = 1_800_000_000.0

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lupa import lua51, lua54
 
-from cache.ratelimit import RateLimitResult, fixed_params, gcra_params, window_us
+from cache.coordination._ratelimit import RateLimitResult, fixed_params, gcra_params, window_us
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "cache" / "scripts"
 EPOCH_US = 1_700_000_000_000_000

@@ -58,3 +58,21 @@ def test_hashtag_rules() -> None:
 def test_header_must_number_keys_in_order() -> None:
     with pytest.raises(CacheError):
         Script.parse("bad", "-- KEYS[2]: b\nreturn 1")
+
+
+def test_sha_is_the_sha1_of_the_source_hashed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every EVALSHA reads ``script.sha``: the source is hashed on first use only."""
+    import hashlib
+
+    calls: list[bytes] = []
+    real = hashlib.sha1
+
+    def counting(data: bytes, **kwargs: bool) -> hashlib._Hash:
+        calls.append(data)
+        return real(data, **kwargs)
+
+    script = Script.parse("probe_copy", SCRIPTS["probe"].source)
+    monkeypatch.setattr(hashlib, "sha1", counting)  # what cache.scripts calls
+    shas = {script.sha for _ in range(5)}
+    assert shas == {real(script.source.encode()).hexdigest()}
+    assert len(calls) == 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cache.download_models import DownloadStatus
+from cache.download import DownloadStatus
 from worker.simulation import Fate, Simulation
 
 

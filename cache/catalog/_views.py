@@ -12,7 +12,7 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from cache.catalog_entry import CatalogKind
+from cache.catalog._entry import CatalogKind
 from cache.service import TTL
 
 M = TypeVar("M", bound=BaseModel)

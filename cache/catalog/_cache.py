@@ -9,7 +9,7 @@ A read is one round trip: the process remembers the last generation it saw for e
 hint, not a cache) and sends ``MGET generation entry@hint``. If the generation moved, the
 hint is corrected and the entry at the real generation is read: exact, never stale, two trips
 only right after an invalidation. ``get_or_compute`` adds single flight and early refresh
-(``cache.catalog_fill``). See docs/catalog.md.
+(``cache.catalog._fill``). See docs/catalog.md.
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from cache.catalog_entry import CatalogKind, Scope, canonical_search
-from cache.catalog_fill import Filler, LoaderFailed, wall_ms
-from cache.catalog_stats import CatalogCounters
-from cache.catalog_views import CatalogViews
+from cache.catalog._entry import CatalogKind, Scope, canonical_search
+from cache.catalog._fill import Filler, LoaderFailed, wall_ms
+from cache.catalog._singleflight import FillTimeoutError
+from cache.catalog._stats import CatalogCounters
+from cache.catalog._views import CatalogViews
 from cache.config import CacheConfig
 from cache.errors import CacheConnectionError, SerializationError
 from cache.keys import KeyBuilder
 from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
 from cache.service import TTL, CacheService, ttl_ms
-from cache.singleflight import FillTimeoutError
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

@@ -26,14 +26,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cache.catalog_entry import Entry, decode, pack, unpack, xfetch_due
-from cache.catalog_stats import CatalogCounters
+from cache.catalog._entry import Entry, decode, pack, unpack, xfetch_due
+from cache.catalog._singleflight import Backoff, FillLock, FillTimeoutError, LocalFlights
+from cache.catalog._stats import CatalogCounters
 from cache.config import CatalogSettings
 from cache.errors import CacheError, SerializationError, ValueTooLargeError, translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
-from cache.singleflight import Backoff, FillLock, FillTimeoutError, LocalFlights
 
 log = logging.getLogger(__name__)
 Loader = Callable[[], Awaitable[Any]]

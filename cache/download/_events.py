@@ -9,14 +9,12 @@ fields as the progress hash (docs/wire-format.md) plus ``job``.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from cache.download_layout import DownloadLayout
-from cache.download_models import DownloadProgress, progress_from_fields
+from cache.download._layout import DownloadLayout
+from cache.download._models import DownloadProgress, progress_from_fields
 from cache.errors import translate_errors
 
 START = "0-0"
@@ -32,7 +30,7 @@ class ProgressEvent:
 
 
 class EventFollower:
-    """Follows every shard's event stream; ``start()`` then ``read()`` or ``follow()``."""
+    """Follows every shard's event stream: ``start()``, then ``read()`` in a loop."""
 
     def __init__(
         self, client: Redis, layout: DownloadLayout, *, block_ms: int = 1000, count: int = 500
@@ -80,11 +78,3 @@ class EventFollower:
                 if progress is not None:
                     events.append(ProgressEvent(entry_id, shard, progress))
         return events
-
-    async def follow(self, stop: asyncio.Event | None = None) -> AsyncIterator[ProgressEvent]:
-        """Yield events as they come until ``stop`` is set (checked after every read)."""
-        if not self.positions:
-            await self.start()
-        while stop is None or not stop.is_set():
-            for event in await self.read():
-                yield event

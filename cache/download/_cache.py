@@ -2,9 +2,9 @@
 
 Progress is written only by ``download_apply.lua`` (monotonic by ``seq``, terminal states
 final, speed/ETA, TTL, indexes, live event) so duplicated, reordered or replayed updates can
-never regress a download. Layout and sharding: ``cache.download_layout``; the coalescing
-producer path: ``cache.download_pending`` (``self.pending``); live events:
-``cache.download_events``. docs/progress.md explains the whole pipeline.
+never regress a download. Layout and sharding: ``_layout``; the scripts' KEYS and ARGV:
+``_calls``; the coalescing producer path (``publish``, ``drain``): ``_pending``; live events:
+``_events``. docs/progress.md explains the whole pipeline.
 """
 
 from __future__ import annotations
@@ -16,19 +16,26 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
 from cache.config import CacheConfig
-from cache.download_events import EventFollower
-from cache.download_layout import DownloadLayout, now_ms, parse_member
-from cache.download_models import (
+from cache.download import _calls
+from cache.download._events import EventFollower
+from cache.download._layout import DownloadLayout, now_ms, parse_member
+from cache.download._models import (
     ApplyOutcome,
     DownloadProgress,
     ProgressUpdate,
     progress_from_fields,
 )
-from cache.download_pending import PendingUpdates
+from cache.download._pending import (
+    DrainIdFactory,
+    DrainReport,
+    PendingUpdates,
+    PutResult,
+    new_drain_id,
+)
 from cache.errors import SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.numbers import count_arg, seconds_arg
-from cache.scripts import ScriptRunner
+from cache.scripts import ScriptCall, ScriptRunner
 from cache.service import TTL, CacheService
 
 M = TypeVar("M", bound=BaseModel)
@@ -55,28 +62,67 @@ class DownloadCache:
         keys: KeyBuilder,
         scripts: ScriptRunner,
         config: CacheConfig,
+        *,
+        drain_ids: DrainIdFactory = new_drain_id,
     ) -> None:
+        """``drain_ids`` makes the ids of the drain jobs ``publish`` and ``drain`` schedule."""
         self.client = client
         self.service = service
         self.keys = keys
         self.scripts = scripts
         self.config = config
         self.layout = DownloadLayout(keys, config)
-        self.pending = PendingUpdates(client, scripts, self.layout)
+        self.pending = PendingUpdates(client, scripts, self.layout, drain_ids)
 
     # -- applying updates ---------------------------------------------------------------
     async def set_progress(self, update: ProgressUpdate, *, now: int | None = None) -> ApplyOutcome:
         """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors."""
-        keys, args = self.layout.apply_call(update, now or now_ms())
+        keys, args = _calls.apply(self.layout, update, now or now_ms())
         return ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
+
+    def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:
+        """KEYS and ARGV of ``download_apply.lua`` for ``update``, for tools that send the
+        script themselves (the benchmark's redis-benchmark run)."""
+        return _calls.apply(self.layout, update, now)
 
     async def bulk_update_progress(
         self, updates: Sequence[ProgressUpdate], *, now: int | None = None
     ) -> list[ApplyOutcome]:
         """Apply many updates in one pipelined round trip; outcomes in input order."""
         stamp = now or now_ms()
-        calls = [self.layout.apply_call(u, stamp) for u in updates]
+        calls = [_calls.apply(self.layout, u, stamp) for u in updates]
         return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
+
+    # -- coalescing: pending updates and one drain job per shard ------------------------
+    async def publish(self, update: ProgressUpdate) -> PutResult:
+        """Store ``update`` as its download's pending update (if newest); one round trip.
+        ``result.drain_id``, when set, is a drain job the caller must enqueue."""
+        return (await self.pending.put_many([update]))[0]
+
+    async def publish_many(self, updates: Sequence[ProgressUpdate]) -> list[PutResult]:
+        """``publish`` for many updates in one pipelined round trip; results in input order."""
+        return await self.pending.put_many(updates)
+
+    async def drain(
+        self, shard: int, drain_id: str, *, batch: int | None = None, budget: float | None = None
+    ) -> DrainReport:
+        """Run drain job ``drain_id``: apply every pending update of ``shard`` (bounded by
+        ``budget`` seconds; ``report.handoff_id`` is then a successor to enqueue)."""
+        return await self.pending.drain(shard, drain_id, batch=batch, budget=budget)
+
+    async def schedule_drains(self, *, lease_ms: int | None = None) -> dict[str, int]:
+        """Schedule a drain for every shard with pending updates whose drain is missing or
+        older than the lease; returns the new drain ids to enqueue, with their shards."""
+        scheduled: dict[str, int] = {}
+        for shard in self.layout.all_shards():
+            drain_id = await self.pending.schedule(shard, lease_ms=lease_ms)
+            if drain_id is not None:
+                scheduled[drain_id] = shard
+        return scheduled
+
+    async def pending_count(self) -> int:
+        """Downloads with a pending (not yet applied) update, over all shards."""
+        return await self.pending.pending_count()
 
     # -- reading ------------------------------------------------------------------------
     async def get_progress(self, job_id: str) -> DownloadProgress | None:
@@ -189,20 +235,15 @@ class DownloadCache:
         cutoff = now_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
         removed = 0
         for shard in self.layout.all_shards():
-            active = self.layout.shard_keys[shard].active
             while True:
-                popped = await self.scripts.run("download_pop_stale", [active], [cutoff, size])
+                keys, args = _calls.pop_stale(self.layout, shard, cutoff, size)
+                popped = await self.scripts.run("download_pop_stale", keys, args)
                 if not popped:
                     break
                 removed += len(popped)
-                calls = []
-                for raw in popped:
-                    job, user = parse_member(raw)
-                    keys = [
-                        self.keys.download_progress(job, shard),
-                        self.keys.download_user_index(user, shard),
-                    ]
-                    calls.append((keys, (job, user, cutoff)))
+                calls = [
+                    _calls.forget(self.layout, shard, *parse_member(raw), cutoff) for raw in popped
+                ]
                 await self.scripts.run_many("download_forget", calls)
                 if len(popped) < size:
                     break

@@ -5,25 +5,33 @@ the same script, learns whether the shard needs a drain job: the put either find
 scheduled (nothing to do) or schedules a fresh id that the caller must enqueue. A drain job
 ``claim``s (unschedules) itself first and then applies every pending slot of the shard, each
 consumed atomically with its apply. docs/progress.md proves this loses no update. This module
-never enqueues: the jobs layer (``jobs.client.ProgressPublisher``) does.
+never enqueues: the jobs layer (``jobs.client.ProgressPublisher``) does, with the ids returned
+here. Drain ids come from one factory given at construction (``new_drain_id`` by default).
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from cache.download_layout import DownloadLayout, now_ms, parse_member, update_args
-from cache.download_models import ApplyOutcome, ProgressUpdate, PublishOutcome
+from cache.download import _calls
+from cache.download._layout import DownloadLayout, now_ms, parse_member
+from cache.download._models import ApplyOutcome, ProgressUpdate, PublishOutcome
 from cache.errors import translate_errors
 from cache.numbers import count_arg, seconds_arg
-from cache.scripts import ScriptCall, ScriptRunner
+from cache.scripts import ScriptRunner
 
 DrainIdFactory = Callable[[int], str]
-"""Makes a fresh drain job id for a shard (the jobs layer owns the id format)."""
+"""Makes a fresh drain job id for a shard; the id is the ARQ job id of the drain job."""
+
+
+def new_drain_id(shard: int) -> str:
+    """A fresh id for a shard's drain job (never re-used for a new schedule)."""
+    return f"progress-drain:{shard}:{secrets.token_hex(8)}"
 
 
 @dataclass(frozen=True)
@@ -62,48 +70,31 @@ class DrainReport:
 class PendingUpdates:
     """Pending slots, the per-shard pending set and the per-shard drain record."""
 
-    def __init__(self, client: Redis, scripts: ScriptRunner, layout: DownloadLayout) -> None:
+    def __init__(
+        self,
+        client: Redis,
+        scripts: ScriptRunner,
+        layout: DownloadLayout,
+        drain_ids: DrainIdFactory = new_drain_id,
+    ) -> None:
         self.client = client
         self.scripts = scripts
         self.layout = layout
-        self.keys = layout.keys
+        self.drain_ids = drain_ids
 
-    def _put_call(self, update: ProgressUpdate, shard: int, drain_id: str, now: int) -> ScriptCall:
-        k, common = self.keys, self.layout.shard_keys[shard]
-        keys = [
-            k.download_pending(update.job_id, shard),
-            common.pending_set,
-            common.drain,
-            k.download_progress(update.job_id, shard),
-            common.stats,
-        ]
-        args = (
-            *update_args(update),
-            drain_id,
-            now,
-            self.layout.lease_ms,
-            self.layout.pending_ttl_ms,
-        )
-        return keys, args
-
-    async def put(self, update: ProgressUpdate, new_id: DrainIdFactory) -> PutResult:
-        """Store ``update`` as its download's pending update (if newest); one round trip."""
-        return (await self.put_many([update], new_id))[0]
-
-    async def put_many(
-        self, updates: Sequence[ProgressUpdate], new_id: DrainIdFactory
-    ) -> list[PutResult]:
-        """``put`` for many updates in one pipelined round trip; results in input order."""
+    async def put_many(self, updates: Sequence[ProgressUpdate]) -> list[PutResult]:
+        """Store each update as its download's pending one (if newest), in one pipelined round
+        trip; results in input order. One fresh drain id per shard touched."""
         now = now_ms()
         candidates: dict[int, str] = {}
-        calls: list[ScriptCall] = []
+        calls = []
         shards: list[int] = []
         for update in updates:
             shard = self.layout.shard(update.job_id)
             if shard not in candidates:
-                candidates[shard] = new_id(shard)
+                candidates[shard] = self.drain_ids(shard)
             shards.append(shard)
-            calls.append(self._put_call(update, shard, candidates[shard], now))
+            calls.append(_calls.pending_put(self.layout, update, shard, candidates[shard], now))
         replies = await self.scripts.run_many("download_pending_put", calls)
         results = []
         for shard, (code, drain) in zip(shards, replies, strict=True):
@@ -114,35 +105,29 @@ class PendingUpdates:
 
     async def claim(self, shard: int, drain_id: str) -> bool:
         """Unschedule the shard's drain if it is ``drain_id``; True when it was."""
-        key = self.layout.shard_keys[shard].drain
-        return bool(await self.scripts.run("download_drain_claim", [key], [drain_id]))
+        keys, args = _calls.drain_claim(self.layout, shard, drain_id)
+        return bool(await self.scripts.run("download_drain_claim", keys, args))
 
-    async def peek(self, shard: int, limit: int) -> tuple[list[tuple[str, str]], bool]:
+    async def oldest(self, shard: int, limit: int) -> tuple[list[tuple[str, str]], bool]:
         """Up to ``limit`` pending downloads (oldest first) and whether a drain is scheduled."""
-        pending, drain = (
-            self.layout.shard_keys[shard].pending_set,
-            self.layout.shard_keys[shard].drain,
-        )
-        with translate_errors(pending, operation="ZRANGE pending"):
+        common = self.layout.shard_keys[shard]
+        with translate_errors(common.pending_set, operation="ZRANGE pending"):
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrange(pending, 0, limit - 1)
-                pipe.exists(drain)
+                pipe.zrange(common.pending_set, 0, limit - 1)
+                pipe.exists(common.drain)
                 members, scheduled = await pipe.execute()
         return [parse_member(m) for m in members], bool(scheduled)
 
-    async def apply(
-        self, shard: int, downloads: Sequence[tuple[str, str]], *, now: int | None = None
-    ) -> list[ApplyOutcome]:
+    async def apply(self, shard: int, downloads: Sequence[tuple[str, str]]) -> list[ApplyOutcome]:
         """Apply and consume the pending slots of ``downloads`` in one round trip."""
-        stamp = now or now_ms()
-        calls = [self.layout.apply_pending_call(shard, j, u, stamp) for j, u in downloads]
+        now = now_ms()
+        calls = [_calls.apply_pending(self.layout, shard, j, u, now) for j, u in downloads]
         return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
 
     async def drain(
         self,
         shard: int,
         drain_id: str,
-        new_id: DrainIdFactory,
         *,
         batch: int | None = None,
         budget: float | None = None,
@@ -159,7 +144,7 @@ class PendingUpdates:
         deadline = time.monotonic() + seconds_arg(budget, "budget", allow_zero=True)
         report = DrainReport(shard, claimed=await self.claim(shard, drain_id))
         while True:
-            downloads, scheduled = await self.peek(shard, size)
+            downloads, scheduled = await self.oldest(shard, size)
             if not downloads:
                 return report
             report.rounds += 1
@@ -168,22 +153,17 @@ class PendingUpdates:
             if scheduled:
                 return report
             if time.monotonic() >= deadline:
-                code, handoff = await self.kick(shard, new_id(shard))
-                report.handoff_id = handoff if code.needs_enqueue else None
+                report.handoff_id = await self.schedule(shard)
                 return report
 
-    async def kick(
-        self, shard: int, drain_id: str, *, lease_ms: int | None = None
-    ) -> tuple[PublishOutcome, str | None]:
+    async def schedule(self, shard: int, *, lease_ms: int | None = None) -> str | None:
         """Schedule a drain for ``shard`` if it has pending updates and none is scheduled (or
-        the scheduled one is older than the lease). Returns the id to enqueue, if any."""
-        common = self.layout.shard_keys[shard]
-        keys = [common.pending_set, common.drain]
+        the scheduled one is older than the lease). Returns the new id to enqueue, if any."""
         lease = self.layout.lease_ms if lease_ms is None else count_arg(lease_ms, "lease_ms")
-        args = (drain_id, now_ms(), lease, self.layout.pending_ttl_ms)
+        keys, args = _calls.drain_kick(self.layout, shard, self.drain_ids(shard), now_ms(), lease)
         code, found = await self.scripts.run("download_drain_kick", keys, args)
         outcome = PublishOutcome(int(code))  # 0 nothing pending, 1 scheduled, 2/3 enqueue
-        return outcome, (found.decode() if outcome.needs_enqueue else None)
+        return found.decode() if outcome.needs_enqueue else None
 
     async def pending_count(self) -> int:
         """Downloads with a pending (not yet applied) update, over all shards."""

@@ -1,0 +1,34 @@
+"""Coordination between processes: the public API of ``manager.locks`` and
+``manager.ratelimit``.
+
+``LockService`` hands out leases (``Lock``: token, fencing number, renewal; ``hold()`` returns
+a ``Holding`` context that cancels its body when the lease is lost, raising ``LockLost``).
+``RateLimiter`` checks per-user, per-action limits (GCRA or fixed window) and returns a
+``RateLimitResult``. The lease primitive behind locks will live here too.
+
+Private modules behind it (import them only to test their internals): ``_locks``,
+``_ratelimit``. See docs/coordination.md.
+"""
+
+from cache.coordination._locks import Holding, Lock, LockError, LockLost, LockService, LockTimeout
+from cache.coordination._ratelimit import (
+    MAX_LIMIT,
+    MAX_WINDOW_SECONDS,
+    RateLimiter,
+    RateLimitResult,
+    Window,
+)
+
+__all__ = [
+    "MAX_LIMIT",
+    "MAX_WINDOW_SECONDS",
+    "Holding",
+    "Lock",
+    "LockError",
+    "LockLost",
+    "LockService",
+    "LockTimeout",
+    "RateLimitResult",
+    "RateLimiter",
+    "Window",
+]
