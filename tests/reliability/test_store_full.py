@@ -20,7 +20,7 @@ from redis import exceptions as redis_exc
 from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
 
-from cache.download_models import DownloadStatus
+from cache.download import DownloadStatus
 from cache.errors import CacheOutOfMemoryError, is_out_of_memory, translate_errors
 from cache.manager import CacheManager
 from jobs.client import UPDATE_FUNCTION, enqueue_jobs
