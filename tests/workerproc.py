@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
 from worker.app import create_queue_pool
-from worker.health import WorkerBeat, read_beats
+from worker.heartbeat import WorkerBeat, read_beats
 from worker.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

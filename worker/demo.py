@@ -28,7 +28,7 @@ from rich.text import Text
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from worker.embedded import EmbeddedServer
-from worker.health import read_beats
+from worker.heartbeat import read_beats
 from worker.settings import Settings, load_settings
 from worker.simulation import Simulation
 from worker.watch import WatchState, follow, render

@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from cache.download_models import ProgressUpdate
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance
+from jobs.context import JobContext
 from jobs.guard import RunGuard
 from jobs.schedule import ClaimState, SlotClaims, slot_of
 from tests.conftest import TestServer
@@ -31,17 +33,18 @@ def settings(server: TestServer) -> Settings:
 
 
 def make_ctx(
-    manager: CacheManager, settings: Settings, job_id: str, **extra: Any
-) -> dict[str, Any]:
-    return {
+    manager: CacheManager, settings: Settings, job_id: str, /, **extra: Unpack[JobContext]
+) -> JobContext:
+    ctx: JobContext = {
         "cache": manager,
-        "redis": manager.client,
+        "redis": ArqRedis(connection_pool=manager.client.connection_pool),
         "settings": settings,
         "worker_id": "w-test",
         "job_id": job_id,
         "job_try": 1,
-        **extra,
     }
+    ctx.update(extra)
+    return ctx
 
 
 async def history(raw: Redis, job: str) -> list[dict[str, Any]]:
