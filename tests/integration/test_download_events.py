@@ -12,7 +12,7 @@ from cache.download_events import ProgressEvent
 from cache.download_models import ApplyOutcome, ProgressUpdate
 from cache.manager import CacheManager
 from tests.conftest import TestServer, cache_config_for
-from tests.progress_support import upd
+from tests.support.updates import upd
 
 
 async def read_all(manager: CacheManager) -> list[ProgressEvent]:

@@ -19,7 +19,8 @@ from jobs.context import JobContext
 from jobs.guard import RunGuard
 from jobs.schedule import ClaimState, SlotClaims, slot_of
 from tests.conftest import TestServer
-from tests.workerproc import SLOW_EVENTS, items
+from tests.support.sources import SLOW_EVENTS
+from tests.support.waiting import items
 from worker.settings import Settings, load_settings
 
 SCHEDULED = "log_cache_stats:1700000000123"  # ARQ's cron id for a slot of log_cache_stats
@@ -127,7 +128,7 @@ async def test_concurrent_manual_and_scheduled_runs_never_overlap(
 ) -> None:
     monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.3")
     settings = load_settings(
-        cache={"addr": server.addr}, warmup={"callables": ["tests.workerproc:slow_source"]}
+        cache={"addr": server.addr}, warmup={"callables": ["tests.support.sources:slow_source"]}
     )
     scheduled = "warmup_cache:1700000000123"
     manual, timed = await asyncio.gather(

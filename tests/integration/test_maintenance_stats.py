@@ -18,7 +18,7 @@ from jobs.stats import collect, job_counters, logfmt, queue_stats
 from tests.conftest import TestServer, cache_config_for
 from tests.integration.test_health import _cli
 from tests.integration.test_maintenance import make_ctx
-from tests.progress_support import upd
+from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
 from worker.runtime import WorkerRuntime
 from worker.settings import load_settings

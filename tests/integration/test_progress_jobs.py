@@ -27,7 +27,8 @@ from jobs.context import JobContext
 from jobs.deadletter import read_dead_letters
 from jobs.errors import InvalidPayloadError
 from tests.conftest import TestServer, cache_config_for
-from tests.progress_support import run_burst_worker, upd, worker_settings
+from tests.support.processes import run_burst_worker, worker_settings
+from tests.support.updates import upd
 from worker.embedded import free_port
 
 

@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from cache.keys import KeyBuilder
 from jobs.stats import job_counters
 from tests.conftest import TestServer
-from tests.workerproc import queue_pool, wait_until
+from tests.support.processes import queue_pool
+from tests.support.waiting import wait_until
 from worker.app import build_worker_settings, create_queue_pool
 from worker.embedded import EmbeddedServer
 from worker.resilience import SeenWorker

@@ -28,8 +28,9 @@ from jobs.context import JobContext
 from jobs.deadletter import read_dead_letters
 from jobs.progress import update_progress
 from tests.conftest import cache_config_for
-from tests.progress_support import upd
-from tests.workerproc import Fleet, wait_until
+from tests.support.processes import Fleet
+from tests.support.updates import upd
+from tests.support.waiting import wait_until
 from worker.embedded import EmbeddedServer
 from worker.outage import is_store_outage
 
