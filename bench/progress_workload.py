@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 
 from bench.common import percentile
 from cache.download import ProgressUpdate
+from worker.processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
 NAIVE_KEY = "naive:progress:"
@@ -77,13 +78,7 @@ def start_worker(
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    stop_process(proc, 15)
 
 
 def updates_for(downloads: int, seq: int, emitted_ms: int) -> list[ProgressUpdate]:

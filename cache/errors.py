@@ -2,14 +2,15 @@
 
 Callers catch ``CacheError``; each error names the key (or pattern) it concerns so a log line
 alone says what failed. redis-py exceptions never leak out of ``cache``.
+
+The error classes are a leaf: redis-py is imported only by the functions that translate its
+exceptions, so settings and other leaf modules can use these classes without loading it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from redis import exceptions as redis_exc
 
 
 class CacheError(Exception):
@@ -63,6 +64,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
     the ``OOM`` prefix. By text for the rest: Dragonfly answers ``-ERR Out of memory`` (a plain
     ``ResponseError``), and an error inside a script or transaction may carry the text only.
     """
+    from redis import exceptions as redis_exc
+
     if isinstance(exc, redis_exc.OutOfMemoryError):
         return True
     if not isinstance(exc, redis_exc.ResponseError):
@@ -74,6 +77,8 @@ def is_out_of_memory(exc: BaseException) -> bool:
 @contextmanager
 def translate_errors(key: str | None = None, *, operation: str = "") -> Iterator[None]:
     """Turn redis-py exceptions raised inside the block into ``CacheError`` subclasses."""
+    from redis import exceptions as redis_exc
+
     what = f"{operation}: " if operation else ""
     try:
         yield

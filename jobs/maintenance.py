@@ -13,9 +13,9 @@ work is harmless to redo and a run does the work of every slot scheduled before 
 ``cleanup_stale_progress`` removes what is stale when it scans, ``log_cache_stats`` writes its one
 line only after collecting, ``warmup_cache`` rewrites the same catalog entries.
 
-The job context carries ``cache`` (CacheManager), ``redis`` (the queue store), ``settings``
-(with ``maintenance``, ``warmup`` and ``queue`` sections) and optionally ``queue_scripts`` and
-``worker_id``.
+The job context (``jobs.context.JobContext``) carries ``cache``, ``redis`` (the queue store),
+``settings`` (its ``maintenance``, ``warmup`` and ``queue`` sections) and optionally
+``queue_scripts``, ``runtime`` and ``worker_id``.
 """
 
 from __future__ import annotations
@@ -25,63 +25,26 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sentry_sdk
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cache.manager import CacheManager
-from cache.numbers import Count, Seconds, WholeSeconds
 from cache.scripts import ScriptRunner
 from jobs import stats as stats_mod
 from jobs import warmup as warmup_mod
-from jobs.schedule import check_period
+from jobs.config import CLEANUP, STATS, WARMUP
+from jobs.context import JobContext
 from jobs.slotrun import run_slot
 
 log = logging.getLogger("seen.jobs.maintenance")
 
-CLEANUP = "cleanup_stale_progress"
-STATS = "log_cache_stats"
-WARMUP = "warmup_cache"
-
 Result = dict[str, Any]
 
 
-class MaintenanceSettings(BaseModel):
-    """``[maintenance]``: schedules (seconds, 0 = off) and limits of the periodic jobs."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    cleanup_every: int = Field(300, description="cleanup_stale_progress period")
-    cleanup_older_than: WholeSeconds = Field(3600, description="progress idle this long is stale")
-    stats_every: int = Field(300, description="log_cache_stats period")
-    warmup_every: int = Field(3600, description="warmup_cache period")
-    repair_every: int = Field(
-        60, description="repair_pending_progress period (reschedules lost progress drains)"
-    )
-    warmup_at_startup: bool = Field(True, description="each worker warms up as it starts")
-    memory_warning: float = Field(0.9, gt=0, le=1, description="used/max memory ratio to warn at")
-    timeout: Seconds = Field(60.0, description="seconds one run may take")
-    max_tries: Count = Field(3, description="tries of one run (a crashed worker's run resumes)")
-    history: int = Field(100, ge=1, le=10_000, description="runs kept per job in its history")
-
-    @field_validator("cleanup_every", "stats_every", "warmup_every", "repair_every")
-    @classmethod
-    def _period(cls, value: int) -> int:
-        return check_period(value)
-
-    def period(self, job_name: str) -> int:
-        return {
-            CLEANUP: self.cleanup_every,
-            STATS: self.stats_every,
-            WARMUP: self.warmup_every,
-        }[job_name]
-
-
-def _queue_scripts(ctx: dict[str, Any]) -> ScriptRunner:
-    scripts: ScriptRunner | None = ctx.get("queue_scripts")
+def _queue_scripts(ctx: JobContext) -> ScriptRunner:
+    scripts = ctx.get("queue_scripts")
     return scripts if scripts is not None else ScriptRunner(ctx["redis"])
 
 
 async def run_maintenance(
-    ctx: dict[str, Any],
+    ctx: JobContext,
     name: str,
     body: Callable[[], Awaitable[Result]],
     *,
@@ -95,10 +58,10 @@ async def run_maintenance(
 
 
 # -- the jobs -----------------------------------------------------------------------------
-async def cleanup_stale_progress(ctx: dict[str, Any], older_than: int | None = None) -> Result:
+async def cleanup_stale_progress(ctx: JobContext, older_than: int | None = None) -> Result:
     """Remove download progress idle for longer than ``maintenance.cleanup_older_than``."""
-    manager: CacheManager = ctx["cache"]
-    cfg: MaintenanceSettings = ctx["settings"].maintenance
+    manager = ctx["cache"]
+    cfg = ctx["settings"].maintenance
     age = older_than if older_than is not None else cfg.cleanup_older_than
 
     async def body() -> Result:
@@ -107,11 +70,11 @@ async def cleanup_stale_progress(ctx: dict[str, Any], older_than: int | None = N
     return await run_maintenance(ctx, CLEANUP, body)
 
 
-async def log_cache_stats(ctx: dict[str, Any]) -> Result:
+async def log_cache_stats(ctx: JobContext) -> Result:
     """One structured log line of the system's figures; a warning above the memory threshold."""
-    manager: CacheManager = ctx["cache"]
+    manager = ctx["cache"]
     settings = ctx["settings"]
-    cfg: MaintenanceSettings = settings.maintenance
+    cfg = settings.maintenance
 
     async def body() -> Result:
         snapshot = await stats_mod.collect(manager, ctx["redis"], settings.queue.name)
@@ -132,10 +95,10 @@ async def log_cache_stats(ctx: dict[str, Any]) -> Result:
     return await run_maintenance(ctx, STATS, body)
 
 
-async def warmup_cache(ctx: dict[str, Any]) -> Result:
+async def warmup_cache(ctx: JobContext) -> Result:
     """Scripts and pool on this worker, then the catalog from the configured sources."""
-    manager: CacheManager = ctx["cache"]
-    wcfg: warmup_mod.WarmupSettings = ctx["settings"].warmup
+    manager = ctx["cache"]
+    wcfg = ctx["settings"].warmup
 
     async def prelude() -> Result:
         return await warmup_mod.prime(manager, _queue_scripts(ctx), wcfg.pool_connections)

@@ -3,13 +3,10 @@ consuming the queue and can reach the store."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from cache.manager import CacheManager
+from jobs.context import JobContext
 
 
-async def ping(ctx: dict[str, Any]) -> str:
+async def ping(ctx: JobContext) -> str:
     """Round-trips to the cache; returns "pong"."""
-    manager: CacheManager = ctx["cache"]
-    await manager.ping()
+    await ctx["cache"].ping()
     return "pong"

@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from cache.download import ApplyOutcome, ProgressUpdate
 from cache.errors import CacheConnectionError, CacheOutOfMemoryError
-from cache.manager import CacheManager
 from jobs.client import (
     BATCH_FUNCTION,
     DRAIN_FUNCTION,
@@ -34,6 +33,7 @@ from jobs.client import (
     describe,
     enqueue_jobs,
 )
+from jobs.context import JobContext, arq_job
 from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
 from jobs.errors import InvalidPayloadError
 
@@ -46,20 +46,20 @@ MAX_BATCH = 10_000
 def worker_functions() -> list[Function]:
     """The progress jobs with their timeouts, for ``worker.app.build_worker_settings``."""
     return [
-        func(update_progress, name=UPDATE_FUNCTION, timeout=10),
-        func(update_progress_batch, name=BATCH_FUNCTION, timeout=60),
-        func(apply_pending_progress, name=DRAIN_FUNCTION, timeout=60, keep_result=0),
-        func(repair_pending_progress, name=REPAIR_FUNCTION, timeout=60, keep_result=0),
+        func(arq_job(update_progress), name=UPDATE_FUNCTION, timeout=10),
+        func(arq_job(update_progress_batch), name=BATCH_FUNCTION, timeout=60),
+        func(arq_job(apply_pending_progress), name=DRAIN_FUNCTION, timeout=60, keep_result=0),
+        func(arq_job(repair_pending_progress), name=REPAIR_FUNCTION, timeout=60, keep_result=0),
     ]
 
 
 @asynccontextmanager
-async def _store_retry(ctx: dict[str, Any]) -> AsyncIterator[None]:
+async def _store_retry(ctx: JobContext) -> AsyncIterator[None]:
     """Turn an unreachable (or full) store into an ARQ retry with exponential backoff."""
     try:
         yield
     except (CacheConnectionError, CacheOutOfMemoryError) as exc:
-        tries = int(ctx.get("job_try") or 1)
+        tries = ctx.get("job_try") or 1
         delay = min(0.2 * 2 ** (tries - 1), 10.0)
         log.warning("job %s: store unavailable (%s); retry in %.1fs", ctx.get("job_id"), exc, delay)
         raise Retry(defer=delay) from exc
@@ -77,7 +77,7 @@ def _one_argument(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
 
 
 async def _reject(
-    ctx: dict[str, Any], function: str, letters: Sequence[DeadLetter], summary: str
+    ctx: JobContext, function: str, letters: Sequence[DeadLetter], summary: str
 ) -> InvalidPayloadError:
     """Log, dead-letter and build the error that fails the job."""
     job_id = ctx.get("job_id")
@@ -89,8 +89,8 @@ async def _reject(
     return InvalidPayloadError(f"{function}: {summary}", job_id=job_id, reason=summary)
 
 
-def _letter(ctx: dict[str, Any], function: str, reason: str, payload: Any) -> DeadLetter:
-    manager: CacheManager = ctx["cache"]
+def _letter(ctx: JobContext, function: str, reason: str, payload: Any) -> DeadLetter:
+    manager = ctx["cache"]
     return make_dead_letter(
         manager,
         job_id=ctx.get("job_id"),
@@ -101,7 +101,7 @@ def _letter(ctx: dict[str, Any], function: str, reason: str, payload: Any) -> De
     )
 
 
-async def update_progress(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+async def update_progress(ctx: JobContext, *args: Any, **kwargs: Any) -> str:
     """Apply one progress update; returns the outcome (applied, stale, duplicate, final)."""
     try:
         raw = _one_argument(UPDATE_FUNCTION, args, kwargs, "update")
@@ -112,7 +112,7 @@ async def update_progress(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> str
         raise await _reject(
             ctx, UPDATE_FUNCTION, [_letter(ctx, UPDATE_FUNCTION, reason, payload)], reason
         ) from exc
-    manager: CacheManager = ctx["cache"]
+    manager = ctx["cache"]
     async with _store_retry(ctx):
         outcome = await manager.download.set_progress(update)
     if outcome is ApplyOutcome.REJECTED:
@@ -122,7 +122,7 @@ async def update_progress(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> str
     return outcome.name.lower()
 
 
-async def update_progress_batch(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> dict[str, int]:
+async def update_progress_batch(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, int]:
     """Apply a list of updates in one round trip; returns counts per outcome.
 
     Invalid items are dead-lettered one by one; the valid ones are applied all the same and the
@@ -148,7 +148,7 @@ async def update_progress_batch(ctx: dict[str, Any], *args: Any, **kwargs: Any) 
             reason = f"updates[{index}]: {describe(exc)}"
             bad.append(reason)
             letters.append(_letter(ctx, BATCH_FUNCTION, reason, item))
-    manager: CacheManager = ctx["cache"]
+    manager = ctx["cache"]
     async with _store_retry(ctx):
         outcomes = await manager.download.bulk_update_progress(valid)
     counts: dict[str, int] = {}
@@ -167,9 +167,9 @@ async def update_progress_batch(ctx: dict[str, Any], *args: Any, **kwargs: Any) 
     return counts
 
 
-async def apply_pending_progress(ctx: dict[str, Any], shard: Any) -> dict[str, Any]:
+async def apply_pending_progress(ctx: JobContext, shard: Any) -> dict[str, Any]:
     """Drain job of one shard: apply every pending (coalesced) update of the shard."""
-    manager: CacheManager = ctx["cache"]
+    manager = ctx["cache"]
     shards = manager.config.download.shards
     if not isinstance(shard, int) or isinstance(shard, bool) or not 0 <= shard < shards:
         reason = f"shard must be an integer in [0, {shards}), got {shard!r}"
@@ -184,7 +184,7 @@ async def apply_pending_progress(ctx: dict[str, Any], shard: Any) -> dict[str, A
     return asdict(report)
 
 
-async def repair_pending_progress(ctx: dict[str, Any]) -> int:
+async def repair_pending_progress(ctx: JobContext) -> int:
     """Enqueue a drain for every shard with pending updates whose drain is missing or older
     than ``download.pending_lease`` (a producer died between its put and its enqueue)."""
     queue = ctx["redis"]

@@ -31,6 +31,7 @@ from redis.asyncio import Redis
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
+from jobs.config import check_period
 
 CLAIM_MARGIN_S = 60
 """Claims outlive two periods by this much, so a late duplicate still finds the claim."""
@@ -42,26 +43,6 @@ class ClaimState(enum.Enum):
     CLAIMED = 1
     RESUMED = 2
     TAKEN = 0
-
-
-def check_period(seconds: int) -> int:
-    """Return ``seconds`` if it is a valid period (0 = disabled); else raise ValueError."""
-    if seconds == 0:
-        return 0
-    if seconds < 0:
-        raise ValueError("a period must be positive (0 disables the schedule)")
-    if seconds < 60:
-        ok = 60 % seconds == 0
-    elif seconds < 3600:
-        ok = seconds % 60 == 0 and 3600 % seconds == 0
-    else:
-        ok = seconds % 3600 == 0 and 86400 % seconds == 0
-    if not ok:
-        raise ValueError(
-            f"period {seconds}s cannot be scheduled: use a divisor of 60 (s), whole minutes "
-            "dividing an hour (60, 120, 300, 600, 900, 1800) or whole hours dividing a day"
-        )
-    return seconds
 
 
 def cron_fields(period: int) -> dict[str, Any]:

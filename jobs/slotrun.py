@@ -36,8 +36,8 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
 from cache.errors import CacheError, translate_errors
-from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
+from jobs.context import JobContext
 from jobs.guard import RunGuard
 from jobs.schedule import ClaimState, SlotClaims, now_ms, owed_window, scheduled_ms, slot_of
 from jobs.shield import complete
@@ -65,13 +65,12 @@ class SlotRun:
     holds_guard: bool = False
 
     @classmethod
-    def create(cls, ctx: dict[str, Any], name: str) -> SlotRun:
-        manager: CacheManager = ctx["cache"]
+    def create(cls, ctx: JobContext, name: str) -> SlotRun:
+        manager = ctx["cache"]
         cfg = ctx["settings"].maintenance
-        scripts: ScriptRunner | None = ctx.get("queue_scripts")
-        scripts = scripts if scripts is not None else ScriptRunner(ctx["redis"])
+        scripts = ctx.get("queue_scripts") or ScriptRunner(ctx["redis"])
         job_id = str(ctx.get("job_id") or f"manual-{secrets.token_hex(6)}")
-        period: int = cfg.period(name)
+        period = cfg.period(name)
         scheduled = scheduled_ms(name, job_id) if period else None
         slot = None if scheduled is None else slot_of(scheduled, period)
         started = time.time()
@@ -198,20 +197,20 @@ class SlotRun:
         self.holds_guard = False
 
 
-def lease_token(ctx: dict[str, Any]) -> bytes | None:
+def lease_token(ctx: JobContext) -> bytes | None:
     """This run's job lease token, when ``SeenWorker`` claimed it (``worker.leases``)."""
-    leases = getattr(ctx.get("runtime"), "leases", None)
-    token = leases.token(ctx.get("job_id", "")) if leases is not None else None
-    return token if isinstance(token, bytes) else None
+    runtime = ctx.get("runtime")
+    return runtime.leases.token(ctx.get("job_id", "")) if runtime is not None else None
 
 
-def stopping(ctx: dict[str, Any]) -> bool:
+def stopping(ctx: JobContext) -> bool:
     """Is this worker stopping? (``SeenWorker`` sets its runtime's state on SIGTERM/SIGINT.)"""
-    return getattr(ctx.get("runtime"), "state", None) == "stopping"
+    runtime = ctx.get("runtime")
+    return runtime is not None and runtime.state == "stopping"
 
 
 async def run_slot(
-    ctx: dict[str, Any],
+    ctx: JobContext,
     name: str,
     body: Callable[[], Awaitable[Result]],
     prelude: Callable[[], Awaitable[Result]] | None = None,

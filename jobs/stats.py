@@ -152,17 +152,6 @@ async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
     return JobCounters(**{name: values.get(name, 0) for name in COUNTERS})
 
 
-async def add_job_counts(client: Redis, keys: KeyBuilder, deltas: Mapping[str, int]) -> None:
-    """Add a worker's new counts to the fleet-wide hash (one round trip)."""
-    key = keys.job_stats()
-    with translate_errors(key, operation="HINCRBY"):
-        async with client.pipeline(transaction=False) as pipe:
-            for name, delta in deltas.items():
-                if delta:
-                    pipe.hincrby(key, name, delta)
-            await pipe.execute()
-
-
 async def collect(manager: CacheManager, queue: Redis, queue_name: str) -> SystemStats:
     """Everything in one snapshot: cache store INFO, queue, counters, active downloads."""
     cache = await manager.stats()

@@ -31,34 +31,16 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
 from cache.catalog import CatalogKind
 from cache.errors import CacheConnectionError, CacheError, translate_errors
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
+from jobs.config import WarmupSettings, split_callable
 
 log = logging.getLogger("seen.jobs.warmup")
-
-
-class WarmupSettings(BaseModel):
-    """``[warmup]``: where the catalog is filled from."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    snapshot: str | None = Field(None, description="JSON-lines file of catalog entries")
-    callables: tuple[str, ...] = Field((), description="dotted paths of source functions")
-    pool_connections: int = Field(4, ge=1, le=256, description="connections opened at warmup")
-    batch: int = Field(500, ge=1, le=10_000, description="entries written per round trip")
-
-    @field_validator("callables")
-    @classmethod
-    def _dotted_paths(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        """Check the form now, so a typo stops start-up instead of failing one warmup."""
-        for path in value:
-            split_callable(path)
-        return value
 
 
 class Entry(BaseModel):
@@ -172,19 +154,6 @@ async def load_snapshot(manager: CacheManager, path: str, batch: int) -> SourceR
     finally:
         await asyncio.to_thread(handle.close)
     return writer.report
-
-
-def split_callable(path: str) -> tuple[str, str]:
-    """``pkg.mod:func`` or ``pkg.mod.func`` -> (module, attribute); ValueError otherwise."""
-    module_name, sep, attr = path.partition(":")
-    if not sep:
-        module_name, _, attr = path.rpartition(".")
-    parts = [*module_name.split("."), attr]
-    if not all(p.isidentifier() and p.isascii() for p in parts):
-        raise ValueError(
-            f"{path!r} is not a dotted path to a function (pkg.mod:func or pkg.mod.func)"
-        )
-    return module_name, attr
 
 
 def import_callable(path: str) -> Callable[..., Any]:

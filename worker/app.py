@@ -25,11 +25,12 @@ from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, probe, progress, serializer
+from jobs.context import JobContext, arq_job
 from worker.cron import build_cron_jobs
 from worker.outage import Backoff, OutageLog, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 log = logging.getLogger("seen.worker")
 
@@ -64,10 +65,10 @@ def job_functions(settings: Settings) -> list[Function]:
     """Every job the worker runs (scheduled ones also run when enqueued by hand)."""
     m = settings.maintenance
     return [
-        func(probe.ping, name="ping", timeout=5, max_tries=1),
+        func(arq_job(probe.ping), name="ping", timeout=5, max_tries=1),
         *progress.worker_functions(),
         *(
-            func(job, name=job.__name__, timeout=m.timeout, max_tries=m.max_tries)
+            func(arq_job(job), name=job.__name__, timeout=m.timeout, max_tries=m.max_tries)
             for job in (
                 maintenance.cleanup_stale_progress,
                 maintenance.log_cache_stats,
@@ -78,19 +79,31 @@ def job_functions(settings: Settings) -> list[Function]:
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
+    """Completes the job context (``jobs.context.JobContext``): ``build_worker_settings`` put
+    ``settings``, ``runtime`` and ``worker_id`` in, ARQ ``redis``; here ``queue_scripts`` and
+    ``cache`` join them."""
     settings: Settings = ctx["settings"]
     runtime: WorkerRuntime = ctx["runtime"]
+    queue: ArqRedis = ctx["redis"]
     init_sentry(settings, runtime.worker_id)
-    ctx["queue_scripts"] = ScriptRunner(ctx["redis"])
+    scripts = ScriptRunner(queue)
     manager = await CacheManager.connect(settings, verify=False)
-    ctx["cache"] = manager
+    ctx.update(queue_scripts=scripts, cache=manager)
     cache_outage = OutageLog(
         "cache store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
     )
     await wait_until_reachable(manager.ping, cache_outage, settings.worker.startup_timeout)
     await runtime.start(ctx["redis"])
     if settings.maintenance.warmup_at_startup:
-        startup = {**ctx, "job_id": f"startup-{runtime.worker_id}"}
+        startup: JobContext = {
+            "cache": manager,
+            "redis": queue,
+            "settings": settings,
+            "runtime": runtime,
+            "queue_scripts": scripts,
+            "worker_id": runtime.worker_id,
+            "job_id": f"startup-{runtime.worker_id}",
+        }
         try:
             async with asyncio.timeout(settings.maintenance.timeout):
                 done = await maintenance.warmup_cache(startup)
@@ -163,3 +176,31 @@ def build_worker_settings(
         "health_check_interval": w.heartbeat_interval,
         "timezone": UTC,
     }
+
+
+class _LazyWorkerSettings(dict[str, Any]):
+    """ARQ's entry point without reading settings at import.
+
+    ARQ reads a dict-valued WorkerSettings with ``.items()``; the settings are loaded (and the
+    worker configuration built) on that first read, not when this module is imported.
+    """
+
+    def _fill(self) -> None:
+        if not dict.__len__(self):
+            self.update(build_worker_settings(load_settings()))
+
+    def items(self) -> Any:
+        self._fill()
+        return super().items()
+
+    def __getitem__(self, key: str) -> Any:
+        self._fill()
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._fill()
+        return super().get(key, default)
+
+
+WorkerSettings: dict[str, Any] = _LazyWorkerSettings()
+"""``arq worker.app.WorkerSettings``; ``arq worker.settings.WorkerSettings`` is its alias."""

@@ -13,6 +13,7 @@ from arq.cron import CronJob, cron
 
 from jobs import maintenance, progress
 from jobs.client import REPAIR_FUNCTION
+from jobs.context import arq_job
 from jobs.schedule import cron_fields
 from worker.settings import Settings
 
@@ -32,7 +33,7 @@ def build_cron_jobs(settings: Settings) -> list[CronJob]:
         # a repeat across workers enqueues nothing more.
         jobs.append(
             cron(
-                progress.repair_pending_progress,
+                arq_job(progress.repair_pending_progress),
                 name=REPAIR_FUNCTION,
                 **cron_fields(cfg.repair_every),
                 unique=True,
@@ -48,7 +49,7 @@ def build_cron_jobs(settings: Settings) -> list[CronJob]:
             continue
         jobs.append(
             cron(
-                function,
+                arq_job(function),
                 name=name,
                 **cron_fields(period),
                 unique=True,

@@ -28,7 +28,8 @@ from rich.text import Text
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from worker.embedded import EmbeddedServer
-from worker.health import read_beats
+from worker.heartbeat import read_beats
+from worker.processes import stop_processes
 from worker.settings import Settings, load_settings
 from worker.simulation import Simulation
 from worker.watch import WatchState, follow, render
@@ -91,15 +92,7 @@ def read_logs(log_dir: Path, tail: int = 2000) -> str:
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=25)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(procs, grace=25)
 
 
 async def wait_for_workers(manager: CacheManager, count: int) -> None:

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from worker.processes import stop_process
+
 SERVER_ENV = "SEEN_EMBEDDED_SERVER"
 
 
@@ -178,13 +180,7 @@ class EmbeddedServer:
     def terminate(self, timeout: float = 10.0) -> None:
         """SIGTERM and wait (a graceful stop that writes persistence files)."""
         if self._proc is not None:
-            if self._proc.poll() is None:
-                self._proc.terminate()
-                try:
-                    self._proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    self._proc.kill()
-                    self._proc.wait(timeout=10)
+            stop_process(self._proc, timeout)
             if self._proc.stderr:
                 self._proc.stderr.close()
             self._proc = None

@@ -1,10 +1,7 @@
-"""Per-worker heartbeats and the health verdict behind ``seen-worker health``.
+"""The health verdict behind ``seen-worker health``, judged from the stores.
 
-ARQ keeps one health key per queue that every worker overwrites and any stopping worker deletes
-(python-arq/arq#276, #291). Instead each worker keeps its own hash ``seen:worker:<id>`` (who,
-since when, last beat, jobs running/done/failed/retried) with a TTL a few beats long, plus its
-entry in the ``seen:workers`` index (scored by last beat); on shutdown it removes only its own.
-Both live on the queue store, which never evicts.
+Heartbeats are stored by ``worker.heartbeat`` (one hash per worker plus an index, on the queue
+store, which never evicts); this module only reads them.
 
 Healthy = the stores answer, at least one worker (or the one named) has a fresh heartbeat, and
 the oldest due job that no worker has started is younger than ``health.max_queue_age``.
@@ -13,88 +10,18 @@ the oldest due job that no worker has started is younger than ``health.max_queue
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from cache.client import create_client
-from cache.errors import CacheError, translate_errors
-from cache.keys import KeyBuilder
+from cache.errors import CacheError
 from cache.manager import CacheManager
 from jobs.stats import QueueStats, queue_stats
+from worker.heartbeat import now_ms, read_beats
 from worker.outage import is_store_outage
 from worker.settings import Settings
-
-INDEX_PRUNE_FACTOR = 3
-"""Index entries whose last beat is older than this many heartbeat TTLs are dropped."""
-
-
-class WorkerBeat(BaseModel):
-    """One worker's heartbeat as stored (all fields also readable with HGETALL)."""
-
-    worker_id: str
-    host: str = ""
-    pid: int = 0
-    queue: str = ""
-    state: str = "running"
-    started_ms: int = 0
-    last_beat_ms: int = 0
-    running: int = 0
-    done: int | None = None
-    failed: int | None = None
-    retried: int | None = None
-
-    def age_s(self, now_ms: int) -> float:
-        return max(0.0, (now_ms - self.last_beat_ms) / 1000)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def add_beat(pipe: Pipeline, keys: KeyBuilder, beat: WorkerBeat, ttl_s: float) -> None:
-    """Queue the commands that write ``beat`` (hash + TTL + index) on ``pipe``."""
-    key = keys.worker_heartbeat(beat.worker_id)
-    fields = {k: str(v) for k, v in beat.model_dump().items() if v is not None}
-    pipe.hset(key, mapping=fields)
-    pipe.pexpire(key, max(1, round(ttl_s * 1000)))
-    pipe.zadd(keys.workers_index(), {beat.worker_id: beat.last_beat_ms})
-    oldest_kept = beat.last_beat_ms - round(INDEX_PRUNE_FACTOR * ttl_s * 1000)
-    pipe.zremrangebyscore(keys.workers_index(), "-inf", oldest_kept)
-
-
-async def remove_beat(client: Redis, keys: KeyBuilder, worker_id: str) -> None:
-    """Delete one worker's heartbeat and index entry; nobody else's."""
-    key = keys.worker_heartbeat(worker_id)
-    with translate_errors(key, operation="remove heartbeat"):
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.delete(key)
-            pipe.zrem(keys.workers_index(), worker_id)
-            await pipe.execute()
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-async def read_beats(client: Redis, keys: KeyBuilder) -> list[WorkerBeat]:
-    """Every heartbeat still present, newest first (expired ones are simply absent)."""
-    with translate_errors(keys.workers_index(), operation="read heartbeats"):
-        ids = [_text(i) for i in await client.zrevrange(keys.workers_index(), 0, 999)]
-        if not ids:
-            return []
-        async with client.pipeline(transaction=False) as pipe:
-            for worker_id in ids:
-                pipe.hgetall(keys.worker_heartbeat(worker_id))
-            hashes = await pipe.execute()
-    beats = []
-    for raw in hashes:
-        if raw:
-            beats.append(WorkerBeat.model_validate({_text(k): _text(v) for k, v in raw.items()}))
-    return beats
 
 
 class HealthVerdict(BaseModel):

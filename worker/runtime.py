@@ -6,7 +6,7 @@ run`` and under ``arq worker.settings.WorkerSettings`` alike; job totals (done/f
 need ``SeenWorker``, which attaches itself as their source.
 
 Every beat is one pipelined round trip to the queue store that
-- writes the heartbeat (``worker.health``),
+- writes the heartbeat (``worker.heartbeat``),
 - renews the lease of every running job: ARQ's ``arq:in-progress:<id>`` key gets
   ``worker.job_lease`` again, so a job of a killed worker is picked up by another worker at most
   ``job_lease`` after the kill instead of after the longest job timeout plus 10 s
@@ -34,7 +34,7 @@ from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
 from jobs.stats import COUNTERS
-from worker.health import WorkerBeat, add_beat, now_ms, remove_beat
+from worker.heartbeat import WorkerBeat, add_beat, now_ms, remove_beat
 from worker.leases import JobLeases
 from worker.outage import Backoff, OutageLog, is_store_outage
 from worker.settings import Settings

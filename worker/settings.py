@@ -4,10 +4,15 @@ Env names are ``SEEN_<SECTION>_<NAME>`` (``SEEN_CACHE_ADDR``, ``SEEN_CACHE_PASSW
 ``SEEN_CACHE_DB``, ``SEEN_TTL_SESSION`` ...). ``SEEN_SETTINGS_FILE`` names another TOML file;
 a named file that is missing, malformed TOML or an invalid value stops start-up with one
 ``SettingsError`` naming the setting. Nothing is read at import time: call ``load_settings``.
+
+A leaf module: it imports pydantic, the cache's config models and ``jobs.config``, never the
+store client, ARQ, Sentry or the jobs, so anything may import it (a test checks it).
+``WorkerSettings`` (ARQ's CLI entry point) is an alias resolved by name from ``worker.app``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import tomllib
@@ -31,13 +36,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 from pydantic_settings import SettingsError as SourceError
-from sentry_sdk.utils import BadDsn, Dsn
 
 from cache.config import CacheConfig, CacheSettings
 from cache.keys import validate_name
 from cache.numbers import Count, Seconds, SecondsOrZero
-from jobs.maintenance import MaintenanceSettings
-from jobs.warmup import WarmupSettings
+from jobs.config import MaintenanceSettings, WarmupSettings
 from worker.env_check import check_environment, env_name, nearest_setting
 
 log = logging.getLogger("seen.settings")
@@ -121,7 +124,11 @@ class SentrySettings(_Section):
     @classmethod
     def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
         """Parse the DSN now, as Sentry will, so a bad one stops start-up with its name
-        (the message never repeats the DSN: it holds a key). Empty means off."""
+        (the message never repeats the DSN: it holds a key). Empty means off.
+
+        Sentry is imported here, not at the top: this module is a leaf (see its docstring)."""
+        from sentry_sdk.utils import BadDsn, Dsn
+
         if value is None or not value.get_secret_value().strip():
             return None
         text = value.get_secret_value().strip()
@@ -251,30 +258,13 @@ def load_settings(file: str | os.PathLike[str] | None = None, **overrides: Any) 
     return settings
 
 
-class _LazyWorkerSettings(dict[str, Any]):
-    """``arq worker.settings.WorkerSettings`` support without reading settings at import.
+def __getattr__(name: str) -> Any:
+    """``arq worker.settings.WorkerSettings``: ARQ's CLI entry point, kept under this name.
 
-    ARQ reads a dict-valued WorkerSettings with ``.items()``; the settings are loaded (and the
-    worker configuration built) on that first read, not when this module is imported.
+    The entry point lives in ``worker.app`` (the module that builds the worker). ARQ's CLI looks
+    the name up here by string, like an entry point; resolving it late, by name, keeps this
+    module a leaf: ``worker.app`` imports settings, settings never imports ``worker.app``.
     """
-
-    def _fill(self) -> None:
-        if not dict.__len__(self):
-            from worker.app import build_worker_settings
-
-            self.update(build_worker_settings(load_settings()))
-
-    def items(self) -> Any:
-        self._fill()
-        return super().items()
-
-    def __getitem__(self, key: str) -> Any:
-        self._fill()
-        return super().__getitem__(key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self._fill()
-        return super().get(key, default)
-
-
-WorkerSettings: dict[str, Any] = _LazyWorkerSettings()
+    if name == "WorkerSettings":
+        return importlib.import_module("worker.app").WorkerSettings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from cache.session_cache import SessionData
 from jobs.client import enqueue_jobs
 from jobs.deadletter import read_dead_letters
 from tests.conftest import TestServer
-from tests.progress_support import run_burst_worker, worker_settings
+from tests.support.processes import run_burst_worker, worker_settings
 
 
 async def all_keys(raw: Redis) -> list[str]:

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from cache.download import ApplyOutcome, DownloadStatus, ProgressUpdate
 from cache.errors import InvalidKeyError
 from cache.manager import CacheManager
-from tests.progress_support import upd
+from tests.support.updates import upd
 
 TOTAL = 10_000_000
 

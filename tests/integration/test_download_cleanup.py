@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from cache.download import member, now_ms
 from cache.manager import CacheManager
 from tests.conftest import COMPAT_LUA54
-from tests.progress_support import upd
+from tests.support.updates import upd
 
 STALE = 100_000
 BATCH = 500

@@ -11,7 +11,7 @@ from cache.config import DownloadSettings
 from cache.download import ApplyOutcome, ProgressEvent, ProgressUpdate
 from cache.manager import CacheManager
 from tests.conftest import TestServer, cache_config_for
-from tests.progress_support import upd
+from tests.support.updates import upd
 
 
 async def read_all(manager: CacheManager) -> list[ProgressEvent]:

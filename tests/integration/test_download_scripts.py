@@ -17,7 +17,7 @@ from cache.download import _calls, now_ms
 from cache.errors import CacheResponseError
 from cache.manager import CacheManager
 from tests.conftest import TestServer
-from tests.progress_support import upd
+from tests.support.updates import upd
 
 _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
 _LINE = re.compile(r"^[\d.]+ \[\d+ ([^\]]+)\] (.*)$")

@@ -15,7 +15,8 @@ from redis.asyncio import Redis
 from cache.manager import CacheManager
 from tests.conftest import ROOT, TestServer
 from worker.embedded import free_port
-from worker.health import WorkerBeat, add_beat, check, evaluate, read_beats, remove_beat
+from worker.health import check, evaluate
+from worker.heartbeat import WorkerBeat, add_beat, read_beats, remove_beat
 from worker.settings import Settings, load_settings
 
 

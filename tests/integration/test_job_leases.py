@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 
 from tests.conftest import TestServer
 from tests.integration.test_worker import fast_settings, make_worker
-from tests.workerproc import queue_pool, wait_until
+from tests.support.processes import queue_pool
+from tests.support.waiting import wait_until
 
 
 async def test_a_taken_over_job_is_cancelled_and_cannot_finish(

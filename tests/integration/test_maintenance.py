@@ -5,19 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from cache.download import ProgressUpdate
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance
+from jobs.context import JobContext
 from jobs.guard import RunGuard
 from jobs.schedule import ClaimState, SlotClaims, slot_of
 from tests.conftest import TestServer
-from tests.workerproc import SLOW_EVENTS, items
+from tests.support.sources import SLOW_EVENTS
+from tests.support.waiting import items
 from worker.settings import Settings, load_settings
 
 SCHEDULED = "log_cache_stats:1700000000123"  # ARQ's cron id for a slot of log_cache_stats
@@ -31,17 +34,18 @@ def settings(server: TestServer) -> Settings:
 
 
 def make_ctx(
-    manager: CacheManager, settings: Settings, job_id: str, **extra: Any
-) -> dict[str, Any]:
-    return {
+    manager: CacheManager, settings: Settings, job_id: str, /, **extra: Unpack[JobContext]
+) -> JobContext:
+    ctx: JobContext = {
         "cache": manager,
-        "redis": manager.client,
+        "redis": ArqRedis(connection_pool=manager.client.connection_pool),
         "settings": settings,
         "worker_id": "w-test",
         "job_id": job_id,
         "job_try": 1,
-        **extra,
     }
+    ctx.update(extra)
+    return ctx
 
 
 async def history(raw: Redis, job: str) -> list[dict[str, Any]]:
@@ -124,7 +128,7 @@ async def test_concurrent_manual_and_scheduled_runs_never_overlap(
 ) -> None:
     monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.3")
     settings = load_settings(
-        cache={"addr": server.addr}, warmup={"callables": ["tests.workerproc:slow_source"]}
+        cache={"addr": server.addr}, warmup={"callables": ["tests.support.sources:slow_source"]}
     )
     scheduled = "warmup_cache:1700000000123"
     manual, timed = await asyncio.gather(

@@ -20,7 +20,8 @@ from jobs import maintenance
 from jobs.schedule import slot_of
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
-from tests.workerproc import SLOW_EVENTS, items, wait_until
+from tests.support.sources import SLOW_EVENTS
+from tests.support.waiting import items, wait_until
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings, load_settings
 
@@ -41,7 +42,7 @@ def current_slot(period: int) -> int:
 def slow_settings(server: TestServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.4")
     return load_settings(
-        cache={"addr": server.addr}, warmup={"callables": ["tests.workerproc:slow_source"]}
+        cache={"addr": server.addr}, warmup={"callables": ["tests.support.sources:slow_source"]}
     )
 
 
@@ -75,7 +76,7 @@ async def test_cancelled_run_hands_its_slot_back(
 ) -> None:
     settings = load_settings(
         cache={"addr": server.addr},
-        warmup={"callables": ["tests.workerproc:slow_source"]},
+        warmup={"callables": ["tests.support.sources:slow_source"]},
         maintenance={"warmup_every": warmup_every},
     )
     runtime = WorkerRuntime(settings)

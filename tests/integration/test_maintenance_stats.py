@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
@@ -13,12 +14,13 @@ from redis.asyncio import Redis
 from cache.download import TERMINAL, ApplyOutcome, DownloadStatus
 from cache.manager import CacheManager
 from jobs import maintenance
-from jobs.stats import add_job_counts, collect, job_counters, logfmt, queue_stats
+from jobs.stats import collect, job_counters, logfmt, queue_stats
 from tests.conftest import TestServer, cache_config_for
 from tests.integration.test_health import _cli
 from tests.integration.test_maintenance import make_ctx
-from tests.progress_support import upd
+from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
+from worker.runtime import WorkerRuntime
 from worker.settings import load_settings
 
 Q = "arq:queue"
@@ -73,9 +75,27 @@ async def test_queue_age_of_an_empty_or_all_running_queue(raw: Redis) -> None:
     assert stats.oldest_age_s is None and stats.complete
 
 
-async def test_job_counters_add_up_across_workers(manager: CacheManager, raw: Redis) -> None:
-    await add_job_counts(raw, manager.keys, {"done": 3, "failed": 1, "retried": 0})
-    await add_job_counts(raw, manager.keys, {"done": 2, "retried": 4})
+@dataclass
+class Counts:
+    """A worker's job totals, as ``SeenWorker`` keeps them."""
+
+    jobs_complete: int = 0
+    jobs_failed: int = 0
+    jobs_retried: int = 0
+
+
+async def test_job_counters_add_up_across_workers(
+    manager: CacheManager, raw: Redis, server: TestServer
+) -> None:
+    """Two workers' runtimes push their counts (a beat, then the last flush at stop)."""
+    settings = load_settings(cache={"addr": server.addr})
+    for done, failed, retried in ((3, 1, 0), (2, 0, 4)):
+        runtime = WorkerRuntime(settings)
+        counts = Counts()
+        runtime.attach(counts)
+        await runtime.start(raw)
+        counts.jobs_complete, counts.jobs_failed, counts.jobs_retried = done, failed, retried
+        await runtime.stop()
     counters = await job_counters(raw, manager.keys)
     assert (counters.done, counters.failed, counters.retried) == (5, 1, 4)
 

@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 from cache.catalog import canonical_search
 from cache.manager import CacheManager
 from jobs import maintenance
-from jobs.warmup import WarmupSettings, fill_catalog
+from jobs.config import WarmupSettings
+from jobs.warmup import fill_catalog
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
 from worker.settings import load_settings

@@ -6,8 +6,8 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.progress_support import run_burst_worker, upd, worker_settings
-from tests.workerproc import queue_pool
+from tests.support.processes import queue_pool, run_burst_worker, worker_settings
+from tests.support.updates import upd
 
 
 async def test_producer_reads_queued_jobs_and_results(server: TestServer, raw: Redis) -> None:

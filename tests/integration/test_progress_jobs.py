@@ -22,10 +22,12 @@ from jobs.client import (
     enqueue_update,
     enqueue_update_batch,
 )
+from jobs.context import JobContext
 from jobs.deadletter import read_dead_letters
 from jobs.errors import InvalidPayloadError
 from tests.conftest import TestServer, cache_config_for
-from tests.progress_support import run_burst_worker, upd, worker_settings
+from tests.support.processes import run_burst_worker, worker_settings
+from tests.support.updates import upd
 from worker.embedded import free_port
 
 
@@ -129,7 +131,7 @@ async def test_valid_batch_job_counts_outcomes(
 async def test_store_unreachable_becomes_an_arq_retry(cache_config: Any) -> None:
     dead = cache_config_for(f"127.0.0.1:{free_port()}", retries=0)
     async with await CacheManager.connect(dead, verify=False) as manager:
-        ctx: dict[str, Any] = {"cache": manager, "job_id": "j1", "job_try": 2}
+        ctx: JobContext = {"cache": manager, "job_id": "j1", "job_try": 2}
         with pytest.raises(Retry) as info:
             await progress.update_progress(ctx, upd("dl-1", 1).model_dump(mode="json"))
         assert info.value.defer_score == 400  # ms: 0.2 s * 2^(try-1)
@@ -138,7 +140,7 @@ async def test_store_unreachable_becomes_an_arq_retry(cache_config: Any) -> None
 
 
 async def test_drain_job_rejects_a_bad_shard(manager: CacheManager) -> None:
-    ctx: dict[str, Any] = {"cache": manager, "job_id": "d1", "job_try": 1}
+    ctx: JobContext = {"cache": manager, "job_id": "d1", "job_try": 1}
     with pytest.raises(InvalidPayloadError, match="shard must be an integer"):
         await progress.apply_pending_progress(ctx, 99)
     assert (await read_dead_letters(manager))[0].function == DRAIN_FUNCTION

@@ -14,8 +14,8 @@ from rich.console import Console
 from cache.config import CacheConfig
 from cache.manager import CacheManager
 from tests.conftest import ROOT, TestServer
-from tests.progress_support import upd
-from tests.workerproc import wait_until
+from tests.support.updates import upd
+from tests.support.waiting import wait_until
 from worker.watch import WatchState, follow, run_watch
 
 

@@ -17,7 +17,8 @@ from jobs.client import enqueue_update, job_record
 from jobs.deadletter import read_dead_letters
 from jobs.serializer import deserialize, serialize
 from tests.conftest import ROOT, TestServer
-from tests.progress_support import run_burst_worker, upd, worker_settings
+from tests.support.processes import run_burst_worker, worker_settings
+from tests.support.updates import upd
 
 DOC = ROOT / "docs" / "wire-format.md"
 

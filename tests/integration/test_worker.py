@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from cache.keys import KeyBuilder
 from jobs.stats import job_counters
 from tests.conftest import TestServer
-from tests.workerproc import queue_pool, wait_until
+from tests.support.processes import queue_pool
+from tests.support.waiting import wait_until
 from worker.app import build_worker_settings, create_queue_pool
 from worker.embedded import EmbeddedServer
 from worker.resilience import SeenWorker
@@ -200,9 +201,10 @@ async def test_plain_arq_worker_runs_the_same_settings(
     """``arq worker.settings.WorkerSettings`` builds ARQ's own Worker from the same dict."""
     monkeypatch.setenv("SEEN_CACHE_ADDR", server.addr)
     monkeypatch.setenv("SEEN_MAINTENANCE_WARMUP_AT_STARTUP", "false")
-    from worker.settings import _LazyWorkerSettings
+    from arq.utils import import_string
 
-    kwargs: dict[str, Any] = dict(get_kwargs(_LazyWorkerSettings()))
+    entry_point = import_string("worker.settings.WorkerSettings")  # as ARQ's CLI resolves it
+    kwargs: dict[str, Any] = dict(get_kwargs(type(entry_point)()))
     assert {"functions", "cron_jobs", "on_startup", "redis_settings"} <= set(kwargs)
     kwargs.update(handle_signals=False, burst=True)
     pool = queue_pool(server.addr)

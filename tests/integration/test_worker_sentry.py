@@ -12,8 +12,8 @@ from arq.worker import func
 from jobs import maintenance
 from tests.conftest import TestServer
 from tests.integration.test_worker import fast_settings, make_worker
+from tests.support.processes import queue_pool
 from tests.unit.test_sentry import CapturingTransport
-from tests.workerproc import queue_pool
 from worker.app import build_worker_settings
 from worker.sentry import init_sentry, instrument
 

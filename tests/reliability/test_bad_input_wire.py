@@ -19,7 +19,7 @@ from cache.download import ProgressUpdate
 from cache.manager import CacheManager
 from jobs.deadletter import read_dead_letters
 from tests.conftest import TestServer
-from tests.progress_support import run_burst_worker, worker_settings
+from tests.support.processes import run_burst_worker, worker_settings
 
 SENTINEL = "seen:t:sentinel"
 scalars = st.one_of(

@@ -28,7 +28,8 @@ from redis.asyncio import Redis
 from cache.manager import CacheManager
 from jobs.deadletter import DeadLetter, read_dead_letters
 from tests.conftest import cache_config_for
-from tests.workerproc import Fleet, WorkerProcess, queue_pool, wait_until
+from tests.support.processes import Fleet, WorkerProcess, queue_pool
+from tests.support.waiting import wait_until
 from worker.embedded import EmbeddedServer
 
 UPDATE = "update_progress"

@@ -20,8 +20,9 @@ from redis.asyncio import Redis
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, TestServer, cache_config_for
-from tests.progress_support import WorkerProcess, upd
-from tests.workerproc import wait_until
+from tests.support.processes import ArqWorkerProcess
+from tests.support.updates import upd
+from tests.support.waiting import wait_until
 
 PRODUCERS = 8
 DOWNLOADS = 200
@@ -86,7 +87,7 @@ async def test_coalescing_with_concurrent_producers_and_two_workers(
 
 
 async def run(server: TestServer, manager: CacheManager, raw: Redis) -> None:
-    with WorkerProcess(server.url), WorkerProcess(server.url):
+    with ArqWorkerProcess(server.url), ArqWorkerProcess(server.url):
         publishers = [ProgressPublisher(manager) for _ in range(PRODUCERS)]
         stop = asyncio.Event()
         worst: Counter[str] = Counter()

@@ -15,8 +15,9 @@ from cache.download import ProgressUpdate, PublishOutcome
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from tests.conftest import TestServer, cache_config_for
-from tests.progress_support import WorkerProcess, upd
-from tests.workerproc import wait_until
+from tests.support.processes import ArqWorkerProcess
+from tests.support.updates import upd
+from tests.support.waiting import wait_until
 
 DOWNLOADS = 300
 ROUNDS = 40
@@ -32,7 +33,7 @@ async def test_worker_killed_mid_run_and_a_producer_dying_before_enqueue(
     async with await CacheManager.connect(config) as manager:
         await manager.client.flushdb()
         publisher = ProgressPublisher(manager)
-        victim, survivor, replacement = (WorkerProcess(server.url) for _ in range(3))
+        victim, survivor, replacement = (ArqWorkerProcess(server.url) for _ in range(3))
         with victim, survivor:
 
             async def produce() -> None:

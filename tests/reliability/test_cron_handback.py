@@ -1,7 +1,7 @@
 """A scheduled run cancelled by SIGTERM hands its slot back: its work is done once, at once.
 
 Real ``seen-worker run`` processes. ``warmup_cache`` runs every 10 s with a slow source
-(``tests.workerproc:slow_source``); the worker running a slot gets SIGTERM with a 0.5 s grace,
+(``tests.support.sources:slow_source``); the worker running a slot gets SIGTERM with a 0.5 s grace,
 so the run is cancelled mid-body. ARQ alone keeps a cancelled cron job's in-progress marker for
 60 s and its retry then meets the next slots; here the slot must be done by its retry within
 seconds, on the other worker or on the restarted one, and recorded as done, never twice.
@@ -20,15 +20,17 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.workerproc import SLOW_EVENTS, Fleet, WorkerProcess, fresh_beats, items, wait_until
+from tests.support.processes import Fleet, WorkerProcess
+from tests.support.sources import SLOW_EVENTS
+from tests.support.waiting import fresh_beats, items, wait_until
 
 PERIOD = 10
 SLOW_SECONDS = 2.5
 GRACE = 0.5
-LEASE = 2.0  # worker.job_lease in tests.workerproc.write_settings
+LEASE = 2.0  # worker.job_lease in tests.support.processes.write_settings
 SECTIONS: dict[str, dict[str, Any]] = {
     "maintenance": {"warmup_every": PERIOD, "timeout": 30.0},
-    "warmup": {"callables": ["tests.workerproc:slow_source"]},
+    "warmup": {"callables": ["tests.support.sources:slow_source"]},
     "worker": {"shutdown_grace": GRACE},
 }
 ENV = {"SEEN_TEST_SLOW_SECONDS": str(SLOW_SECONDS)}

@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from tests.workerproc import Fleet, queue_pool, wait_until
+from tests.support.processes import Fleet, queue_pool
+from tests.support.waiting import wait_until
 from worker.embedded import EmbeddedServer
 
 LEASE_S = 2.0
 PAUSE_S = 2 * LEASE_S + 0.5
 BODY_S = 8.0
-INTERVALS: dict[str, Any] = {"callables": ["tests.workerproc:interval_source"]}
+INTERVALS: dict[str, Any] = {"callables": ["tests.support.sources:interval_source"]}
 
 
 def _runs(path: Path) -> dict[str, dict[str, float]]:

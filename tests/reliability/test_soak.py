@@ -27,7 +27,8 @@ from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from jobs.errors import PublishError
 from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, cache_config_for
-from tests.workerproc import Fleet, fresh_beats, wait_until
+from tests.support.processes import Fleet
+from tests.support.waiting import fresh_beats, wait_until
 from worker.embedded import EmbeddedServer
 
 SHORT_TTL = 3  # seconds: download TTLs, so the test can watch keys expire

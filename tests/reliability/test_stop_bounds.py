@@ -23,20 +23,15 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.workerproc import (
-    SLOW_EVENTS,
-    WorkerProcess,
-    items,
-    queue_pool,
-    wait_until,
-    write_settings,
-)
+from tests.support.processes import WorkerProcess, queue_pool, write_settings
+from tests.support.sources import SLOW_EVENTS
+from tests.support.waiting import items, wait_until
 from worker.exit_deadline import STOP_MARGIN_S
 
 GRACE_S = 0.5
 BOUND_S = GRACE_S + STOP_MARGIN_S
 WAVE = 4  # processes at once: two idle, two busy
-BUSY: dict[str, Any] = {"callables": ["tests.workerproc:busy_source"]}
+BUSY: dict[str, Any] = {"callables": ["tests.support.sources:busy_source"]}
 
 
 def _settings(tmp_path: Path, addr: str, index: int) -> Path:

@@ -24,11 +24,13 @@ from cache.download import DownloadStatus
 from cache.errors import CacheOutOfMemoryError, is_out_of_memory, translate_errors
 from cache.manager import CacheManager
 from jobs.client import UPDATE_FUNCTION, enqueue_jobs
+from jobs.context import JobContext
 from jobs.deadletter import read_dead_letters
 from jobs.progress import update_progress
 from tests.conftest import cache_config_for
-from tests.progress_support import upd
-from tests.workerproc import Fleet, wait_until
+from tests.support.processes import Fleet
+from tests.support.updates import upd
+from tests.support.waiting import wait_until
 from worker.embedded import EmbeddedServer
 from worker.outage import is_store_outage
 
@@ -103,7 +105,7 @@ async def test_real_out_of_memory_replies_are_a_full_store(
         with pytest.raises(CacheOutOfMemoryError):
             await manager.service.set("k", "v")
         # a progress job hitting a full store is retried (with a delay), not failed for good
-        ctx: dict[str, Any] = {"cache": manager, "job_id": "j-1", "job_try": 1}
+        ctx: JobContext = {"cache": manager, "job_id": "j-1", "job_try": 1}
         with pytest.raises(Retry) as retry:
             await update_progress(ctx, upd("dl-4", 1).model_dump(mode="json"))
         assert retry.value.defer_score and retry.value.defer_score > 0

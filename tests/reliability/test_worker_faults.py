@@ -12,20 +12,15 @@ from arq.jobs import Job, JobResult
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.workerproc import (
-    SLOW_EVENTS,
-    Fleet,
-    fresh_beats,
-    items,
-    queue_pool,
-    wait_until,
-)
+from tests.support.processes import Fleet, queue_pool
+from tests.support.sources import SLOW_EVENTS
+from tests.support.waiting import fresh_beats, items, wait_until
 from worker.embedded import EmbeddedServer
 from worker.health import check
 from worker.settings import load_settings
 
-SLOW: dict[str, Any] = {"callables": ["tests.workerproc:slow_source"]}
-LEASE = 2.0  # worker.job_lease in tests.workerproc.write_settings
+SLOW: dict[str, Any] = {"callables": ["tests.support.sources:slow_source"]}
+LEASE = 2.0  # worker.job_lease in tests.support.processes.write_settings
 SLOW_SECONDS = 1.5
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.workerproc import Fleet, fresh_beats, items, queue_pool, wait_until
+from tests.support.processes import Fleet, queue_pool
+from tests.support.waiting import fresh_beats, items, wait_until
 
 
 async def _slots(raw: Redis, job: str) -> list[int]:

@@ -13,7 +13,7 @@ from cache.download import _calls
 from cache.download._layout import DownloadLayout
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptCall, load_scripts
-from tests.progress_support import upd
+from tests.support.updates import upd
 
 SCRIPTS = load_scripts()
 LAYOUT = DownloadLayout(KeyBuilder("seen"), CacheConfig())

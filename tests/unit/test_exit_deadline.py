@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 
-from tests.workerproc import ROOT
+from tests.support.processes import ROOT
 
 STUCK = """
 import logging, time

@@ -4,8 +4,8 @@
   ``worker``; ``jobs`` never imports ``worker``.
 - ``jobs/`` and ``worker/`` use the public API of cache's subpackages (``cache.catalog``,
   ``cache.download``, ``cache.coordination``), never a module behind it.
-- No import cycle inside ``cache``; none in the whole project except through
-  ``worker.settings`` (being made a leaf separately; ``KNOWN_SETTINGS_CYCLES`` records them).
+- No import cycle inside ``cache``, nor in the whole project (``worker.settings`` is a leaf;
+  ARQ's ``worker.settings.WorkerSettings`` alias is a by-name lookup, see that module).
 - Jobs and the worker do not reach through ``manager.download`` into its parts.
 """
 
@@ -184,13 +184,8 @@ def test_cache_has_no_import_cycle() -> None:
     assert cycles(graph_of({m for m in MODULES if m.partition(".")[0] == "cache"})) == []
 
 
-KNOWN_SETTINGS_CYCLES = "worker.settings"
-"""Cycles through this module are being removed separately (settings as a leaf module)."""
-
-
-def test_project_has_no_import_cycle_except_through_worker_settings() -> None:
-    found = cycles(graph_of(set(MODULES)))
-    assert [c for c in found if KNOWN_SETTINGS_CYCLES not in c] == []
+def test_project_has_no_import_cycle() -> None:
+    assert cycles(graph_of(set(MODULES))) == []
 
 
 def test_jobs_and_worker_do_not_reach_into_the_download_cache() -> None:

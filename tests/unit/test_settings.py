@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.maintenance import MaintenanceSettings
-from jobs.warmup import WarmupSettings
+from jobs.config import MaintenanceSettings, WarmupSettings
 from worker.settings import HealthSettings, SettingsError, WorkerSection, load_settings
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.schedule import check_period, cron_fields, scheduled_ms, slot_of
+from jobs.config import check_period
+from jobs.schedule import cron_fields, scheduled_ms, slot_of
 from worker.cron import build_cron_jobs
 from worker.settings import load_settings
 

@@ -1,34 +1,32 @@
-"""Real ``seen-worker run`` processes for the worker tests, plus a slow warmup source.
+"""Real worker processes for the tests, and the settings they run with.
 
-``WorkerProcess`` starts ``python -m worker.cli run`` with its own settings file and a log file,
-and always ends it (SIGTERM, then SIGKILL) so no test leaves a process behind.
+- ``WorkerProcess`` / ``Fleet``: ``python -m worker.cli run`` (``SeenWorker``) with its own
+  settings file (``write_settings``) and log file.
+- ``ArqWorkerProcess``: ``python -m arq worker.settings.WorkerSettings`` (plain ARQ).
+- ``run_burst_worker``: ARQ's ``Worker`` in-process, in burst mode.
+
+Every process is always ended (``worker.processes.stop_process``: SIGTERM, bounded wait,
+SIGKILL) so no test leaves one behind.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import secrets
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any, cast
+from types import TracebackType
+from typing import IO, Any, Self
 
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
+from arq.worker import Worker
 
-from cache.keys import KeyBuilder
-from cache.manager import CacheManager
-from worker.app import create_queue_pool
-from worker.health import WorkerBeat, read_beats
-from worker.settings import load_settings
+from worker.app import build_worker_settings, create_queue_pool
+from worker.processes import stop_process
+from worker.settings import Settings, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
-SLOW_EVENTS = "seen:test:slow:events"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _toml_value(value: Any) -> str:
@@ -118,13 +116,7 @@ class WorkerProcess:
         """SIGTERM and wait; SIGKILL if it does not stop in time."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop_process(self.proc, timeout)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -167,76 +159,64 @@ def queue_pool(addr: str) -> ArqRedis:
     return create_queue_pool(load_settings(cache={"addr": addr}))
 
 
-async def fresh_beats(client: Redis, within: float = 1.5) -> list[WorkerBeat]:
-    """Heartbeats younger than ``within`` seconds."""
-    now = time.time() * 1000
-    return [
-        b for b in await read_beats(client, KeyBuilder()) if now - b.last_beat_ms <= within * 1000
-    ]
+def worker_settings(addr: str, **sections: dict[str, Any]) -> Settings:
+    """Worker settings pointing at ``addr`` (settings.toml + env + ``sections``)."""
+    overrides: dict[str, Any] = {"cache": {"addr": addr}, **sections}
+    return load_settings(**overrides)
 
 
-async def items(client: Redis, key: str) -> list[str]:
-    """A whole list, as text (redis-py's types cannot tell sync from async here)."""
-    raw = await cast(Awaitable[list[Any]], client.lrange(key, 0, -1))
-    return [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.05
-) -> float:
-    """Poll ``check`` until true; returns the seconds waited, fails the test after ``within``."""
-    start = time.monotonic()
-    while True:
-        if await check():
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(interval)
-
-
-async def slow_source(manager: CacheManager) -> int:
-    """A warmup source that takes ``SEEN_TEST_SLOW_SECONDS`` and records start/done with pid."""
-    seconds = float(os.environ.get("SEEN_TEST_SLOW_SECONDS", "1.5"))
-    client: Any = manager.client
-    await client.rpush(SLOW_EVENTS, f"start:{os.getpid()}")
-    await asyncio.sleep(seconds)
-    await client.rpush(SLOW_EVENTS, f"done:{os.getpid()}")
-    return 1
-
-
-async def busy_source(manager: CacheManager) -> int:
-    """A warmup source that talks to the store non-stop for ``SEEN_TEST_BUSY_SECONDS``.
-
-    Records ``busy:<pid>`` in ``SLOW_EVENTS`` when it starts (in the process's namespace-free
-    test key, so any namespace sees it).
-    """
-    seconds = float(os.environ.get("SEEN_TEST_BUSY_SECONDS", "30"))
-    client: Any = manager.client
-    await client.rpush(SLOW_EVENTS, f"busy:{os.getpid()}")
-    until = time.monotonic() + seconds
-    while time.monotonic() < until:
-        await client.set("seen:test:busy", "x")
-        await client.get("seen:test:busy")
-    return 1
-
-
-async def interval_source(manager: CacheManager) -> int:
-    """A warmup source that records when it runs in the file ``SEEN_TEST_INTERVALS`` (local,
-    so it works while the store is paused): ``<run> start <t>`` and ``<run> end|cancelled <t>``
-    lines, wall-clock seconds. Runs ``SEEN_TEST_SLOW_SECONDS`` without touching the store."""
-    path = Path(os.environ["SEEN_TEST_INTERVALS"])
-    seconds = float(os.environ.get("SEEN_TEST_SLOW_SECONDS", "8"))
-    run = f"{os.getpid()}-{secrets.token_hex(3)}"
-
-    def note(what: str) -> None:
-        with path.open("a", encoding="utf-8") as out:
-            out.write(f"{run} {what} {time.time():.4f}\n")
-
-    note("start")
+async def run_burst_worker(settings: Settings, **overrides: Any) -> Worker:
+    """Run a real ARQ worker until the queue is empty; returns it (counters: jobs_complete...)."""
+    kwargs = build_worker_settings(settings)
+    kwargs.update(burst=True, handle_signals=False, poll_delay=0.01, **overrides)
+    worker = Worker(**kwargs)
     try:
-        await asyncio.sleep(seconds)
-    except BaseException:
-        note("cancelled")
-        raise
-    note("end")
-    return 1
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker
+
+
+class ArqWorkerProcess:
+    """``python -m arq worker.settings.WorkerSettings`` against ``addr`` in a subprocess."""
+
+    def __init__(self, addr: str, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            "SEEN_CACHE_ADDR": addr,
+            "SEEN_WORKER_POLL_DELAY": "0.01",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "arq", "worker.settings.WorkerSettings"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: a crash in the middle of whatever it was doing."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        return None if self.proc is None else stop_process(self.proc, 15)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

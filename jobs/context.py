@@ -1,0 +1,93 @@
+"""The typed job context: what every job function receives as ``ctx``.
+
+ARQ passes each job one dict. ``worker.app`` fills it in one place: ``build_worker_settings``
+puts ``settings``, ``runtime`` and ``worker_id`` in, ``on_startup`` adds ``cache`` and
+``queue_scripts``, ARQ adds ``redis`` at start-up and ``job_id``, ``job_try``,
+``enqueue_time`` and ``score`` per job. Every key is optional to the type (``total=False``): a
+context built by hand (a test, the start-up warmup, a job run outside a worker) holds only what
+its jobs read, and jobs fall back where a key may be missing (``queue_scripts``, ``runtime``).
+
+Jobs never import ``worker``: what they read of the worker's settings and runtime is described
+here by protocols (``JobSettings``, ``JobRuntime``) that ``worker.settings.Settings`` and
+``worker.runtime.WorkerRuntime`` satisfy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
+
+from arq.connections import ArqRedis
+from arq.typing import WorkerCoroutine
+
+from cache.manager import CacheManager
+from cache.scripts import ScriptRunner
+from jobs.config import MaintenanceSettings, WarmupSettings
+
+
+class QueueSection(Protocol):
+    """What jobs read of ``[queue]``."""
+
+    @property
+    def name(self) -> str: ...
+
+
+class JobSettings(Protocol):
+    """What jobs read of the worker's settings."""
+
+    @property
+    def queue(self) -> QueueSection: ...
+
+    @property
+    def maintenance(self) -> MaintenanceSettings: ...
+
+    @property
+    def warmup(self) -> WarmupSettings: ...
+
+
+class LeaseTokens(Protocol):
+    """The job leases of this worker process (``worker.leases.JobLeases``)."""
+
+    def token(self, job_id: str) -> bytes | None: ...
+
+
+class JobRuntime(Protocol):
+    """What jobs use of the worker process's runtime (``worker.runtime.WorkerRuntime``)."""
+
+    @property
+    def worker_id(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def leases(self) -> LeaseTokens: ...
+
+
+class JobContext(TypedDict, total=False):
+    """ARQ's ``ctx`` as the jobs see it (see the module docstring for who fills which key)."""
+
+    cache: CacheManager
+    """The process's one cache manager."""
+    redis: ArqRedis
+    """ARQ's client of the queue store."""
+    settings: JobSettings
+    runtime: JobRuntime
+    queue_scripts: ScriptRunner
+    """Our Lua scripts on the queue store (slot claims, run guards, leases)."""
+    worker_id: str
+    job_id: str
+    job_try: int
+    enqueue_time: datetime
+    score: int
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def arq_job(job: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> WorkerCoroutine:
+    """``job`` as ARQ's ``func``/``cron`` take it: ARQ types ``ctx`` as a plain dict, which is
+    what a ``JobContext`` is at run time."""
+    return cast(WorkerCoroutine, job)
