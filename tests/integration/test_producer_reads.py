@@ -1,5 +1,7 @@
 """The producer side of ARQ reads job and result records through the checked deserializer:
-``Job.info``, ``Job.result_info``, ``Job.result``, ``queued_jobs`` and ``all_job_results``."""
+``Job.info``, ``Job.result_info``, ``Job.result`` and ``queued_jobs``. (ARQ's
+``all_job_results`` is left out on purpose: it lists results with ``KEYS``, which Dragonfly
+truncates at 8192 and the MONITOR lane refuses; producers read results by job id.)"""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ async def test_producer_reads_queued_jobs_and_results(server: TestServer, raw: R
         assert await job.result(timeout=5, poll_delay=0.05) == "applied"
         result = await job.result_info()
         assert result is not None and result.success and result.job_id == "reads-1"
-        assert [r.result for r in await pool.all_job_results()] == ["applied"]
+        # the same record read by key, as all_job_results would read it after its KEYS
+        assert result.result == "applied" and await raw.exists("arq:result:reads-1")
     finally:
         await pool.aclose()
