@@ -19,7 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from arq.constants import in_progress_key_prefix
 
@@ -48,6 +50,9 @@ class JobLease:
     valid_until: float
     """Loop time after which this worker must assume another may hold the job."""
     task: asyncio.Task[None] | None = None
+    """The whole run (ARQ's ``run_job``); cancelled when the lease is lost before the body."""
+    phase: str = "claimed"
+    """claimed -> body (the job function runs) -> finishing (ARQ's bookkeeping)."""
     lost: bool = False
     reason: str = ""
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
@@ -61,6 +66,8 @@ class JobLeases:
         self.lease_s = lease_s
         self.held: dict[str, JobLease] = {}
         self.lost_total = 0
+        self.body_of: Callable[[str], asyncio.Future[Any] | None] = lambda _job_id: None
+        """The running job function of a job id (``SeenWorker`` points it at ARQ's tasks)."""
         self._cancelling: set[asyncio.Task[bool]] = set()
 
     @property
@@ -84,6 +91,12 @@ class JobLeases:
         lease = self.held.get(job_id)
         if lease is not None:
             lease.task = task
+
+    def phase(self, job_id: str, phase: str) -> None:
+        """The run entered ``phase`` ("body" or "finishing")."""
+        lease = self.held.get(job_id)
+        if lease is not None:
+            lease.phase = phase
 
     def ended(self, job_id: str) -> None:
         """The run is over (finished, failed or cancelled): stop watching its lease."""
@@ -148,10 +161,16 @@ class JobLeases:
             lease.job_id,
             reason,
         )
-        if lease.task is not None and not lease.task.done():
+        # Before the body: the whole run (it must not start the body). During the body: the
+        # job function only, so ARQ's bookkeeping still runs (its finish is refused by the
+        # token). Finishing: nothing is left to stop.
+        task: asyncio.Future[Any] | None = lease.task if lease.phase == "claimed" else None
+        if lease.phase == "body":
+            task = self.body_of(lease.job_id) or lease.task
+        if task is not None and not task.done():
             what = f"job {lease.job_id} after its lease was lost"
             cancel = asyncio.ensure_future(
-                cancel_and_wait([lease.task], CANCEL_WITHIN_S, what, msg="job lease lost")
+                cancel_and_wait([task], CANCEL_WITHIN_S, what, msg="job lease lost")
             )
             self._cancelling.add(cancel)
             cancel.add_done_callback(self._cancelling.discard)

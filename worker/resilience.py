@@ -55,6 +55,9 @@ from worker.settings import Settings
 
 log = logging.getLogger("seen.worker")
 
+FINISH_ATTEMPTS = 5
+"""A finish re-checks its lease this often when its WATCH fires (our own renewals do that)."""
+
 
 class SeenWorker(Worker):
     """The worker ``seen-worker run`` starts. Needs ``ctx["settings"]`` and ``ctx["runtime"]``."""
@@ -66,6 +69,7 @@ class SeenWorker(Worker):
         self.in_progress_timeout_s = self.settings.worker.job_lease
         self.runtime.attach(self)
         self.exit_deadline = ExitDeadline()
+        self.runtime.leases.body_of = self.job_tasks.get
         self._stopping = False
         self.stale_finishes = 0
         """Finishes refused because this worker no longer held the job's lease."""
@@ -248,19 +252,25 @@ class SeenWorker(Worker):
                 await tr.execute()
             return
         token = leases.token(job_id)
-        if token is not None:
-            key = in_progress_key(job_id)
+        key = in_progress_key(job_id)
+        for _attempt in range(FINISH_ATTEMPTS):
+            if token is None:
+                break
             async with self.pool.pipeline(transaction=True) as tr:
                 await tr.watch(key)
-                if await tr.get(key) == token:
-                    tr.multi()  # type: ignore[no-untyped-call]
-                    queue(tr)
-                    try:
-                        await tr.execute()
-                    except WatchError:
-                        pass  # the lease changed hands between GET and EXEC
-                    else:
-                        return
+                if await tr.get(key) != token:
+                    break
+                tr.multi()  # type: ignore[no-untyped-call]
+                queue(tr)
+                try:
+                    await tr.execute()
+                except WatchError:
+                    # touched between GET and EXEC: by our own renewal (PEXPIRE counts as a
+                    # change for WATCH) or by a new owner; look again
+                    token = leases.token(job_id)
+                    continue
+            leases.ended(job_id)  # finished: a renewal now on its way must not count as lost
+            return
         self.stale_finishes += 1
         log.warning(
             "job %s: not finishing it here, this worker no longer holds its lease (%s)",

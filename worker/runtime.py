@@ -127,9 +127,11 @@ class WorkerRuntime:
     # -- ARQ hooks ------------------------------------------------------------------------
     async def on_job_start(self, ctx: dict[str, Any]) -> None:
         self.running.add(ctx["job_id"])
+        self.leases.phase(ctx["job_id"], "body")
 
     async def on_job_end(self, ctx: dict[str, Any]) -> None:
         self.running.discard(ctx["job_id"])
+        self.leases.phase(ctx["job_id"], "finishing")
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:

@@ -74,3 +74,29 @@ async def test_renewal_keeps_the_token_and_finish_clears_it(server: TestServer, 
         await asyncio.gather(task, return_exceptions=True)
         await worker.close()
         await pool.aclose()
+
+
+async def test_own_renewals_never_refuse_a_finish(server: TestServer, raw: Redis) -> None:
+    """A renewal (PEXPIRE) landing between a finish's WATCH and EXEC aborts the transaction;
+    the finish must look again, not give the job up as taken over."""
+    settings = fast_settings(server.addr, worker={"heartbeat_interval": 0.01, "max_jobs": 20})
+    worker = make_worker(settings)
+    pool = queue_pool(server.addr)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        jobs = [await pool.enqueue_job("sleepy", 0.02, _job_id=f"busy-{i}") for i in range(300)]
+
+        async def all_done() -> bool:
+            return not await raw.zcard("arq:queue")
+
+        await wait_until(all_done, 60, "every job to finish")
+        assert worker.runtime.beats > 20  # renewals really ran alongside the finishes
+        assert worker.stale_finishes == 0
+        assert worker.runtime.leases.lost_total == 0
+        results = [await j.result(timeout=5) for j in jobs if j is not None]
+        assert results == ["slept"] * 300
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await worker.close()
+        await pool.aclose()
