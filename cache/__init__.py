@@ -16,6 +16,7 @@ from cache.config import (
 )
 from cache.coordination import (
     Holding,
+    Lease,
     Lock,
     LockError,
     LockLost,
@@ -88,6 +89,7 @@ __all__ = [
     "InvalidKeyError",
     "Invalidator",
     "KeyBuilder",
+    "Lease",
     "Loader",
     "Lock",
     "LockError",

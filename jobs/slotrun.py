@@ -35,6 +35,7 @@ from typing import Any
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from cache.coordination import Lease
 from cache.errors import CacheError, translate_errors
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
@@ -172,7 +173,7 @@ class SlotRun:
             if token is None:  # claimed by plain ARQ: its marker holds no token
                 with translate_errors(key, operation="DEL"):
                     await queue.delete(key)
-            elif not await ScriptRunner(queue).run("lock_release", [key], [token]):
+            elif not await Lease(ScriptRunner(queue)).release(key, token):
                 log.warning("%s: lease already gone; its retry may have started", self.name)
             log.info(
                 "%s: cancelled by the shutdown; %s handed back, its retry can start at once",

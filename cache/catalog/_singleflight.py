@@ -4,8 +4,8 @@
   future), so a process sends one lock attempt and at most one poller per key to the store.
 - ``FillLock``: the fleet-wide lease (SET NX PX with a random token). Its holder renews it
   while loading, so a slow loader keeps it and a dead holder loses it after one lease; release
-  and renewal compare the token in Lua, so a holder whose lease passed on cannot free the
-  next holder's lock.
+  and renewal are the lease primitive's (``cache.coordination.Lease``): they compare the
+  token, so a holder whose lease passed on cannot free the next holder's lock.
 - ``Backoff``: the waiters' poll delays, growing with jitter up to a cap (no hard polling).
 """
 
@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from cache.cancellation import cancel_and_wait
+from cache.coordination._lease import Lease
 from cache.errors import CacheError
 from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
@@ -112,15 +113,16 @@ class FillLock:
         self.key = key
         self.lease_ms = max(1, round(lease * 1000))
         self.token = secrets.token_hex(16)
+        self.lease = Lease(scripts)
 
     async def acquire(self) -> bool:
         """True when this caller now holds the lease."""
-        return await self.service.set_nx(self.key, self.token, ttl=self.lease_ms / 1000)
+        return await self.lease.acquire(self.key, self.token, self.lease_ms)
 
     async def release(self) -> None:
         """Free the lock if still ours; store errors are logged (the lease expires anyway)."""
         try:
-            await self.scripts.run("catalog_unlock", [self.key], [self.token])
+            await self.lease.release(self.key, self.token)
         except CacheError as exc:
             log.warning("could not release fill lock, it will expire: %s", exc)
 
@@ -129,9 +131,7 @@ class FillLock:
         while True:
             await asyncio.sleep(interval)
             try:
-                kept = await self.scripts.run(
-                    "catalog_renew", [self.key], [self.token, self.lease_ms]
-                )
+                kept = await self.lease.extend(self.key, self.token, self.lease_ms)
             except CacheError as exc:
                 log.warning("fill lock renewal failed: %s", exc)
                 continue

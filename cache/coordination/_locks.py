@@ -4,7 +4,8 @@ A lock is the key ``seen:lock:{<name>}`` holding the holder's random token, with
 lease). Acquiring also increments ``seen:lock:{<name>}:fence`` in the same script, so every
 acquisition gets a fencing token larger than all before it: a resource that remembers the
 highest token it has seen can refuse a holder that was paused past its lease. Release and
-extend are compare-and-act scripts: a wrong or expired token returns False and changes nothing.
+extend are the lease primitive's compare-and-act scripts (``_lease``): a wrong or expired token
+returns False and changes nothing.
 
 ``hold()`` renews the lease in the background every ``ttl * renew_fraction``. When the lease
 is lost (renewal refused, or the store unreachable until the lease must have run out) the body
@@ -24,6 +25,7 @@ from types import TracebackType
 
 from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
+from cache.coordination._lease import Lease
 from cache.errors import CacheError
 from cache.keys import KeyBuilder
 from cache.numbers import seconds_arg
@@ -119,6 +121,7 @@ class LockService:
         self.keys = keys
         self.default_ttl = default_ttl
         self.settings = settings or LockSettings()
+        self.lease = Lease(scripts)
         self._counters = dict.fromkeys(
             ("acquired", "contended", "timeouts", "released", "renewed", "lost"), 0
         )
@@ -183,7 +186,7 @@ class LockService:
         key = self.keys.lock(name)
         if not isinstance(token, str) or not token:
             return False
-        done = int(await self.scripts.run("lock_release", [key], [token])) == 1
+        done = await self.lease.release(key, token)
         if done:
             self._counters["released"] += 1
         return done
@@ -199,7 +202,7 @@ class LockService:
             raise ValueError(f"ttl must be a positive number of milliseconds, got {ms!r}")
         if not isinstance(token, str) or not token:
             return False
-        done = int(await self.scripts.run("lock_extend", [key], [token, ms])) == 1
+        done = await self.lease.extend(key, token, ms)
         if done:
             self._counters["renewed"] += 1
         return done
