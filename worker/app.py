@@ -21,12 +21,13 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, func
 
+from cache.backoff import Backoff
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, probe, progress, serializer
 from worker.cron import build_cron_jobs
-from worker.outage import Backoff, OutageLog, wait_until_reachable
+from worker.outage import OutageLog, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument
 from worker.settings import Settings

@@ -40,6 +40,7 @@ from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
+from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait, wait_bounded
 from jobs.deadletter import letter_for_record, push_dead_letters
 from worker.exit_deadline import (
@@ -49,7 +50,7 @@ from worker.exit_deadline import (
     ExitDeadline,
 )
 from worker.leases import in_progress_key
-from worker.outage import Backoff, is_store_outage, wait_until_reachable
+from worker.outage import is_store_outage, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
 

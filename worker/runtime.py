@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
@@ -36,7 +37,7 @@ from cache.scripts import ScriptRunner
 from jobs.stats import COUNTERS
 from worker.health import WorkerBeat, add_beat, now_ms, remove_beat
 from worker.leases import JobLeases
-from worker.outage import Backoff, OutageLog, is_store_outage
+from worker.outage import OutageLog, is_store_outage
 from worker.settings import Settings
 
 log = logging.getLogger("seen.worker.runtime")

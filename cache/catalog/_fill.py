@@ -26,8 +26,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cache.backoff import Backoff
 from cache.catalog._entry import Entry, decode, pack, unpack, xfetch_due
-from cache.catalog._singleflight import Backoff, FillLock, FillTimeoutError, LocalFlights
+from cache.catalog._singleflight import FillLock, FillTimeoutError, LocalFlights, poll_backoff
 from cache.catalog._stats import CatalogCounters
 from cache.config import CatalogSettings
 from cache.errors import CacheError, SerializationError, ValueTooLargeError, translate_errors
@@ -154,7 +155,7 @@ class Filler:
         self, key: str, loader: Loader, model: type[Any] | None, ttl_ms: int, deadline: float
     ) -> Any:
         lock_key = self.keys.catalog_fill_lock(key)
-        backoff = Backoff(self.settings.poll_initial, self.settings.poll_max, self.rng)
+        backoff = poll_backoff(self.settings.poll_initial, self.settings.poll_max, self.rng)
         waited = False
         while True:
             lock = FillLock(self.service, self.scripts, lock_key, self.settings.fill_lock_ttl)

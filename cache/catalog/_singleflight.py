@@ -6,7 +6,8 @@
   while loading, so a slow loader keeps it and a dead holder loses it after one lease; release
   and renewal are the lease primitive's (``cache.coordination.Lease``): they compare the
   token, so a holder whose lease passed on cannot free the next holder's lock.
-- ``Backoff``: the waiters' poll delays, growing with jitter up to a cap (no hard polling).
+- ``poll_backoff``: the waiters' poll delays (``cache.backoff``), growing x1.5 per step with
+  +-25% jitter up to a cap (no hard polling).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from cache.backoff import Backoff, Jitter
 from cache.cancellation import cancel_and_wait
 from cache.coordination._lease import Lease
 from cache.errors import CacheError
@@ -90,18 +92,9 @@ class LocalFlights:
                 del self._running[key]
 
 
-class Backoff:
+def poll_backoff(initial: float, cap: float, rng: random.Random | None = None) -> Backoff:
     """Poll delays: ``initial``, then x1.5 per step up to ``cap``, each +-25% jitter."""
-
-    def __init__(self, initial: float, cap: float, rng: random.Random | None = None) -> None:
-        self.delay = initial
-        self.cap = max(cap, initial)
-        self.rng = rng or random.Random()
-
-    def next(self) -> float:
-        current = min(self.delay, self.cap)
-        self.delay = min(self.delay * 1.5, self.cap)
-        return current * self.rng.uniform(0.75, 1.25)
+    return Backoff(initial, max(cap, initial), factor=1.5, jitter=Jitter.SPREAD, rng=rng)
 
 
 class FillLock:

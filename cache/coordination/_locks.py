@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
 from cache.coordination._lease import Lease
@@ -122,6 +123,7 @@ class LockService:
         self.default_ttl = default_ttl
         self.settings = settings or LockSettings()
         self.lease = Lease(scripts)
+        self.rng = random.Random()
         self._counters = dict.fromkeys(
             ("acquired", "contended", "timeouts", "released", "renewed", "lost"), 0
         )
@@ -165,7 +167,8 @@ class LockService:
         )
         token = secrets.token_hex(16)
         deadline = time.monotonic() + wait
-        step = self.settings.retry_base
+        base = self.settings.retry_base
+        backoff = Backoff(base, max(self.settings.retry_cap, base), rng=self.rng)
         while True:
             lock, holder_ms = await self._attempt(name, token, ms)
             if lock is not None:
@@ -177,9 +180,7 @@ class LockService:
                     f"lock {name!r} still held by another owner after {wait:g}s",
                     key=self.keys.lock(name),
                 )
-            pause = step / 2 + random.uniform(0, step / 2)
-            await asyncio.sleep(min(pause, left, holder_ms / 1000 + 0.001))
-            step = min(step * 2, self.settings.retry_cap)
+            await asyncio.sleep(min(backoff.next(), left, holder_ms / 1000 + 0.001))
 
     async def release(self, name: str, token: str) -> bool:
         """Release with the acquisition's token; False (nothing changed) for any other token."""

@@ -21,7 +21,7 @@ from cache.catalog._entry import (
     unpack,
     xfetch_due,
 )
-from cache.catalog._singleflight import Backoff, FillTimeoutError, LocalFlights
+from cache.catalog._singleflight import FillTimeoutError, LocalFlights, poll_backoff
 from cache.config import CacheConfig, CatalogSettings, TTLSettings
 from cache.errors import InvalidKeyError, SerializationError
 from cache.keys import KeyBuilder
@@ -126,7 +126,7 @@ def test_xfetch_beta_makes_refresh_earlier() -> None:
 
 
 def test_backoff_grows_caps_and_jitters() -> None:
-    backoff = Backoff(0.01, 0.1, random.Random(3))
+    backoff = poll_backoff(0.01, 0.1, random.Random(3))
     delays = [backoff.next() for _ in range(20)]
     assert 0.0075 <= delays[0] <= 0.0125
     assert all(d <= 0.1 * 1.25 for d in delays)
