@@ -17,8 +17,7 @@ here too and delegate to ``manager.locks`` and ``manager.ratelimit``.
 from __future__ import annotations
 
 import hmac
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import (
@@ -34,6 +33,7 @@ from pydantic import (
 )
 
 from cache import codec
+from cache.clock import utc_now, wall_ms
 from cache.config import TTLSettings
 from cache.coordination import LockService, RateLimiter, Window
 from cache.errors import CacheError, InvalidKeyError, SerializationError, translate_errors
@@ -46,10 +46,6 @@ REVEAL = {"reveal_secrets": True}
 INDEX_PRUNE_GRACE_MS = 5 * 60 * 1000
 """Index entries are pruned this long after their session ended (tolerates clock skew
 between API servers: pruning a live entry would hide it from invalidation)."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ExpiredSessionError(CacheError, ValueError):
@@ -65,7 +61,7 @@ class SessionData(BaseModel):
     user_id: str
     refresh_token: SecretStr | None = None
     expires_at: AwareDatetime
-    created_at: AwareDatetime = Field(default_factory=_now)
+    created_at: AwareDatetime = Field(default_factory=utc_now)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("session_id", "user_id")
@@ -152,7 +148,7 @@ class SessionCache:
         """
         key = self.keys.session(session.session_id)
         index = self.keys.user_sessions(session.user_id)
-        left_ms = int((session.expires_at - _now()) / timedelta(milliseconds=1))
+        left_ms = int((session.expires_at - utc_now()) / timedelta(milliseconds=1))
         if left_ms <= 0:
             raise ExpiredSessionError(
                 f"session expired at {session.expires_at.isoformat()}", key=key
@@ -163,7 +159,7 @@ class SessionCache:
         except SerializationError:
             previous = None  # overwritten below
         data = self.service.encode_json(key, session.model_dump(mode="json", context=REVEAL))
-        now_ms = int(time.time() * 1000)
+        now_ms = wall_ms()
         with translate_errors(key, operation="set_session"):
             async with self.service.client.pipeline(transaction=True) as pipe:
                 pipe.set(key, data, px=ttl_ms)
@@ -187,7 +183,7 @@ class SessionCache:
     async def get_session(self, session_id: str) -> SessionData | None:
         """The session, or None when missing or past ``expires_at``."""
         session = await self._read(session_id)
-        if session is None or session.expires_at <= _now():
+        if session is None or session.expires_at <= utc_now():
             return None
         return session
 

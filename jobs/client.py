@@ -10,7 +10,6 @@ docs/progress.md, "repair").
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.download import ProgressUpdate, PublishOutcome, new_drain_id
 from cache.errors import CacheError, translate_errors
 from cache.keys import validate_name
@@ -43,7 +43,7 @@ the factory ``manager.download`` uses for every drain it schedules."""
 
 def job_record(function: str, args: Sequence[Any], enqueue_ms: int | None = None) -> bytes:
     """ARQ's job record as JSON: ``{"t","f","a","k","et"}`` (docs/wire-format.md)."""
-    stamp = enqueue_ms if enqueue_ms is not None else time.time_ns() // 1_000_000
+    stamp = enqueue_ms if enqueue_ms is not None else wall_ms()
     record: bytes = serialize_job(function, tuple(args), {}, None, stamp, serializer=serialize)
     return record
 
@@ -57,7 +57,7 @@ async def enqueue_jobs(
     validate_name(queue_name, "queue name")
     for _, _, job_id in jobs:
         validate_name(job_id, "job id")
-    now = time.time_ns() // 1_000_000
+    now = wall_ms()
     with translate_errors(queue_name, operation="enqueue"):
         async with queue.pipeline(transaction=True) as tx:
             for function, args, job_id in jobs:

@@ -22,12 +22,12 @@ from __future__ import annotations
 import enum
 import json
 import re
-import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
@@ -152,5 +152,4 @@ def owed_window(upto_slot: int, period: int) -> range:
     return range(upto_slot - back, upto_slot + 1)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+now_ms = wall_ms

@@ -9,7 +9,6 @@ backlog.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
@@ -17,6 +16,7 @@ from arq.constants import in_progress_key_prefix
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
@@ -106,7 +106,7 @@ async def queue_stats(
     Looks at no more than ``scan_limit`` due entries, oldest first; ``complete`` is False when
     every one of those was running and more were left unseen (the age is then unknown).
     """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = wall_ms() if now_ms is None else now_ms
     with translate_errors(queue_name, operation="queue stats"):
         async with client.pipeline(transaction=False) as pipe:
             pipe.zcard(queue_name)

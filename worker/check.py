@@ -11,10 +11,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pydantic import BaseModel, SecretStr
 
+from cache.clock import utc_now
 from cache.config import CacheConfig
 from cache.download import DownloadStatus, ProgressUpdate
 from cache.errors import CacheError
@@ -117,7 +118,7 @@ async def check_session(m: CacheManager) -> str:
         session_id="check-session",
         user_id="check-user",
         refresh_token=SecretStr(token),
-        expires_at=datetime.now(UTC) + timedelta(minutes=5),
+        expires_at=utc_now() + timedelta(minutes=5),
     )
     ttl = await m.session.set_session(session)
     found = await m.session.get_session_by_refresh_token(token)

@@ -13,7 +13,6 @@ the oldest due job that no worker has started is younger than ``health.max_queue
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,6 +20,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from cache.client import create_client
+from cache.clock import wall_ms
 from cache.errors import CacheError, translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
@@ -51,8 +51,7 @@ class WorkerBeat(BaseModel):
         return max(0.0, (now_ms - self.last_beat_ms) / 1000)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+now_ms = wall_ms
 
 
 def add_beat(pipe: Pipeline, keys: KeyBuilder, beat: WorkerBeat, ttl_s: float) -> None:

@@ -9,7 +9,6 @@ live display restores the terminal on the way out.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from cache.clock import wall_s
 from cache.config import CacheConfig
 from cache.download import DownloadProgress
 from cache.keys import validate_id
@@ -161,7 +161,7 @@ async def follow(
         changed = False
         for event in await follower.read():
             changed = state.apply(event.progress) or changed
-        if state.expire(time.time()) or changed:
+        if state.expire(wall_s()) or changed:
             on_change()
 
 

@@ -25,10 +25,11 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from cache.catalog._entry import CatalogKind, Scope, canonical_search
-from cache.catalog._fill import Filler, LoaderFailed, wall_ms
+from cache.catalog._fill import Filler, LoaderFailed
 from cache.catalog._singleflight import FillTimeoutError
 from cache.catalog._stats import CatalogCounters
 from cache.catalog._views import CatalogViews
+from cache.clock import WallMs, wall_ms, wall_us
 from cache.config import CacheConfig
 from cache.errors import CacheConnectionError, SerializationError
 from cache.keys import KeyBuilder
@@ -71,7 +72,7 @@ class CatalogCache(CatalogViews):
         config: CacheConfig,
         *,
         rng: random.Random | None = None,
-        clock_ms: Callable[[], int] = wall_ms,
+        clock_ms: WallMs = wall_ms,
     ) -> None:
         """``rng`` and ``clock_ms`` are injectable so tests can fix early-refresh draws."""
         self.service = service
@@ -177,7 +178,7 @@ class CatalogCache(CatalogViews):
             await self._scripts.run(
                 "catalog_bump",
                 [gen_key],
-                [time.time_ns() // 1000, self.settings.generation_ttl * 1000],
+                [wall_us(), self.settings.generation_ttl * 1000],
             )
         )
         self._remember(gen_key, generation)

@@ -30,6 +30,7 @@ from cache.backoff import Backoff
 from cache.catalog._entry import Entry, decode, pack, unpack, xfetch_due
 from cache.catalog._singleflight import FillLock, FillTimeoutError, LocalFlights, poll_backoff
 from cache.catalog._stats import CatalogCounters
+from cache.clock import WallMs, wall_ms
 from cache.config import CatalogSettings
 from cache.errors import CacheError, SerializationError, ValueTooLargeError, translate_errors
 from cache.keys import KeyBuilder
@@ -50,10 +51,6 @@ class LoaderFailed(Exception):
         self.error = error
 
 
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Filler:
     """Fills, refreshes, stores and decodes catalog entries."""
 
@@ -65,7 +62,7 @@ class Filler:
         settings: CatalogSettings,
         counters: CatalogCounters,
         rng: random.Random | None = None,
-        clock_ms: Callable[[], int] = wall_ms,
+        clock_ms: WallMs = wall_ms,
     ) -> None:
         self.service = service
         self.scripts = scripts
