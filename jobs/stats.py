@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
@@ -94,10 +95,6 @@ def logfmt(figures: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={'-' if v is None else v}" for k, v in figures.items())
 
 
-def _str(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 async def queue_stats(
     client: Redis, queue_name: str, *, now_ms: int | None = None, scan_limit: int = 1000
 ) -> QueueStats:
@@ -128,7 +125,7 @@ async def queue_stats(
                 break
             async with client.pipeline(transaction=False) as pipe:
                 for job_id, _ in page:
-                    pipe.exists(in_progress_key_prefix + _str(job_id))
+                    pipe.exists(in_progress_key_prefix + as_text(job_id))
                 flags = await pipe.execute()
             for (_, score), busy in zip(page, flags, strict=True):
                 if not busy:
@@ -148,7 +145,7 @@ async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
     key = keys.job_stats()
     with translate_errors(key, operation="HGETALL"):
         raw = await cast(Awaitable[dict[bytes, bytes]], client.hgetall(key))
-    values = {_str(k): int(v) for k, v in raw.items()}
+    values = {as_text(k): int(v) for k, v in raw.items()}
     return JobCounters(**{name: values.get(name, 0) for name in COUNTERS})
 
 

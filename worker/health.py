@@ -21,6 +21,7 @@ from redis.asyncio.client import Pipeline
 
 from cache.client import create_client
 from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.errors import CacheError, translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
@@ -75,14 +76,10 @@ async def remove_beat(client: Redis, keys: KeyBuilder, worker_id: str) -> None:
             await pipe.execute()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def read_beats(client: Redis, keys: KeyBuilder) -> list[WorkerBeat]:
     """Every heartbeat still present, newest first (expired ones are simply absent)."""
     with translate_errors(keys.workers_index(), operation="read heartbeats"):
-        ids = [_text(i) for i in await client.zrevrange(keys.workers_index(), 0, 999)]
+        ids = [as_text(i) for i in await client.zrevrange(keys.workers_index(), 0, 999)]
         if not ids:
             return []
         async with client.pipeline(transaction=False) as pipe:
@@ -92,7 +89,9 @@ async def read_beats(client: Redis, keys: KeyBuilder) -> list[WorkerBeat]:
     beats = []
     for raw in hashes:
         if raw:
-            beats.append(WorkerBeat.model_validate({_text(k): _text(v) for k, v in raw.items()}))
+            beats.append(
+                WorkerBeat.model_validate({as_text(k): as_text(v) for k, v in raw.items()})
+            )
     return beats
 
 

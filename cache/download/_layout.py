@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.config import CacheConfig
 from cache.keys import KeyBuilder, shard_of, validate_id
 
@@ -27,7 +28,7 @@ def member(job_id: str, user_id: str) -> str:
 
 def parse_member(raw: bytes | str) -> tuple[str, str]:
     """``(job_id, user_id)`` of an index member."""
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    text = as_text(raw)
     job, _, user = text.partition(":")
     return job, user
 
