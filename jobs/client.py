@@ -125,9 +125,9 @@ def describe(exc: ValidationError, limit: int = 5) -> str:
 class ProgressPublisher:
     """Publishes progress with coalescing: at most one pending apply job per download.
 
-    ``publish`` stores the update in its download's pending slot (a newer seq replaces an older
+    ``publish`` stores the update in its download's pending update (a newer seq replaces an older
     one, never the reverse) and enqueues a drain job only when its shard has none scheduled.
-    Every drain applies every pending slot of its shard, so after producers stop and the queue
+    Every drain applies every pending update of its shard, so after producers stop and the queue
     drains, each download holds its highest-seq update (docs/progress.md).
 
     ``queue`` is the client of the store holding ARQ's queue (default: the cache's).

@@ -1,9 +1,9 @@
-"""The store side of coalescing: pending slots and one scheduled drain job per shard.
+"""The store side of coalescing: pending updates and one scheduled drain job per shard.
 
-A producer ``put``s an update into its download's slot (only a newer seq replaces it) and, in
-the same script, learns whether the shard needs a drain job: the put either finds one
+A producer ``put``s an update as its download's pending update (only a newer seq replaces
+it) and, in the same script, learns whether the shard needs a drain job: the put either finds one
 scheduled (nothing to do) or schedules a fresh id that the caller must enqueue. A drain job
-``claim``s (unschedules) itself first and then applies every pending slot of the shard, each
+``claim``s (unschedules) itself first and then applies every pending update of the shard, each
 consumed atomically with its apply. docs/progress.md proves this loses no update. This module
 never enqueues: the jobs layer (``jobs.client.ProgressPublisher``) does, with the ids returned
 here. Drain ids come from one factory given at construction (``new_drain_id`` by default).
@@ -69,7 +69,7 @@ class DrainReport:
 
 
 class PendingUpdates:
-    """Pending slots, the per-shard pending set and the per-shard drain record."""
+    """Pending pending updates, the per-shard pending set and the per-shard drain record."""
 
     def __init__(
         self,
@@ -120,7 +120,7 @@ class PendingUpdates:
         return [parse_member(m) for m in members], bool(scheduled)
 
     async def apply(self, shard: int, downloads: Sequence[tuple[str, str]]) -> list[ApplyOutcome]:
-        """Apply and consume the pending slots of ``downloads`` in one round trip."""
+        """Apply and consume the pending updates of ``downloads`` in one round trip."""
         now = wall_ms()
         calls = [_calls.apply_pending(self.layout, shard, j, u, now) for j, u in downloads]
         return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
