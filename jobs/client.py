@@ -143,7 +143,7 @@ class ProgressPublisher:
         self.cache = cache
         self.queue = queue if queue is not None else cache.client
         self.queue_name = queue_name
-        self._owed: dict[str, int] = {}
+        self._drains_to_enqueue: dict[str, int] = {}
         self.enqueued = 0
 
     async def publish(self, update: ProgressUpdate | Mapping[str, Any]) -> PublishOutcome:
@@ -161,23 +161,23 @@ class ProgressPublisher:
             raise PublishError(f"could not store {len(valid)} progress update(s): {exc}") from exc
         for result in results:
             if result.drain_id is not None:
-                self._owed[result.drain_id] = result.shard
+                self._drains_to_enqueue[result.drain_id] = result.shard
         await self._enqueue_owed()
         return [r.outcome for r in results]
 
     async def repair(self, *, lease_ms: int | None = None) -> int:
         """Make sure every shard with pending updates has a drain job; returns how many were
         enqueued. Run it periodically (``repair_pending_progress``) and after a crash."""
-        self._owed.update(await self.cache.download.schedule_drains(lease_ms=lease_ms))
-        owed = len(self._owed)
+        self._drains_to_enqueue.update(await self.cache.download.schedule_drains(lease_ms=lease_ms))
+        owed = len(self._drains_to_enqueue)
         await self._enqueue_owed()
         return owed
 
     async def _enqueue_owed(self) -> None:
         """Enqueue the drain jobs this publisher was handed; kept for the next call on failure."""
-        if not self._owed:
+        if not self._drains_to_enqueue:
             return
-        owed = dict(self._owed)
+        owed = dict(self._drains_to_enqueue)
         jobs: list[JobSpec] = [(DRAIN_FUNCTION, [shard], jid) for jid, shard in owed.items()]
         try:
             await enqueue_jobs(self.queue, jobs, queue_name=self.queue_name)
@@ -187,5 +187,5 @@ class ProgressPublisher:
                 f"(retried on the next publish): {exc}"
             ) from exc
         for jid in owed:
-            self._owed.pop(jid, None)
+            self._drains_to_enqueue.pop(jid, None)
         self.enqueued += len(owed)

@@ -22,7 +22,7 @@ from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
 
-COUNTERS = ("done", "failed", "retried")
+JOB_OUTCOMES = ("done", "failed", "retried")
 """Fields of the ``seen:jobs:stats`` hash, incremented by every worker."""
 
 ACTIVE_DOWNLOADS_STAT = "download.active"
@@ -146,7 +146,7 @@ async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
     with translate_errors(key, operation="HGETALL"):
         raw = await cast(Awaitable[dict[bytes, bytes]], client.hgetall(key))
     values = {as_text(k): int(v) for k, v in raw.items()}
-    return JobCounters(**{name: values.get(name, 0) for name in COUNTERS})
+    return JobCounters(**{name: values.get(name, 0) for name in JOB_OUTCOMES})
 
 
 async def add_job_counts(client: Redis, keys: KeyBuilder, deltas: Mapping[str, int]) -> None:

@@ -63,12 +63,12 @@ def create_queue_pool(settings: Settings) -> ArqRedis:
 
 def job_functions(settings: Settings) -> list[Function]:
     """Every job the worker runs (scheduled ones also run when enqueued by hand)."""
-    m = settings.maintenance
+    limits = settings.maintenance
     return [
         func(probe.ping, name="ping", timeout=5, max_tries=1),
         *progress.worker_functions(),
         *(
-            func(job, name=job.__name__, timeout=m.timeout, max_tries=m.max_tries)
+            func(job, name=job.__name__, timeout=limits.timeout, max_tries=limits.max_tries)
             for job in (
                 maintenance.cleanup_stale_progress,
                 maintenance.log_cache_stats,

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cache.backoff import Backoff
-from cache.catalog._entry import Entry, decode, pack, unpack, xfetch_due
+from cache.catalog._entry import StoredEntry, decode, pack, unpack, xfetch_due
 from cache.catalog._singleflight import FillLock, FillTimeoutError, LocalFlights, poll_backoff
 from cache.catalog._stats import CatalogCounters
 from cache.clock import WallMs, wall_ms
@@ -39,7 +39,7 @@ from cache.service import CacheService
 
 log = logging.getLogger(__name__)
 Loader = Callable[[], Awaitable[Any]]
-Found = tuple[Any, Entry]
+Found = tuple[Any, StoredEntry]
 """A decoded value and the entry it came from; ``None`` stands for a miss."""
 
 
@@ -93,7 +93,7 @@ class Filler:
         with translate_errors(key, operation="SET"):
             await self.service.client.set(key, stored, px=ttl_ms)
 
-    def due(self, entry: Entry) -> bool:
+    def due(self, entry: StoredEntry) -> bool:
         """Whether this reader should refresh ``entry`` early (XFetch)."""
         beta = self.settings.xfetch_beta
         return xfetch_due(self.clock_ms(), entry.expiry_ms, entry.delta_ms, beta, self.rng)

@@ -40,7 +40,7 @@ from cache.scripts import ScriptCall, ScriptRunner
 from cache.service import TTL, CacheService
 
 M = TypeVar("M", bound=BaseModel)
-COUNTERS = (
+DOWNLOAD_OUTCOMES = (
     "applied",
     "stale",
     "duplicate",
@@ -277,7 +277,7 @@ class DownloadCache:
                 for shard in self.layout.all_shards():
                     pipe.hgetall(self.layout.shard_keys[shard].stats)
                 rows = await pipe.execute()
-        totals = dict.fromkeys(COUNTERS, 0)
+        totals = dict.fromkeys(DOWNLOAD_OUTCOMES, 0)
         for row in rows:
             for name, value in row.items():
                 field = name.decode()
