@@ -10,8 +10,9 @@ indexes point at it, each written in the same MULTI/EXEC as the session:
   (ms), so ``invalidate_user_sessions`` never scans the keyspace. Its TTL is reset to
   ``ttl.session`` on every write, so it outlives every session it lists.
 
-The seed's coordination calls (``acquire_lock``, ``release_lock``, ``rate_limit_check``) are
-here too and delegate to ``manager.locks`` and ``manager.ratelimit``.
+The compatibility calls (``acquire_lock``, ``release_lock``, ``rate_limit_check``: the simple
+signatures existing callers use) are here too and delegate to ``manager.locks`` and
+``manager.ratelimit``.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ class UserProfile(BaseModel):
 
 
 class SessionCache:
-    """Sessions and profiles, plus the seed's lock and rate-limit calls."""
+    """Sessions and profiles, plus the compatibility lock and rate-limit calls."""
 
     def __init__(
         self,
@@ -279,7 +280,7 @@ class SessionCache:
     async def delete_user_profile(self, user_id: str) -> bool:
         return await self.service.delete(self.keys.user_profile(user_id)) == 1
 
-    # -- the seed's coordination calls -------------------------------------------------
+    # -- the compatibility coordination calls ------------------------------------------
     async def acquire_lock(self, name: str, ttl: TTL | None = None) -> tuple[str, bool]:
         """``(lock_id, acquired)``; ``lock_id`` is ``""`` when not acquired."""
         lock = await self.locks.try_acquire(name, ttl)

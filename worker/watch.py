@@ -48,7 +48,7 @@ def format_eta(seconds: int | None) -> str:
 
 
 def format_speed(progress: DownloadProgress) -> str:
-    """Both views of the speed: megabits (the seed's) and bytes per second."""
+    """Both views of the speed: megabits (the compatibility view) and bytes per second."""
     if not progress.speed:
         return "-"
     return f"{progress.speed_mbps:.2f} Mbps ({format_bytes(progress.speed)}/s)"

@@ -107,7 +107,8 @@ class Lock:
 
 
 class LockService:
-    """The lock API (``manager.locks``); the seed's acquire/release live on ``manager.session``."""
+    """The lock API (``manager.locks``); the compatibility calls ``acquire_lock``/``release_lock``
+    live on ``manager.session``."""
 
     def __init__(
         self,

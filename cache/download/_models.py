@@ -119,7 +119,7 @@ class DownloadProgress(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def speed_mbps(self) -> float:
-        """The seed's view of ``speed``: megabits per second."""
+        """The compatibility view of ``speed`` for existing readers: megabits per second."""
         return round(self.speed * 8 / 1_000_000, 3)
 
     @property

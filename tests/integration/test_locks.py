@@ -219,7 +219,7 @@ async def test_outside_cancellation_is_not_turned_into_lock_lost(
     assert await raw.exists("seen:lock:{cancelled}") == 0  # released on the way out
 
 
-async def test_seed_api_on_session(manager: CacheManager, raw: Redis) -> None:
+async def test_compatibility_calls_on_session(manager: CacheManager, raw: Redis) -> None:
     lock_id, acquired = await manager.session.acquire_lock("seed")
     assert acquired and lock_id
     assert 29_000 < await raw.pttl("seen:lock:{seed}") <= 30_000  # settings ttl.lock
