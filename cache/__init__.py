@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     )
     from cache.coordination import (
         Holding,
+        Lease,
         Lock,
         LockError,
         LockLost,
@@ -95,6 +96,7 @@ _API = {
     "InvalidKeyError": "cache.errors",
     "Invalidator": "cache.manager",
     "KeyBuilder": "cache.keys",
+    "Lease": "cache.coordination",
     "Loader": "cache.catalog",
     "Lock": "cache.coordination",
     "LockError": "cache.coordination",
@@ -157,6 +159,7 @@ __all__ = [
     "InvalidKeyError",
     "Invalidator",
     "KeyBuilder",
+    "Lease",
     "Loader",
     "Lock",
     "LockError",

@@ -3,7 +3,9 @@
 A server that is down must give a clear ``CacheConnectionError`` after a bounded number of
 attempts (connect timeout x retries, plus backoff), never a hang. redis-py's ``Retry`` covers
 connection and timeout errors on each command: a connection broken by a server restart is
-replaced transparently on the next attempt.
+replaced transparently on the next attempt. Its delays are redis-py's own
+``EqualJitterBackoff`` (``Retry`` accepts only redis-py backoff objects), the one exception to
+``cache.backoff``, with the same shape: capped exponential, equal jitter.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 A compressed value starts with the marker ``b"\\x00z"`` (JSON text never starts with NUL), so a
 reader decodes either form and values written before compression was enabled stay readable.
 Pydantic models are dumped in JSON mode; plain values go through ``json``.
+
+``as_text`` is the one bytes-to-text conversion of replies from the store (keys, members, field
+names, plain values): UTF-8, with undecodable bytes replaced rather than raised.
 """
 
 from __future__ import annotations
@@ -110,3 +113,14 @@ def decode(stored: bytes, model: type[M] | None = None) -> M | Any:
         raise
     except (ValidationError, ValueError) as exc:
         raise SerializationError(f"stored value is not valid JSON for {model}: {exc}") from exc
+
+
+@overload
+def as_text(value: None) -> None: ...
+@overload
+def as_text(value: bytes | str) -> str: ...
+def as_text(value: bytes | str | None) -> str | None:
+    """A reply as text: bytes decoded as UTF-8 (bad bytes become U+FFFD), text as is."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value

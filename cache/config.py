@@ -100,7 +100,7 @@ class CacheSettings(_Section):
 
 
 class TTLSettings(_Section):
-    """Time-to-live of each kind of entry, in seconds (the seed's table)."""
+    """Time-to-live of each kind of entry, in seconds (defaults: the documented TTL table)."""
 
     session: WholeSeconds = 24 * 3600
     user_profile: WholeSeconds = 15 * 60

@@ -129,7 +129,7 @@ class KeyBuilder:
 
     # -- catalog -----------------------------------------------------------------------
     # Per-user keys share the hashtag {u:<user>} (generation, entries, fill locks), so the
-    # one-round-trip MGET of a generation and an entry stays in one slot.
+    # one-round-trip MGET of a generation and an entry stays in one hash slot.
     def catalog_user_generation(self, user_id: str) -> str:
         return f"{self._p}catalog:gen:{{u:{validate_id(user_id, 'user_id')}}}"
 
@@ -183,11 +183,11 @@ class KeyBuilder:
         return f"{self._p}{self.download_tag(shard)}:stats"
 
     def download_pending(self, job_id: str, shard: int) -> str:
-        """Coalescing slot: the newest published, not yet applied update of one download."""
+        """Pending update: the newest published, not yet applied update of one download."""
         return f"{self._p}{self.download_tag(shard)}:pending:{validate_id(job_id, 'job_id')}"
 
     def download_pending_set(self, shard: int) -> str:
-        """Downloads of one shard with a pending slot (zset ``<job>:<user>`` -> first put ms)."""
+        """Downloads of one shard with a pending update (zset ``<job>:<user>`` -> first put ms)."""
         return f"{self._p}{self.download_tag(shard)}:pending"
 
     def download_drain(self, shard: int) -> str:

@@ -42,7 +42,7 @@ ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]
 
 
 def hashtag(key: str) -> str:
-    """The part of ``key`` that decides its slot/lock (Redis Cluster hashtag rules)."""
+    """The part of ``key`` that decides its hash slot and lock (Redis Cluster hashtag rules)."""
     start = key.find("{")
     if start >= 0:
         end = key.find("}", start + 1)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from cache import codec
+from cache.codec import as_text
 from cache.config import CacheSettings
 from cache.errors import (
     InvalidArgumentError,
@@ -46,10 +47,6 @@ def ttl_ms(ttl: TTL, name: str = "ttl") -> int:
     if ms <= 0:
         raise InvalidArgumentError(f"{name} must be at least 1 ms, got {ttl!r}")
     return ms
-
-
-def _text(raw: bytes | None) -> str | None:
-    return None if raw is None else raw.decode("utf-8", errors="replace")
 
 
 class CacheService:
@@ -86,7 +83,7 @@ class CacheService:
     # -- strings -------------------------------------------------------------------------
     async def get(self, key: str) -> str | None:
         """The value as text, or None when missing."""
-        return _text(await self.get_bytes(key))
+        return as_text(await self.get_bytes(key))
 
     async def get_bytes(self, key: str) -> bytes | None:
         with translate_errors(self._key(key), operation="GET"):
@@ -141,11 +138,11 @@ class CacheService:
         px = None if ttl is None else ttl_ms(ttl)
         with translate_errors(key, operation="SET GET"):
             old: bytes | None = await self.client.set(key, data, px=px, get=True)
-        return _text(old)
+        return as_text(old)
 
     async def mget(self, keys: Sequence[str]) -> list[str | None]:
         """Values of ``keys`` in order, None for each missing one."""
-        return [_text(v) for v in await self.mget_bytes(keys)]
+        return [as_text(v) for v in await self.mget_bytes(keys)]
 
     async def mget_bytes(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:

@@ -10,15 +10,15 @@ indexes point at it, each written in the same MULTI/EXEC as the session:
   (ms), so ``invalidate_user_sessions`` never scans the keyspace. Its TTL is reset to
   ``ttl.session`` on every write, so it outlives every session it lists.
 
-The seed's coordination calls (``acquire_lock``, ``release_lock``, ``rate_limit_check``) are
-here too and delegate to ``manager.locks`` and ``manager.ratelimit``.
+The compatibility calls (``acquire_lock``, ``release_lock``, ``rate_limit_check``: the simple
+signatures existing callers use) are here too and delegate to ``manager.locks`` and
+``manager.ratelimit``.
 """
 
 from __future__ import annotations
 
 import hmac
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from pydantic import (
@@ -34,6 +34,7 @@ from pydantic import (
 )
 
 from cache import codec
+from cache.clock import utc_now, wall_ms
 from cache.config import TTLSettings
 from cache.coordination import LockService, RateLimiter, Window
 from cache.errors import CacheError, InvalidKeyError, SerializationError, translate_errors
@@ -46,10 +47,6 @@ REVEAL = {"reveal_secrets": True}
 INDEX_PRUNE_GRACE_MS = 5 * 60 * 1000
 """Index entries are pruned this long after their session ended (tolerates clock skew
 between API servers: pruning a live entry would hide it from invalidation)."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ExpiredSessionError(CacheError, ValueError):
@@ -65,7 +62,7 @@ class SessionData(BaseModel):
     user_id: str
     refresh_token: SecretStr | None = None
     expires_at: AwareDatetime
-    created_at: AwareDatetime = Field(default_factory=_now)
+    created_at: AwareDatetime = Field(default_factory=utc_now)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("session_id", "user_id")
@@ -115,7 +112,7 @@ class UserProfile(BaseModel):
 
 
 class SessionCache:
-    """Sessions and profiles, plus the seed's lock and rate-limit calls."""
+    """Sessions and profiles, plus the compatibility lock and rate-limit calls."""
 
     def __init__(
         self,
@@ -152,7 +149,7 @@ class SessionCache:
         """
         key = self.keys.session(session.session_id)
         index = self.keys.user_sessions(session.user_id)
-        left_ms = int((session.expires_at - _now()) / timedelta(milliseconds=1))
+        left_ms = int((session.expires_at - utc_now()) / timedelta(milliseconds=1))
         if left_ms <= 0:
             raise ExpiredSessionError(
                 f"session expired at {session.expires_at.isoformat()}", key=key
@@ -163,7 +160,7 @@ class SessionCache:
         except SerializationError:
             previous = None  # overwritten below
         data = self.service.encode_json(key, session.model_dump(mode="json", context=REVEAL))
-        now_ms = int(time.time() * 1000)
+        now_ms = wall_ms()
         with translate_errors(key, operation="set_session"):
             async with self.service.client.pipeline(transaction=True) as pipe:
                 pipe.set(key, data, px=ttl_ms)
@@ -187,7 +184,7 @@ class SessionCache:
     async def get_session(self, session_id: str) -> SessionData | None:
         """The session, or None when missing or past ``expires_at``."""
         session = await self._read(session_id)
-        if session is None or session.expires_at <= _now():
+        if session is None or session.expires_at <= utc_now():
             return None
         return session
 
@@ -283,7 +280,7 @@ class SessionCache:
     async def delete_user_profile(self, user_id: str) -> bool:
         return await self.service.delete(self.keys.user_profile(user_id)) == 1
 
-    # -- the seed's coordination calls -------------------------------------------------
+    # -- the compatibility coordination calls ------------------------------------------
     async def acquire_lock(self, name: str, ttl: TTL | None = None) -> tuple[str, bool]:
         """``(lock_id, acquired)``; ``lock_id`` is ``""`` when not acquired."""
         lock = await self.locks.try_acquire(name, ttl)

@@ -10,7 +10,6 @@ docs/progress.md, "repair").
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.download import ProgressUpdate, PublishOutcome, new_drain_id
 from cache.errors import CacheError, translate_errors
 from cache.keys import validate_name
@@ -43,7 +43,7 @@ the factory ``manager.download`` uses for every drain it schedules."""
 
 def job_record(function: str, args: Sequence[Any], enqueue_ms: int | None = None) -> bytes:
     """ARQ's job record as JSON: ``{"t","f","a","k","et"}`` (docs/wire-format.md)."""
-    stamp = enqueue_ms if enqueue_ms is not None else time.time_ns() // 1_000_000
+    stamp = enqueue_ms if enqueue_ms is not None else wall_ms()
     record: bytes = serialize_job(function, tuple(args), {}, None, stamp, serializer=serialize)
     return record
 
@@ -57,7 +57,7 @@ async def enqueue_jobs(
     validate_name(queue_name, "queue name")
     for _, _, job_id in jobs:
         validate_name(job_id, "job id")
-    now = time.time_ns() // 1_000_000
+    now = wall_ms()
     with translate_errors(queue_name, operation="enqueue"):
         async with queue.pipeline(transaction=True) as tx:
             for function, args, job_id in jobs:
@@ -125,9 +125,9 @@ def describe(exc: ValidationError, limit: int = 5) -> str:
 class ProgressPublisher:
     """Publishes progress with coalescing: at most one pending apply job per download.
 
-    ``publish`` stores the update in its download's pending slot (a newer seq replaces an older
+    ``publish`` stores the update in its download's pending update (a newer seq replaces an older
     one, never the reverse) and enqueues a drain job only when its shard has none scheduled.
-    Every drain applies every pending slot of its shard, so after producers stop and the queue
+    Every drain applies every pending update of its shard, so after producers stop and the queue
     drains, each download holds its highest-seq update (docs/progress.md).
 
     ``queue`` is the client of the store holding ARQ's queue (default: the cache's).
@@ -143,7 +143,7 @@ class ProgressPublisher:
         self.cache = cache
         self.queue = queue if queue is not None else cache.client
         self.queue_name = queue_name
-        self._owed: dict[str, int] = {}
+        self._drains_to_enqueue: dict[str, int] = {}
         self.enqueued = 0
 
     async def publish(self, update: ProgressUpdate | Mapping[str, Any]) -> PublishOutcome:
@@ -161,23 +161,23 @@ class ProgressPublisher:
             raise PublishError(f"could not store {len(valid)} progress update(s): {exc}") from exc
         for result in results:
             if result.drain_id is not None:
-                self._owed[result.drain_id] = result.shard
+                self._drains_to_enqueue[result.drain_id] = result.shard
         await self._enqueue_owed()
         return [r.outcome for r in results]
 
     async def repair(self, *, lease_ms: int | None = None) -> int:
         """Make sure every shard with pending updates has a drain job; returns how many were
         enqueued. Run it periodically (``repair_pending_progress``) and after a crash."""
-        self._owed.update(await self.cache.download.schedule_drains(lease_ms=lease_ms))
-        owed = len(self._owed)
+        self._drains_to_enqueue.update(await self.cache.download.schedule_drains(lease_ms=lease_ms))
+        owed = len(self._drains_to_enqueue)
         await self._enqueue_owed()
         return owed
 
     async def _enqueue_owed(self) -> None:
         """Enqueue the drain jobs this publisher was handed; kept for the next call on failure."""
-        if not self._owed:
+        if not self._drains_to_enqueue:
             return
-        owed = dict(self._owed)
+        owed = dict(self._drains_to_enqueue)
         jobs: list[JobSpec] = [(DRAIN_FUNCTION, [shard], jid) for jid, shard in owed.items()]
         try:
             await enqueue_jobs(self.queue, jobs, queue_name=self.queue_name)
@@ -187,5 +187,5 @@ class ProgressPublisher:
                 f"(retried on the next publish): {exc}"
             ) from exc
         for jid in owed:
-            self._owed.pop(jid, None)
+            self._drains_to_enqueue.pop(jid, None)
         self.enqueued += len(owed)

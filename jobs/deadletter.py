@@ -11,12 +11,12 @@ cannot run (``letter_for_record``).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Container, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from cache.clock import wall_ms
 from cache.errors import translate_errors
 from cache.manager import CacheManager
 from jobs.serializer import InvalidJobRecordError, parse_record, record_problem
@@ -56,7 +56,7 @@ def make_dead_letter(
 ) -> DeadLetter:
     text, cut = payload_text(payload, manager.config.deadletter.payload_chars)
     return DeadLetter(
-        at_ms=time.time_ns() // 1_000_000,
+        at_ms=wall_ms(),
         job_id=job_id,
         function=function,
         reason=reason[:1000],

@@ -9,11 +9,13 @@ when it ends, also when it is cancelled (``jobs.slotrun``); a killed worker's gu
 
 Why not ``cache.coordination.LockService``: the guard lives on the *queue* store (jobs and their
 guards must share the non-evicting instance) and must be re-entrant by job id, which a
-random-token lock is not. It shares the lock key space and ``lock_release`` with the locks.
+random-token lock is not. It is the same lease primitive (``cache.coordination.Lease``,
+re-entrant acquire) and shares the lock key space with the locks.
 """
 
 from __future__ import annotations
 
+from cache.coordination import Lease
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
 
@@ -26,13 +28,14 @@ class RunGuard:
     def __init__(self, scripts: ScriptRunner, keys: KeyBuilder) -> None:
         self.scripts = scripts
         self.keys = keys
+        self.lease = Lease(scripts)
 
     async def acquire(self, job_name: str, token: str, ttl_s: float) -> bool:
         key = self.keys.maintenance_lock(job_name)
         ttl_ms = max(1, round((ttl_s + GUARD_MARGIN_S) * 1000))
-        return bool(await self.scripts.run("guard_acquire", [key], [token, ttl_ms]))
+        return await self.lease.acquire_reentrant(key, token, ttl_ms)
 
     async def release(self, job_name: str, token: str) -> bool:
         """Compare-and-delete: False when the guard is not held with ``token``."""
         key = self.keys.maintenance_lock(job_name)
-        return bool(await self.scripts.run("lock_release", [key], [token]))
+        return await self.lease.release(key, token)

@@ -22,6 +22,7 @@ from typing import Any
 from arq.worker import Function, Retry, func
 from pydantic import ValidationError
 
+from cache.backoff import Backoff, Jitter
 from cache.download import ApplyOutcome, ProgressUpdate
 from cache.errors import CacheConnectionError, CacheOutOfMemoryError
 from jobs.client import (
@@ -40,6 +41,8 @@ from jobs.errors import InvalidPayloadError
 log = logging.getLogger("seen.jobs.progress")
 
 MAX_BATCH = 10_000
+STORE_RETRY = Backoff(0.2, 10.0, jitter=Jitter.NONE)
+"""ARQ retry delays of a job that found the store away: 0.2 s doubling per try, up to 10 s."""
 """Most updates one ``update_progress_batch`` job may carry."""
 
 
@@ -59,8 +62,8 @@ async def _store_retry(ctx: JobContext) -> AsyncIterator[None]:
     try:
         yield
     except (CacheConnectionError, CacheOutOfMemoryError) as exc:
-        tries = ctx.get("job_try") or 1
-        delay = min(0.2 * 2 ** (tries - 1), 10.0)
+        tries = int(ctx.get("job_try") or 1)
+        delay = STORE_RETRY.delay(tries - 1)
         log.warning("job %s: store unavailable (%s); retry in %.1fs", ctx.get("job_id"), exc, delay)
         raise Retry(defer=delay) from exc
 

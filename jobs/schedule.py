@@ -22,12 +22,13 @@ from __future__ import annotations
 import enum
 import json
 import re
-import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
@@ -98,9 +99,7 @@ class SlotClaims:
         key = self.keys.cron_slot(job_name, slot)
         with translate_errors(key, operation="GET"):
             value = await cast(Awaitable[bytes | str | None], self.client.get(key))
-        if isinstance(value, bytes):
-            value = value.decode()
-        return value == f"run:{job_id}"
+        return as_text(value) == f"run:{job_id}"
 
     async def cover(self, job_name: str, slots: Iterable[int], job_id: str) -> list[int]:
         """Mark the owed ones of ``slots`` done by ``job_id``; returns those it closed."""
@@ -133,5 +132,4 @@ def owed_window(upto_slot: int, period: int) -> range:
     return range(upto_slot - back, upto_slot + 1)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+now_ms = wall_ms

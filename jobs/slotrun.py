@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +34,8 @@ from typing import Any
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from cache.clock import wall_s
+from cache.coordination import Lease
 from cache.errors import CacheError, translate_errors
 from cache.scripts import ScriptRunner
 from jobs.context import JobContext
@@ -73,7 +74,7 @@ class SlotRun:
         period = cfg.period(name)
         scheduled = scheduled_ms(name, job_id) if period else None
         slot = None if scheduled is None else slot_of(scheduled, period)
-        started = time.time()
+        started = wall_s()
         entry: Result = {
             "job_id": job_id,
             "slot": slot,
@@ -171,7 +172,7 @@ class SlotRun:
             if token is None:  # claimed by plain ARQ: its marker holds no token
                 with translate_errors(key, operation="DEL"):
                     await queue.delete(key)
-            elif not await ScriptRunner(queue).run("lock_release", [key], [token]):
+            elif not await Lease(ScriptRunner(queue)).release(key, token):
                 log.warning("%s: lease already gone; its retry may have started", self.name)
             log.info(
                 "%s: cancelled by the shutdown; %s handed back, its retry can start at once",
@@ -184,7 +185,7 @@ class SlotRun:
         return self.slot is None or await self.claims.finish(self.name, self.slot, self.job_id)
 
     async def _record(self, outcome: str) -> None:
-        self.entry.update(outcome=outcome, seconds=round(time.time() - self.started, 3))
+        self.entry.update(outcome=outcome, seconds=round(wall_s() - self.started, 3))
         await self.claims.record(self.name, self.entry, self.keep)
 
     async def _release(self) -> None:

@@ -9,7 +9,6 @@ backlog.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
@@ -17,11 +16,13 @@ from arq.constants import in_progress_key_prefix
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
 
-COUNTERS = ("done", "failed", "retried")
+JOB_OUTCOMES = ("done", "failed", "retried")
 """Fields of the ``seen:jobs:stats`` hash, incremented by every worker."""
 
 ACTIVE_DOWNLOADS_STAT = "download.active"
@@ -94,10 +95,6 @@ def logfmt(figures: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={'-' if v is None else v}" for k, v in figures.items())
 
 
-def _str(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 async def queue_stats(
     client: Redis, queue_name: str, *, now_ms: int | None = None, scan_limit: int = 1000
 ) -> QueueStats:
@@ -106,7 +103,7 @@ async def queue_stats(
     Looks at no more than ``scan_limit`` due entries, oldest first; ``complete`` is False when
     every one of those was running and more were left unseen (the age is then unknown).
     """
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = wall_ms() if now_ms is None else now_ms
     with translate_errors(queue_name, operation="queue stats"):
         async with client.pipeline(transaction=False) as pipe:
             pipe.zcard(queue_name)
@@ -128,7 +125,7 @@ async def queue_stats(
                 break
             async with client.pipeline(transaction=False) as pipe:
                 for job_id, _ in page:
-                    pipe.exists(in_progress_key_prefix + _str(job_id))
+                    pipe.exists(in_progress_key_prefix + as_text(job_id))
                 flags = await pipe.execute()
             for (_, score), busy in zip(page, flags, strict=True):
                 if not busy:
@@ -148,8 +145,8 @@ async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
     key = keys.job_stats()
     with translate_errors(key, operation="HGETALL"):
         raw = await cast(Awaitable[dict[bytes, bytes]], client.hgetall(key))
-    values = {_str(k): int(v) for k, v in raw.items()}
-    return JobCounters(**{name: values.get(name, 0) for name in COUNTERS})
+    values = {as_text(k): int(v) for k, v in raw.items()}
+    return JobCounters(**{name: values.get(name, 0) for name in JOB_OUTCOMES})
 
 
 async def collect(manager: CacheManager, queue: Redis, queue_name: str) -> SystemStats:

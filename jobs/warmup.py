@@ -43,7 +43,7 @@ from jobs.config import WarmupSettings, split_callable
 log = logging.getLogger("seen.jobs.warmup")
 
 
-class Entry(BaseModel):
+class WarmupEntry(BaseModel):
     """One catalog entry of a snapshot or a callable source."""
 
     model_config = ConfigDict(extra="forbid")
@@ -75,11 +75,11 @@ class EntryWriter:
         self.manager = manager
         self.batch = batch
         self.report = SourceReport()
-        self._pending: list[Entry] = []
+        self._pending: list[WarmupEntry] = []
 
-    async def add(self, raw: Mapping[str, Any] | Entry) -> None:
+    async def add(self, raw: Mapping[str, Any] | WarmupEntry) -> None:
         try:
-            entry = raw if isinstance(raw, Entry) else Entry.model_validate(raw)
+            entry = raw if isinstance(raw, WarmupEntry) else WarmupEntry.model_validate(raw)
             CatalogKind(KIND_ALIASES.get(entry.kind, entry.kind))
         except (ValidationError, ValueError) as exc:
             self.reject(str(exc))
@@ -93,7 +93,7 @@ class EntryWriter:
         if self.report.rejected <= 3:
             log.warning("warmup entry rejected: %s", reason.splitlines()[0])
 
-    async def _write(self, entry: Entry) -> None:
+    async def _write(self, entry: WarmupEntry) -> None:
         await self.manager.catalog.set(
             KIND_ALIASES.get(entry.kind, entry.kind),
             entry.value,

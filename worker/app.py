@@ -21,13 +21,14 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, func
 
+from cache.backoff import Backoff
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, probe, progress, serializer
 from jobs.context import JobContext, arq_job
 from worker.cron import build_cron_jobs
-from worker.outage import Backoff, OutageLog, wait_until_reachable
+from worker.outage import OutageLog, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument
 from worker.settings import Settings, load_settings
@@ -63,12 +64,14 @@ def create_queue_pool(settings: Settings) -> ArqRedis:
 
 def job_functions(settings: Settings) -> list[Function]:
     """Every job the worker runs (scheduled ones also run when enqueued by hand)."""
-    m = settings.maintenance
+    limits = settings.maintenance
     return [
         func(arq_job(probe.ping), name="ping", timeout=5, max_tries=1),
         *progress.worker_functions(),
         *(
-            func(arq_job(job), name=job.__name__, timeout=m.timeout, max_tries=m.max_tries)
+            func(
+                arq_job(job), name=job.__name__, timeout=limits.timeout, max_tries=limits.max_tries
+            )
             for job in (
                 maintenance.cleanup_stale_progress,
                 maintenance.log_cache_stats,

@@ -11,10 +11,11 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pydantic import BaseModel, SecretStr
 
+from cache.clock import utc_now
 from cache.config import CacheConfig
 from cache.download import DownloadStatus, ProgressUpdate
 from cache.errors import CacheError
@@ -42,117 +43,121 @@ def _require(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-async def check_connectivity(m: CacheManager) -> str:
-    return f"PING {await m.ping():.2f} ms"
+async def check_connectivity(manager: CacheManager) -> str:
+    return f"PING {await manager.ping():.2f} ms"
 
 
-async def check_basic(m: CacheManager) -> str:
-    key = m.keys.key("check", "basic")
-    await m.service.set(key, "value")
-    _require(await m.service.get(key) == "value", "GET did not return what SET wrote")
-    _require(await m.service.exists(key) == 1, "EXISTS did not see the key")
-    _require(await m.service.delete(key) == 1, "DEL did not remove the key")
+async def check_basic(manager: CacheManager) -> str:
+    key = manager.keys.key("check", "basic")
+    await manager.service.set(key, "value")
+    _require(await manager.service.get(key) == "value", "GET did not return what SET wrote")
+    _require(await manager.service.exists(key) == 1, "EXISTS did not see the key")
+    _require(await manager.service.delete(key) == 1, "DEL did not remove the key")
     return "SET/GET/EXISTS/DEL"
 
 
-async def check_ttl(m: CacheManager) -> str:
-    key = m.keys.key("check", "ttl")
-    await m.service.set(key, "v", ttl=30)
-    ttl = await m.service.ttl(key)
+async def check_ttl(manager: CacheManager) -> str:
+    key = manager.keys.key("check", "ttl")
+    await manager.service.set(key, "v", ttl=30)
+    ttl = await manager.service.ttl(key)
     _require(0 < ttl <= 30, f"TTL {ttl} not in (0, 30]")
-    _require(await m.service.expire(key, 60), "EXPIRE failed")
+    _require(await manager.service.expire(key, 60), "EXPIRE failed")
     return f"TTL {ttl}s, EXPIRE ok"
 
 
-async def check_atomic(m: CacheManager) -> str:
-    key = m.keys.key("check", "counter")
-    await asyncio.gather(*(m.service.increment(key, ttl=60) for _ in range(50)))
-    value = await m.service.get(key)
+async def check_atomic(manager: CacheManager) -> str:
+    key = manager.keys.key("check", "counter")
+    await asyncio.gather(*(manager.service.increment(key, ttl=60) for _ in range(50)))
+    value = await manager.service.get(key)
     _require(value == "50", f"50 concurrent INCRs gave {value}")
-    nx = m.keys.key("check", "nx")
-    wins = await asyncio.gather(*(m.service.set_nx(nx, "x", ttl=60) for _ in range(10)))
+    nx = manager.keys.key("check", "nx")
+    wins = await asyncio.gather(*(manager.service.set_nx(nx, "x", ttl=60) for _ in range(10)))
     _require(wins.count(True) == 1, f"SET NX won {wins.count(True)} times")
-    old = await m.service.get_set(nx, "y", ttl=60)
+    old = await manager.service.get_set(nx, "y", ttl=60)
     _require(old == "x", "GETSET returned the wrong old value")
     return "INCR x50, SET NX, GETSET"
 
 
-async def check_json(m: CacheManager) -> str:
-    key = m.keys.key("check", "json")
+async def check_json(manager: CacheManager) -> str:
+    key = manager.keys.key("check", "json")
     probe = _Probe(id="p", items=list(range(2000)))
-    await m.service.set_json(key, probe, ttl=60)
-    _require(await m.service.get_json(key, _Probe) == probe, "JSON round trip differs")
+    await manager.service.set_json(key, probe, ttl=60)
+    _require(await manager.service.get_json(key, _Probe) == probe, "JSON round trip differs")
     return "model round trip (compressed)"
 
 
-async def check_bulk(m: CacheManager) -> str:
-    keys = [m.keys.key("check", f"bulk{i}") for i in range(20)]
-    await m.service.mset({k: str(i) for i, k in enumerate(keys)}, ttl=60)
-    values = await m.service.mget(keys)
+async def check_bulk(manager: CacheManager) -> str:
+    keys = [manager.keys.key("check", f"bulk{i}") for i in range(20)]
+    await manager.service.mset({k: str(i) for i, k in enumerate(keys)}, ttl=60)
+    values = await manager.service.mget(keys)
     _require(values == [str(i) for i in range(20)], "MGET differs from MSET")
     return "MSET/MGET x20"
 
 
-async def check_scan(m: CacheManager) -> str:
-    found = {key async for key in m.service.scan(m.keys.pattern("check"))}
+async def check_scan(manager: CacheManager) -> str:
+    found = {key async for key in manager.service.scan(manager.keys.pattern("check"))}
     _require(len(found) >= 20, f"SCAN found only {len(found)} keys")
     return f"SCAN found {len(found)} keys"
 
 
-async def check_info(m: CacheManager) -> str:
-    stats = await m.stats()
+async def check_info(manager: CacheManager) -> str:
+    stats = await manager.stats()
     return f"{stats.server} {stats.version}, {stats.used_memory} bytes used, {stats.keys} keys"
 
 
-async def check_scripts(m: CacheManager) -> str:
-    loaded = await m.scripts.load_all()
-    report = await m.health_check()
+async def check_scripts(manager: CacheManager) -> str:
+    loaded = await manager.scripts.load_all()
+    report = await manager.health_check()
     _require(report.write_read_ok, f"script probe failed: {report.error}")
     return f"{loaded} scripts loaded, probe ok"
 
 
-async def check_session(m: CacheManager) -> str:
+async def check_session(manager: CacheManager) -> str:
     token = secrets.token_urlsafe(24)
     session = SessionData(
         session_id="check-session",
         user_id="check-user",
         refresh_token=SecretStr(token),
-        expires_at=datetime.now(UTC) + timedelta(minutes=5),
+        expires_at=utc_now() + timedelta(minutes=5),
     )
-    ttl = await m.session.set_session(session)
-    found = await m.session.get_session_by_refresh_token(token)
+    ttl = await manager.session.set_session(session)
+    found = await manager.session.get_session_by_refresh_token(token)
     _require(found is not None and found.session_id == session.session_id, "token lookup failed")
-    removed = await m.session.invalidate_user_sessions("check-user")
+    removed = await manager.session.invalidate_user_sessions("check-user")
     _require(removed == 1, f"invalidation removed {removed} sessions")
-    _require(await m.session.get_session("check-session") is None, "session survived")
+    _require(await manager.session.get_session("check-session") is None, "session survived")
     return f"set (ttl {ttl:.0f}s), refresh-token lookup, invalidation"
 
 
-async def check_progress(m: CacheManager) -> str:
+async def check_progress(manager: CacheManager) -> str:
     base = {"job_id": "check-job", "user_id": "check-user", "bytes_total": 1000}
-    await m.download.set_progress(
+    await manager.download.set_progress(
         ProgressUpdate(**base, status=DownloadStatus.DOWNLOADING, seq=2, bytes_done=500)
     )
     stale = ProgressUpdate(**base, status=DownloadStatus.DOWNLOADING, seq=1, bytes_done=100)
-    await m.download.set_progress(stale)
-    progress = await m.download.get_progress("check-job")
+    await manager.download.set_progress(stale)
+    progress = await manager.download.get_progress("check-job")
     _require(progress is not None and progress.seq == 2, "a stale update regressed progress")
     return f"applied seq 2, ignored seq 1, {progress.progress_percent if progress else 0}%"
 
 
-async def check_rate_limit(m: CacheManager) -> str:
-    allowed = [await m.session.rate_limit_check("check-user", "check", 3, 60) for _ in range(4)]
+async def check_rate_limit(manager: CacheManager) -> str:
+    allowed = [
+        await manager.session.rate_limit_check("check-user", "check", 3, 60) for _ in range(4)
+    ]
     _require(allowed == [True, True, True, False], f"3/60s limiter answered {allowed}")
     return "3 allowed, 4th refused"
 
 
-async def check_lock(m: CacheManager) -> str:
-    lock_id, acquired = await m.session.acquire_lock("check", 10)
+async def check_lock(manager: CacheManager) -> str:
+    lock_id, acquired = await manager.session.acquire_lock("check", 10)
     _require(acquired, "lock not acquired")
-    _, again = await m.session.acquire_lock("check", 10)
+    _, again = await manager.session.acquire_lock("check", 10)
     _require(not again, "lock acquired twice")
-    _require(not await m.session.release_lock("check", "wrong-token"), "wrong token released it")
-    _require(await m.session.release_lock("check", lock_id), "holder could not release")
+    _require(
+        not await manager.session.release_lock("check", "wrong-token"), "wrong token released it"
+    )
+    _require(await manager.session.release_lock("check", lock_id), "holder could not release")
     return "acquire, exclusion, token-checked release"
 
 

@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cache.clock import wall_s
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from worker.embedded import EmbeddedServer
@@ -110,7 +111,7 @@ async def produce(
 ) -> None:
     """Publish the simulation's updates every tick until it finishes or ``stop`` is set."""
     while not sim.finished and not stop.is_set():
-        updates = sim.step(time.time())
+        updates = sim.step(wall_s())
         if updates:
             await publisher.publish_many(updates)
             counter["published"] += len(updates)

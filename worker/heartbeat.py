@@ -9,13 +9,12 @@ entry in the ``seen:workers`` index (scored by last beat); on shutdown it remove
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 
@@ -42,8 +41,7 @@ class WorkerBeat(BaseModel):
         return max(0.0, (now_ms - self.last_beat_ms) / 1000)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+now_ms = wall_ms
 
 
 def add_beat(pipe: Pipeline, keys: KeyBuilder, beat: WorkerBeat, ttl_s: float) -> None:
@@ -67,14 +65,10 @@ async def remove_beat(client: Redis, keys: KeyBuilder, worker_id: str) -> None:
             await pipe.execute()
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def read_beats(client: Redis, keys: KeyBuilder) -> list[WorkerBeat]:
     """Every heartbeat still present, newest first (expired ones are simply absent)."""
     with translate_errors(keys.workers_index(), operation="read heartbeats"):
-        ids = [_text(i) for i in await client.zrevrange(keys.workers_index(), 0, 999)]
+        ids = [as_text(i) for i in await client.zrevrange(keys.workers_index(), 0, 999)]
         if not ids:
             return []
         async with client.pipeline(transaction=False) as pipe:
@@ -84,5 +78,7 @@ async def read_beats(client: Redis, keys: KeyBuilder) -> list[WorkerBeat]:
     beats = []
     for raw in hashes:
         if raw:
-            beats.append(WorkerBeat.model_validate({_text(k): _text(v) for k, v in raw.items()}))
+            beats.append(
+                WorkerBeat.model_validate({as_text(k): as_text(v) for k, v in raw.items()})
+            )
     return beats

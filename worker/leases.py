@@ -2,8 +2,8 @@
 
 Claiming a job writes ARQ's ``arq:in-progress:<id>`` key with a token unique to this run (plain
 ARQ writes ``1``; ARQ itself only checks that the key exists, so both kinds interoperate).
-The runtime's beats renew every held lease with the compare-and-renew lock script, so a stale
-owner never extends someone else's lease.
+The runtime's beats renew every held lease with the lease primitive's compare-and-renew
+(``cache.coordination.Lease``), so a stale owner never extends someone else's lease.
 
 Each lease has a local deadline: the time its last confirmed renewal was *sent* plus the lease,
 less a safety margin. The server cannot expire the key before that moment, so a worker that
@@ -26,6 +26,7 @@ from typing import Any
 from arq.constants import in_progress_key_prefix
 
 from cache.cancellation import cancel_and_wait
+from cache.coordination import Lease
 from cache.scripts import ScriptRunner
 
 log = logging.getLogger("seen.worker.leases")
@@ -120,9 +121,8 @@ class JobLeases:
             return
         loop = asyncio.get_running_loop()
         sent_at = loop.time()
-        replies = await scripts.run_many(
-            "lock_extend",
-            [([in_progress_key(x.job_id)], [x.token, self.lease_ms]) for x in leases],
+        replies = await Lease(scripts).extend_many(
+            [(in_progress_key(x.job_id), x.token) for x in leases], self.lease_ms
         )
         for lease, renewed in zip(leases, replies, strict=True):
             if lease.lost or self.held.get(lease.job_id) is not lease:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import exceptions as redis_exc
 
+from cache.backoff import Backoff
 from cache.errors import CacheConnectionError, CacheOutOfMemoryError, is_out_of_memory
 
 log = logging.getLogger("seen.worker.outage")
@@ -49,24 +49,6 @@ def is_store_outage(exc: BaseException, _depth: int = 0) -> bool:
     if isinstance(exc, redis_exc.ResponseError):
         return str(exc).lstrip("-").upper().startswith(_TRANSIENT_REPLIES)
     return False
-
-
-class Backoff:
-    """Capped exponential delays with equal jitter: base, 2*base, 4*base ... cap."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = cap
-        self.attempt = 0
-
-    def next(self) -> float:
-        step = min(self.cap, self.base * (2**self.attempt))
-        self.attempt = min(self.attempt + 1, 32)
-        delay: float = step / 2 + random.uniform(0, step / 2)
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class OutageLog:

@@ -4,9 +4,9 @@
   the worker (python-arq/arq#435, #498). Here it is logged once per outage, the loop waits with
   capped exponential backoff and tries again; redis-py reconnects on the next command. Jobs the
   store kept are still queued when it comes back and run then.
-- ARQ's ``start_jobs`` takes a concurrency slot before it talks to the store and leaks the slot
+- ARQ's ``start_jobs`` takes a concurrency permit before it talks to the store and leaks the permit
   when that round trip fails; after ``max_jobs`` such failures the worker would never take a
-  job again. The override below gives the slot back.
+  job again. The override below gives the permit back.
 - ``in_progress_timeout_s`` is the job lease (``worker.job_lease``), renewed by the runtime's
   beats, instead of the longest function timeout + 10 s (python-arq/arq#402).
 - ARQ's shared health key is not written; each worker keeps its own heartbeat (#276, #291).
@@ -40,6 +40,7 @@ from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
 from redis.exceptions import ResponseError, WatchError
 
+from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait, wait_bounded
 from jobs.deadletter import letter_for_record, push_dead_letters
 from worker.exit_deadline import (
@@ -49,7 +50,7 @@ from worker.exit_deadline import (
     ExitDeadline,
 )
 from worker.leases import in_progress_key
-from worker.outage import Backoff, is_store_outage, wait_until_reachable
+from worker.outage import is_store_outage, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
 
@@ -135,7 +136,7 @@ class SeenWorker(Worker):
         )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """ARQ's ``start_jobs``, giving the concurrency slot back when the store fails."""
+        """ARQ's ``start_jobs``, giving the concurrency permit back when the store fails."""
         for job_id_b in job_ids:
             await self.sem.acquire()
             if self.job_counter >= self.max_jobs:

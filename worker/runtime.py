@@ -29,14 +29,15 @@ from typing import Any, Protocol
 from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
+from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
-from jobs.stats import COUNTERS
+from jobs.stats import JOB_OUTCOMES
 from worker.heartbeat import WorkerBeat, add_beat, now_ms, remove_beat
 from worker.leases import JobLeases
-from worker.outage import Backoff, OutageLog, is_store_outage
+from worker.outage import OutageLog, is_store_outage
 from worker.settings import Settings
 
 log = logging.getLogger("seen.worker.runtime")
@@ -78,7 +79,7 @@ class WorkerRuntime:
         )
         self.beats = 0
         self._source: CounterSource | None = None
-        self._flushed = dict.fromkeys(COUNTERS, 0)
+        self._flushed = dict.fromkeys(JOB_OUTCOMES, 0)
         self._last_flush = 0.0
         self._client: Redis | None = None
         self._scripts: ScriptRunner | None = None
@@ -161,7 +162,7 @@ class WorkerRuntime:
         counts = self.counts()
         if counts is None:
             return {}
-        deltas = {k: counts[k] - self._flushed[k] for k in COUNTERS}
+        deltas = {k: counts[k] - self._flushed[k] for k in JOB_OUTCOMES}
         self._flushed = counts
         return deltas
 

@@ -9,7 +9,6 @@ live display restores the terminal on the way out.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from cache.clock import wall_s
 from cache.config import CacheConfig
 from cache.download import DownloadProgress
 from cache.keys import validate_id
@@ -48,7 +48,7 @@ def format_eta(seconds: int | None) -> str:
 
 
 def format_speed(progress: DownloadProgress) -> str:
-    """Both views of the speed: megabits (the seed's) and bytes per second."""
+    """Both views of the speed: megabits (the compatibility view) and bytes per second."""
     if not progress.speed:
         return "-"
     return f"{progress.speed_mbps:.2f} Mbps ({format_bytes(progress.speed)}/s)"
@@ -161,7 +161,7 @@ async def follow(
         changed = False
         for event in await follower.read():
             changed = state.apply(event.progress) or changed
-        if state.expire(time.time()) or changed:
+        if state.expire(wall_s()) or changed:
             on_change()
 
 

@@ -8,7 +8,7 @@ generation (``invalidate_user_catalog``, ``invalidate_shared_catalog``).
 
 Private modules behind it (import them only to test their internals): ``_entry`` (kinds,
 search normalisation, stored form; pure), ``_views`` (the named pairs), ``_fill`` (one entry's
-fill and refresh), ``_singleflight`` (flights, the fill lock, poll backoff), ``_stats``
+fill and refresh), ``_singleflight`` (flights, the fill lock, poll backoff numbers), ``_stats``
 (counters), ``_cache`` (``CatalogCache``). A new kind is a ``CatalogKind`` member plus its
 named pair in ``_views``. See docs/catalog.md.
 """

@@ -25,10 +25,11 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from cache.catalog._entry import CatalogKind, Scope, canonical_search
-from cache.catalog._fill import Filler, LoaderFailed, wall_ms
+from cache.catalog._fill import Filler, LoaderFailed
 from cache.catalog._singleflight import FillTimeoutError
 from cache.catalog._stats import CatalogCounters
 from cache.catalog._views import CatalogViews
+from cache.clock import WallMs, wall_ms, wall_us
 from cache.config import CacheConfig
 from cache.errors import CacheConnectionError, SerializationError
 from cache.keys import KeyBuilder
@@ -51,8 +52,8 @@ __all__ = ["CatalogCache", "CatalogKind", "FillTimeoutError"]
 
 
 @dataclass(frozen=True, slots=True)
-class _Slot:
-    """Where one logical entry lives: its generation key and its key at a generation."""
+class _Ref:
+    """A catalog entry's reference: its generation key and its key at a generation."""
 
     kind: CatalogKind
     gen_key: str
@@ -71,7 +72,7 @@ class CatalogCache(CatalogViews):
         config: CacheConfig,
         *,
         rng: random.Random | None = None,
-        clock_ms: Callable[[], int] = wall_ms,
+        clock_ms: WallMs = wall_ms,
     ) -> None:
         """``rng`` and ``clock_ms`` are injectable so tests can fix early-refresh draws."""
         self.service = service
@@ -94,14 +95,14 @@ class CatalogCache(CatalogViews):
         self._quiet_until = 0.0
 
     # -- identity ------------------------------------------------------------------------
-    def _slot(
+    def _ref(
         self,
         kind: Kind,
         user_id: str | None = None,
         section_id: str | None = None,
         query: str | None = None,
         filters: Mapping[str, Any] | None = None,
-    ) -> _Slot:
+    ) -> _Ref:
         kind = kind if isinstance(kind, CatalogKind) else CatalogKind(kind)
         given = (user_id is not None, section_id is not None, query is not None)
         if given != _IDENTITY[kind] or (filters is not None and kind is not CatalogKind.SEARCH):
@@ -111,7 +112,7 @@ class CatalogCache(CatalogViews):
         if kind.scope is Scope.USER:
             assert user_id is not None
             gen_key = self.keys.catalog_user_generation(user_id)
-            return _Slot(kind, gen_key, partial(self.keys.catalog_user_entry, kind, user_id), ttl)
+            return _Ref(kind, gen_key, partial(self.keys.catalog_user_entry, kind, user_id), ttl)
         gen_key = self.keys.catalog_global_generation()
         if kind is CatalogKind.DISCOVER:
             assert section_id is not None
@@ -120,10 +121,10 @@ class CatalogCache(CatalogViews):
             assert query is not None
             entry_at = partial(self.keys.catalog_search_entry, canonical_search(query, filters))
         entry_at(0)  # validates the id now rather than at first use
-        return _Slot(kind, gen_key, entry_at, ttl)
+        return _Ref(kind, gen_key, entry_at, ttl)
 
-    def _ttl_ms(self, slot: _Slot, ttl: TTL | None) -> int:
-        ms = ttl_ms(slot.ttl if ttl is None else ttl)
+    def _ttl_ms(self, ref: _Ref, ttl: TTL | None) -> int:
+        ms = ttl_ms(ref.ttl if ttl is None else ttl)
         if ms > self.settings.generation_ttl * 1000:
             raise ValueError(
                 f"ttl {ms / 1000:g}s exceeds catalog.generation_ttl={self.settings.generation_ttl}"
@@ -148,16 +149,16 @@ class CatalogCache(CatalogViews):
         except ValueError:
             raise SerializationError("catalog generation is not an integer", key=key) from None
 
-    async def _read(self, slot: _Slot) -> tuple[str, bytes | None]:
+    async def _read(self, ref: _Ref) -> tuple[str, bytes | None]:
         """The entry's current key and stored bytes: one round trip unless the hint is old."""
-        hint = self._hints.get(slot.gen_key, 0)
-        key = slot.entry_at(hint)
-        gen_raw, raw = await self.service.mget_bytes([slot.gen_key, key])
-        generation = self._parse_gen(gen_raw, slot.gen_key)
+        hint = self._hints.get(ref.gen_key, 0)
+        key = ref.entry_at(hint)
+        gen_raw, raw = await self.service.mget_bytes([ref.gen_key, key])
+        generation = self._parse_gen(gen_raw, ref.gen_key)
         if generation != hint:
             self._counters.add("generation_rereads")
-            self._remember(slot.gen_key, generation)
-            key = slot.entry_at(generation)
+            self._remember(ref.gen_key, generation)
+            key = ref.entry_at(generation)
             raw = await self.service.get_bytes(key)
         return key, raw
 
@@ -177,7 +178,7 @@ class CatalogCache(CatalogViews):
             await self._scripts.run(
                 "catalog_bump",
                 [gen_key],
-                [time.time_ns() // 1000, self.settings.generation_ttl * 1000],
+                [wall_us(), self.settings.generation_ttl * 1000],
             )
         )
         self._remember(gen_key, generation)
@@ -209,8 +210,8 @@ class CatalogCache(CatalogViews):
     ) -> Any:
         """The cached value (as ``model`` when given), or None on a miss; an unreadable value
         counts as a miss. Store failures raise ``CacheError``."""
-        slot = self._slot(kind, user_id, section_id, query, filters)
-        key, raw = await self._read(slot)
+        ref = self._ref(kind, user_id, section_id, query, filters)
+        key, raw = await self._read(ref)
         found = self._filler.decode(raw, model, key)
         self._counters.add("misses" if found is None else "hits")
         await self._counters.maybe_flush()
@@ -228,11 +229,11 @@ class CatalogCache(CatalogViews):
         ttl: TTL | None = None,
     ) -> None:
         """Store ``value`` (a model or plain JSON) under the current generation."""
-        slot = self._slot(kind, user_id, section_id, query, filters)
-        ms = self._ttl_ms(slot, ttl)
-        generation = self._parse_gen(await self.service.get_bytes(slot.gen_key), slot.gen_key)
-        self._remember(slot.gen_key, generation)
-        await self._filler.store(slot.entry_at(generation), value, ms, 0)
+        ref = self._ref(kind, user_id, section_id, query, filters)
+        ms = self._ttl_ms(ref, ttl)
+        generation = self._parse_gen(await self.service.get_bytes(ref.gen_key), ref.gen_key)
+        self._remember(ref.gen_key, generation)
+        await self._filler.store(ref.entry_at(generation), value, ms, 0)
 
     # -- get_or_compute ----------------------------------------------------------------
     @overload
@@ -282,15 +283,15 @@ class CatalogCache(CatalogViews):
         cached. Waiting for another caller's fill is bounded by ``wait_timeout``
         (``FillTimeoutError``). If the store is unreachable the loader is called directly.
         """
-        slot = self._slot(kind, user_id, section_id, query, filters)
-        ms = self._ttl_ms(slot, ttl)
+        ref = self._ref(kind, user_id, section_id, query, filters)
+        ms = self._ttl_ms(ref, ttl)
         max_wait = self.settings.wait_timeout
         if wait_timeout is not None:
             max_wait = seconds_arg(wait_timeout, "wait_timeout", allow_zero=True)
-        key = slot.entry_at(self._hints.get(slot.gen_key, 0))
+        key = ref.entry_at(self._hints.get(ref.gen_key, 0))
         try:
             try:
-                key, raw = await self._read(slot)
+                key, raw = await self._read(ref)
                 found = self._filler.decode(raw, model, key)
                 if found is not None:
                     self._counters.add("hits")

@@ -87,7 +87,7 @@ def canonical_search(query: str, filters: Mapping[str, Any] | None = None) -> st
 
 
 @dataclass(frozen=True, slots=True)
-class Entry:
+class StoredEntry:
     """A stored entry split into its payload and its refresh metadata."""
 
     payload: bytes
@@ -100,20 +100,20 @@ def pack(payload: bytes, expiry_ms: int, delta_ms: int) -> bytes:
     return b"%s%d:%d:%s" % (ENTRY_MARKER, expiry_ms, max(0, delta_ms), payload)
 
 
-def unpack(stored: bytes) -> Entry:
+def unpack(stored: bytes) -> StoredEntry:
     """Split a stored entry; a value without our header is returned as a bare payload."""
     if not stored.startswith(ENTRY_MARKER):
-        return Entry(stored)
+        return StoredEntry(stored)
     parts = stored[len(ENTRY_MARKER) :].split(b":", 2)
     if len(parts) != 3:
         raise SerializationError("catalog entry header is truncated")
     try:
-        return Entry(parts[2], int(parts[0]), int(parts[1]))
+        return StoredEntry(parts[2], int(parts[0]), int(parts[1]))
     except ValueError as exc:
         raise SerializationError(f"catalog entry header is corrupt: {exc}") from exc
 
 
-def decode(entry: Entry, model: type[Any] | None) -> Any:
+def decode(entry: StoredEntry, model: type[Any] | None) -> Any:
     """The entry's value, into ``model`` when given; ``SerializationError`` when unreadable."""
     return codec.decode(entry.payload, model)
 

@@ -26,9 +26,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cache.catalog._entry import Entry, decode, pack, unpack, xfetch_due
-from cache.catalog._singleflight import Backoff, FillLock, FillTimeoutError, LocalFlights
+from cache.backoff import Backoff
+from cache.catalog._entry import StoredEntry, decode, pack, unpack, xfetch_due
+from cache.catalog._singleflight import FillLock, FillTimeoutError, LocalFlights, poll_backoff
 from cache.catalog._stats import CatalogCounters
+from cache.clock import WallMs, wall_ms
 from cache.config import CatalogSettings
 from cache.errors import CacheError, SerializationError, ValueTooLargeError, translate_errors
 from cache.keys import KeyBuilder
@@ -37,7 +39,7 @@ from cache.service import CacheService
 
 log = logging.getLogger(__name__)
 Loader = Callable[[], Awaitable[Any]]
-Found = tuple[Any, Entry]
+Found = tuple[Any, StoredEntry]
 """A decoded value and the entry it came from; ``None`` stands for a miss."""
 
 
@@ -47,10 +49,6 @@ class LoaderFailed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class Filler:
@@ -64,7 +62,7 @@ class Filler:
         settings: CatalogSettings,
         counters: CatalogCounters,
         rng: random.Random | None = None,
-        clock_ms: Callable[[], int] = wall_ms,
+        clock_ms: WallMs = wall_ms,
     ) -> None:
         self.service = service
         self.scripts = scripts
@@ -95,7 +93,7 @@ class Filler:
         with translate_errors(key, operation="SET"):
             await self.service.client.set(key, stored, px=ttl_ms)
 
-    def due(self, entry: Entry) -> bool:
+    def due(self, entry: StoredEntry) -> bool:
         """Whether this reader should refresh ``entry`` early (XFetch)."""
         beta = self.settings.xfetch_beta
         return xfetch_due(self.clock_ms(), entry.expiry_ms, entry.delta_ms, beta, self.rng)
@@ -154,7 +152,7 @@ class Filler:
         self, key: str, loader: Loader, model: type[Any] | None, ttl_ms: int, deadline: float
     ) -> Any:
         lock_key = self.keys.catalog_fill_lock(key)
-        backoff = Backoff(self.settings.poll_initial, self.settings.poll_max, self.rng)
+        backoff = poll_backoff(self.settings.poll_initial, self.settings.poll_max, self.rng)
         waited = False
         while True:
             lock = FillLock(self.service, self.scripts, lock_key, self.settings.fill_lock_ttl)

@@ -4,9 +4,10 @@
   future), so a process sends one lock attempt and at most one poller per key to the store.
 - ``FillLock``: the fleet-wide lease (SET NX PX with a random token). Its holder renews it
   while loading, so a slow loader keeps it and a dead holder loses it after one lease; release
-  and renewal compare the token in Lua, so a holder whose lease passed on cannot free the
-  next holder's lock.
-- ``Backoff``: the waiters' poll delays, growing with jitter up to a cap (no hard polling).
+  and renewal are the lease primitive's (``cache.coordination.Lease``): they compare the
+  token, so a holder whose lease passed on cannot free the next holder's lock.
+- ``poll_backoff``: the waiters' poll delays (``cache.backoff``), growing x1.5 per step with
+  +-25% jitter up to a cap (no hard polling).
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+from cache.backoff import Backoff, Jitter
 from cache.cancellation import cancel_and_wait
+from cache.coordination._lease import Lease
 from cache.errors import CacheError
 from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
@@ -89,18 +92,9 @@ class LocalFlights:
                 del self._running[key]
 
 
-class Backoff:
+def poll_backoff(initial: float, cap: float, rng: random.Random | None = None) -> Backoff:
     """Poll delays: ``initial``, then x1.5 per step up to ``cap``, each +-25% jitter."""
-
-    def __init__(self, initial: float, cap: float, rng: random.Random | None = None) -> None:
-        self.delay = initial
-        self.cap = max(cap, initial)
-        self.rng = rng or random.Random()
-
-    def next(self) -> float:
-        current = min(self.delay, self.cap)
-        self.delay = min(self.delay * 1.5, self.cap)
-        return current * self.rng.uniform(0.75, 1.25)
+    return Backoff(initial, max(cap, initial), factor=1.5, jitter=Jitter.SPREAD, rng=rng)
 
 
 class FillLock:
@@ -112,15 +106,16 @@ class FillLock:
         self.key = key
         self.lease_ms = max(1, round(lease * 1000))
         self.token = secrets.token_hex(16)
+        self.lease = Lease(scripts)
 
     async def acquire(self) -> bool:
         """True when this caller now holds the lease."""
-        return await self.service.set_nx(self.key, self.token, ttl=self.lease_ms / 1000)
+        return await self.lease.acquire(self.key, self.token, self.lease_ms)
 
     async def release(self) -> None:
         """Free the lock if still ours; store errors are logged (the lease expires anyway)."""
         try:
-            await self.scripts.run("catalog_unlock", [self.key], [self.token])
+            await self.lease.release(self.key, self.token)
         except CacheError as exc:
             log.warning("could not release fill lock, it will expire: %s", exc)
 
@@ -129,9 +124,7 @@ class FillLock:
         while True:
             await asyncio.sleep(interval)
             try:
-                kept = await self.scripts.run(
-                    "catalog_renew", [self.key], [self.token, self.lease_ms]
-                )
+                kept = await self.lease.extend(self.key, self.token, self.lease_ms)
             except CacheError as exc:
                 log.warning("fill lock renewal failed: %s", exc)
                 continue

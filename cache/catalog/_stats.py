@@ -21,7 +21,7 @@ from cache.errors import CacheError, translate_errors
 
 log = logging.getLogger(__name__)
 
-COUNTERS = (
+CATALOG_COUNTERS = (
     "hits",  # a read found a usable value
     "misses",  # a read found nothing (or an unreadable value)
     "refreshes",  # early (XFetch) refreshes started
@@ -47,8 +47,8 @@ class CatalogCounters:
         self.client = client
         self.stats_key = stats_key
         self.flush_interval = flush_interval
-        self.local: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self._pending: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.local: dict[str, int] = dict.fromkeys(CATALOG_COUNTERS, 0)
+        self._pending: dict[str, int] = dict.fromkeys(CATALOG_COUNTERS, 0)
         self._next_flush = time.monotonic() + flush_interval
         self._flushing = False
 
@@ -110,6 +110,6 @@ class CatalogCounters:
         except CacheError as exc:
             log.debug("catalog fleet stats unavailable: %s", exc)
             return figures
-        for name in COUNTERS:
+        for name in CATALOG_COUNTERS:
             figures[f"fleet_{name}"] = fleet.get(name, 0)
         return figures

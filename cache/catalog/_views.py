@@ -1,4 +1,4 @@
-"""The named set_/get_ pairs of the six catalog views (DESIGN.md section 2).
+"""The named set_/get_ pairs of the six catalog views (the calls docs/catalog.md lists).
 
 Thin, typed wrappers over ``CatalogCache.get``/``set``: with ``model`` a getter returns that
 model (or None), without it the plain JSON value (or None).

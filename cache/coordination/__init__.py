@@ -4,12 +4,15 @@
 ``LockService`` hands out leases (``Lock``: token, fencing number, renewal; ``hold()`` returns
 a ``Holding`` context that cancels its body when the lease is lost, raising ``LockLost``).
 ``RateLimiter`` checks per-user, per-action limits (GCRA or fixed window) and returns a
-``RateLimitResult``. The lease primitive behind locks will live here too.
+``RateLimitResult``. ``Lease`` is the one lease primitive (take, compare-and-renew,
+compare-and-delete a token lease) that locks, the catalog fill lock, the maintenance run guard
+and worker job leases all use.
 
-Private modules behind it (import them only to test their internals): ``_locks``,
-``_ratelimit``. See docs/coordination.md.
+Private modules behind it (import them only to test their internals): ``_lease``,
+``_locks``, ``_ratelimit``. See docs/coordination.md.
 """
 
+from cache.coordination._lease import Lease
 from cache.coordination._locks import Holding, Lock, LockError, LockLost, LockService, LockTimeout
 from cache.coordination._ratelimit import (
     MAX_LIMIT,
@@ -23,6 +26,7 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_WINDOW_SECONDS",
     "Holding",
+    "Lease",
     "Lock",
     "LockError",
     "LockLost",

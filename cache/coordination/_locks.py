@@ -4,7 +4,8 @@ A lock is the key ``seen:lock:{<name>}`` holding the holder's random token, with
 lease). Acquiring also increments ``seen:lock:{<name>}:fence`` in the same script, so every
 acquisition gets a fencing token larger than all before it: a resource that remembers the
 highest token it has seen can refuse a holder that was paused past its lease. Release and
-extend are compare-and-act scripts: a wrong or expired token returns False and changes nothing.
+extend are the lease primitive's compare-and-act scripts (``_lease``): a wrong or expired token
+returns False and changes nothing.
 
 ``hold()`` renews the lease in the background every ``ttl * renew_fraction``. When the lease
 is lost (renewal refused, or the store unreachable until the lease must have run out) the body
@@ -22,8 +23,10 @@ import time
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
+from cache.coordination._lease import Lease
 from cache.errors import CacheError
 from cache.keys import KeyBuilder
 from cache.numbers import seconds_arg
@@ -104,7 +107,8 @@ class Lock:
 
 
 class LockService:
-    """The lock API (``manager.locks``); the seed's acquire/release live on ``manager.session``."""
+    """The lock API (``manager.locks``); the compatibility calls ``acquire_lock``/``release_lock``
+    live on ``manager.session``."""
 
     def __init__(
         self,
@@ -119,6 +123,8 @@ class LockService:
         self.keys = keys
         self.default_ttl = default_ttl
         self.settings = settings or LockSettings()
+        self.lease = Lease(scripts)
+        self.rng = random.Random()
         self._counters = dict.fromkeys(
             ("acquired", "contended", "timeouts", "released", "renewed", "lost"), 0
         )
@@ -162,7 +168,8 @@ class LockService:
         )
         token = secrets.token_hex(16)
         deadline = time.monotonic() + wait
-        step = self.settings.retry_base
+        base = self.settings.retry_base
+        backoff = Backoff(base, max(self.settings.retry_cap, base), rng=self.rng)
         while True:
             lock, holder_ms = await self._attempt(name, token, ms)
             if lock is not None:
@@ -174,16 +181,14 @@ class LockService:
                     f"lock {name!r} still held by another owner after {wait:g}s",
                     key=self.keys.lock(name),
                 )
-            pause = step / 2 + random.uniform(0, step / 2)
-            await asyncio.sleep(min(pause, left, holder_ms / 1000 + 0.001))
-            step = min(step * 2, self.settings.retry_cap)
+            await asyncio.sleep(min(backoff.next(), left, holder_ms / 1000 + 0.001))
 
     async def release(self, name: str, token: str) -> bool:
         """Release with the acquisition's token; False (nothing changed) for any other token."""
         key = self.keys.lock(name)
         if not isinstance(token, str) or not token:
             return False
-        done = int(await self.scripts.run("lock_release", [key], [token])) == 1
+        done = await self.lease.release(key, token)
         if done:
             self._counters["released"] += 1
         return done
@@ -199,7 +204,7 @@ class LockService:
             raise ValueError(f"ttl must be a positive number of milliseconds, got {ms!r}")
         if not isinstance(token, str) or not token:
             return False
-        done = int(await self.scripts.run("lock_extend", [key], [token, ms])) == 1
+        done = await self.lease.extend(key, token, ms)
         if done:
             self._counters["renewed"] += 1
         return done

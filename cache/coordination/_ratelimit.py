@@ -11,8 +11,8 @@ skewed clocks agree; the key lives at most one window (``burst * T``, plus 2 ms)
 simple, but allows ``2 * limit`` around a window boundary and then locks callers out until the
 window ends.
 
-The seed's ``rate_limit_check(user_id, action, limit, window) -> bool`` uses GCRA with
-``burst = limit``: the same ``limit`` calls at once as the seed's counter, but refilled smoothly
+The compatibility call ``rate_limit_check(user_id, action, limit, window) -> bool`` uses GCRA with
+``burst = limit``: the same ``limit`` calls at once as a fixed-window counter, but refilled smoothly
 instead of all at the boundary, with an honest ``retry_after`` (waiting it makes the next call
 pass) and no thundering herd when a window rolls over.
 """
@@ -161,7 +161,7 @@ class RateLimiter:
         return self._count(_result(raw, limit))
 
     async def allow(self, user_id: str, action: str, limit: int, window: Window) -> bool:
-        """The seed's ``rate_limit_check``: GCRA with ``burst = limit``."""
+        """The compatibility call ``rate_limit_check``: GCRA with ``burst = limit``."""
         return (await self.check(user_id, action, limit, window)).allowed
 
     async def reset(self, user_id: str, action: str) -> int:

@@ -15,10 +15,11 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.config import CacheConfig
 from cache.download import _calls
 from cache.download._events import EventFollower
-from cache.download._layout import DownloadLayout, now_ms, parse_member
+from cache.download._layout import DownloadLayout, parse_member
 from cache.download._models import (
     ApplyOutcome,
     DownloadProgress,
@@ -39,7 +40,7 @@ from cache.scripts import ScriptCall, ScriptRunner
 from cache.service import TTL, CacheService
 
 M = TypeVar("M", bound=BaseModel)
-COUNTERS = (
+DOWNLOAD_OUTCOMES = (
     "applied",
     "stale",
     "duplicate",
@@ -77,7 +78,7 @@ class DownloadCache:
     # -- applying updates ---------------------------------------------------------------
     async def set_progress(self, update: ProgressUpdate, *, now: int | None = None) -> ApplyOutcome:
         """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors."""
-        keys, args = _calls.apply(self.layout, update, now or now_ms())
+        keys, args = _calls.apply(self.layout, update, now or wall_ms())
         return ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
 
     def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:
@@ -89,7 +90,7 @@ class DownloadCache:
         self, updates: Sequence[ProgressUpdate], *, now: int | None = None
     ) -> list[ApplyOutcome]:
         """Apply many updates in one pipelined round trip; outcomes in input order."""
-        stamp = now or now_ms()
+        stamp = now or wall_ms()
         calls = [_calls.apply(self.layout, u, stamp) for u in updates]
         return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
 
@@ -232,7 +233,7 @@ class DownloadCache:
         most one short command (well under a millisecond for 500 entries).
         """
         size = count_arg(batch or self.config.download.cleanup_batch, "batch")
-        cutoff = now_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
+        cutoff = wall_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
         removed = 0
         for shard in self.layout.all_shards():
             while True:
@@ -276,7 +277,7 @@ class DownloadCache:
                 for shard in self.layout.all_shards():
                     pipe.hgetall(self.layout.shard_keys[shard].stats)
                 rows = await pipe.execute()
-        totals = dict.fromkeys(COUNTERS, 0)
+        totals = dict.fromkeys(DOWNLOAD_OUTCOMES, 0)
         for row in rows:
             for name, value in row.items():
                 field = name.decode()

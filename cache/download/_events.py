@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from cache.codec import as_text
 from cache.download._layout import DownloadLayout
 from cache.download._models import DownloadProgress, progress_from_fields
 from cache.errors import translate_errors
@@ -69,7 +70,7 @@ class EventFollower:
             )
         events: list[ProgressEvent] = []
         for raw_key, entries in reply or []:
-            key = raw_key.decode() if isinstance(raw_key, bytes) else raw_key
+            key = as_text(raw_key)
             shard = self.streams[key]
             for raw_id, fields in entries:
                 entry_id = raw_id.decode()

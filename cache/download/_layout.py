@@ -9,16 +9,16 @@ How each download script is called (its KEYS and ARGV): ``cache.download._calls`
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.config import CacheConfig
 from cache.keys import KeyBuilder, shard_of, validate_id
 
-
-def now_ms() -> int:
-    """Wall-clock milliseconds: the time base of ``updated_at``, index scores and leases."""
-    return time.time_ns() // 1_000_000
+now_ms = wall_ms
+"""Wall-clock milliseconds (``cache.clock.wall_ms``): the time base of ``updated_at``, index
+scores and leases; the name ``cache.download.now_ms`` is public and kept."""
 
 
 def member(job_id: str, user_id: str) -> str:
@@ -28,7 +28,7 @@ def member(job_id: str, user_id: str) -> str:
 
 def parse_member(raw: bytes | str) -> tuple[str, str]:
     """``(job_id, user_id)`` of an index member."""
-    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    text = as_text(raw)
     job, _, user = text.partition(":")
     return job, user
 

@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from cache.codec import as_text
 from cache.keys import validate_id
 
 MAX_INT = 2**53 - 1
@@ -118,18 +119,12 @@ class DownloadProgress(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def speed_mbps(self) -> float:
-        """The seed's view of ``speed``: megabits per second."""
+        """The compatibility view of ``speed`` for existing readers: megabits per second."""
         return round(self.speed * 8 / 1_000_000, 3)
 
     @property
     def terminal(self) -> bool:
         return self.status.terminal
-
-
-def _text(value: bytes | str | None) -> str:
-    if value is None:
-        return ""
-    return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
 
 
 def _int(fields: Mapping[str, str], name: str, default: int = 0) -> int:
@@ -144,7 +139,7 @@ def progress_from_fields(
     fields: Mapping[bytes, bytes] | Mapping[str, str], job_id: str | None = None
 ) -> DownloadProgress | None:
     """Parse a progress hash (HGETALL) or an event entry; None when empty or unreadable."""
-    text = {_text(k): _text(v) for k, v in fields.items()}
+    text = {as_text(k): as_text(v) for k, v in fields.items()}
     job = job_id or text.get("job")
     if not job or not text.get("status"):
         return None

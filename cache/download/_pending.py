@@ -1,9 +1,9 @@
-"""The store side of coalescing: pending slots and one scheduled drain job per shard.
+"""The store side of coalescing: pending updates and one scheduled drain job per shard.
 
-A producer ``put``s an update into its download's slot (only a newer seq replaces it) and, in
-the same script, learns whether the shard needs a drain job: the put either finds one
+A producer ``put``s an update as its download's pending update (only a newer seq replaces
+it) and, in the same script, learns whether the shard needs a drain job: the put either finds one
 scheduled (nothing to do) or schedules a fresh id that the caller must enqueue. A drain job
-``claim``s (unschedules) itself first and then applies every pending slot of the shard, each
+``claim``s (unschedules) itself first and then applies every pending update of the shard, each
 consumed atomically with its apply. docs/progress.md proves this loses no update. This module
 never enqueues: the jobs layer (``jobs.client.ProgressPublisher``) does, with the ids returned
 here. Drain ids come from one factory given at construction (``new_drain_id`` by default).
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.download import _calls
-from cache.download._layout import DownloadLayout, now_ms, parse_member
+from cache.download._layout import DownloadLayout, parse_member
 from cache.download._models import ApplyOutcome, ProgressUpdate, PublishOutcome
 from cache.errors import translate_errors
 from cache.numbers import count_arg, seconds_arg
@@ -68,7 +69,7 @@ class DrainReport:
 
 
 class PendingUpdates:
-    """Pending slots, the per-shard pending set and the per-shard drain record."""
+    """Pending pending updates, the per-shard pending set and the per-shard drain record."""
 
     def __init__(
         self,
@@ -85,7 +86,7 @@ class PendingUpdates:
     async def put_many(self, updates: Sequence[ProgressUpdate]) -> list[PutResult]:
         """Store each update as its download's pending one (if newest), in one pipelined round
         trip; results in input order. One fresh drain id per shard touched."""
-        now = now_ms()
+        now = wall_ms()
         candidates: dict[int, str] = {}
         calls = []
         shards: list[int] = []
@@ -119,8 +120,8 @@ class PendingUpdates:
         return [parse_member(m) for m in members], bool(scheduled)
 
     async def apply(self, shard: int, downloads: Sequence[tuple[str, str]]) -> list[ApplyOutcome]:
-        """Apply and consume the pending slots of ``downloads`` in one round trip."""
-        now = now_ms()
+        """Apply and consume the pending updates of ``downloads`` in one round trip."""
+        now = wall_ms()
         calls = [_calls.apply_pending(self.layout, shard, j, u, now) for j, u in downloads]
         return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
 
@@ -160,7 +161,7 @@ class PendingUpdates:
         """Schedule a drain for ``shard`` if it has pending updates and none is scheduled (or
         the scheduled one is older than the lease). Returns the new id to enqueue, if any."""
         lease = self.layout.lease_ms if lease_ms is None else count_arg(lease_ms, "lease_ms")
-        keys, args = _calls.drain_kick(self.layout, shard, self.drain_ids(shard), now_ms(), lease)
+        keys, args = _calls.drain_kick(self.layout, shard, self.drain_ids(shard), wall_ms(), lease)
         code, found = await self.scripts.run("download_drain_kick", keys, args)
         outcome = PublishOutcome(int(code))  # 0 nothing pending, 1 scheduled, 2/3 enqueue
         return found.decode() if outcome.needs_enqueue else None

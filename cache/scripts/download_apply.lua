@@ -7,8 +7,8 @@
 -- KEYS[3]: seen:{dl:<s>}:user:<user>      zset <job> -> last update ms (trimmed to ARGV[4])
 -- KEYS[4]: seen:{dl:<s>}:events           stream, one entry per applied update (MAXLEN ~ ARGV[6])
 -- KEYS[5]: seen:{dl:<s>}:stats            hash of counters
--- KEYS[6]: seen:{dl:<s>}:pending:<job>    coalesced slot: read and deleted in "pending" mode
--- KEYS[7]: seen:{dl:<s>}:pending          zset of downloads with a slot: member removed in "pending" mode
+-- KEYS[6]: seen:{dl:<s>}:pending:<job>    pending update: read and deleted in "pending" mode
+-- KEYS[7]: seen:{dl:<s>}:pending          zset of downloads with a pending update: member removed in "pending" mode
 -- ARGV[1]: mode: "direct" (the update is ARGV[9..14]) or "pending" (the update is KEYS[6])
 -- ARGV[2]: now, ms (updated_at and index scores)
 -- ARGV[3]: TTL of a non-terminal download, ms

@@ -1,6 +1,6 @@
 -- Make sure a drain job is scheduled for a shard that has pending updates (the sweeper, and a
 -- drain job handing on after its time budget). Same scheduling rule as download_pending_put.
--- KEYS[1]: seen:{dl:<s>}:pending   zset of downloads with a pending slot
+-- KEYS[1]: seen:{dl:<s>}:pending   zset of downloads with a pending update
 -- KEYS[2]: seen:{dl:<s>}:drain     hash id, at: the shard's scheduled drain job
 -- ARGV[1]: a fresh drain job id, used when no drain is scheduled
 -- ARGV[2]: now, ms

@@ -1,6 +1,6 @@
--- Coalescing put: keep only the newest not-yet-applied update of a download in its slot, and
+-- Coalescing put: keep only the newest not-yet-applied update of a download (its pending update), and
 -- make sure exactly one drain job is scheduled for the shard (docs/progress.md has the proof).
--- KEYS[1]: seen:{dl:<s>}:pending:<job>    slot hash: the newest pending update of the download
+-- KEYS[1]: seen:{dl:<s>}:pending:<job>    pending update hash: the newest not-yet-applied update of the download
 -- KEYS[2]: seen:{dl:<s>}:pending          zset "<job>:<user>" -> ms of the first pending put
 -- KEYS[3]: seen:{dl:<s>}:drain            hash id, at: the shard's scheduled drain job
 -- KEYS[4]: seen:{dl:<s>}:progress:<job>   applied state: updates not newer than it are dropped here
@@ -16,7 +16,7 @@
 -- ARGV[9]: a fresh drain job id, used when no drain is scheduled
 -- ARGV[10]: now, ms
 -- ARGV[11]: lease, ms: a drain scheduled longer ago than this is replaced by ARGV[9]
--- ARGV[12]: TTL of the slot, the pending set and the drain record, ms
+-- ARGV[12]: TTL of the pending update, the pending set and the drain record, ms
 -- returns: {code, drain job id or ""}: 0 ignored (not newer than the applied or pending update),
 --          1 stored, drain already scheduled; 2 stored, enqueue the returned (new) id;
 --          3 stored, the scheduled drain outlived its lease: enqueue the returned (new) id that
@@ -32,10 +32,10 @@ if cur[1] then
   if cur[3] and cur[3] ~= ARGV[2] then count('rejected') return {4, ''} end
   if seq <= tonumber(cur[1]) or TERMINAL[cur[2]] then count('ignored') return {0, ''} end
 end
-local slot = redis.call('HMGET', KEYS[1], 'seq', 'user')
-if slot[1] then
-  if slot[2] ~= ARGV[2] then count('rejected') return {4, ''} end
-  if seq <= tonumber(slot[1]) then count('ignored') return {0, ''} end
+local pending = redis.call('HMGET', KEYS[1], 'seq', 'user')
+if pending[1] then
+  if pending[2] ~= ARGV[2] then count('rejected') return {4, ''} end
+  if seq <= tonumber(pending[1]) then count('ignored') return {0, ''} end
 end
 
 redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'status', ARGV[4], 'done', ARGV[5], 'total', ARGV[6],

@@ -1,7 +1,10 @@
--- Release a lock, only by the holder of the token (a compare-and-delete).
--- KEYS[1]: seen:lock:{<name>}   the lock; its value is the holder's token
+-- Release a lease, only by the holder of the token (a compare-and-delete).
+-- The one release of every lease (cache/coordination/_lease.py): locks, the catalog fill
+-- lock, the maintenance run guard and worker job leases.
+-- KEYS[1]: the lease key; its value is the holder's token (seen:lock:{<name>},
+--          seen:catalog:<kind>:{<tag>}:g<gen>:fill, arq:in-progress:<job id>)
 -- ARGV[1]: the token given at acquisition
--- returns: integer; 1 when released, 0 when the lock is not held with this token
+-- returns: integer; 1 when released, 0 when the lease is not held with this token
 --          (expired, taken over or never held: nothing is changed)
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])

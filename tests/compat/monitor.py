@@ -29,7 +29,7 @@ _ESCAPES = {"n": b"\n", "r": b"\r", "t": b"\t", "a": b"\a", "b": b"\b", '"': b'"
 
 
 @dataclass(frozen=True)
-class Entry:
+class MonitorLine:
     """One MONITOR line: who ran it (an address, or ``lua``) and the command's arguments."""
 
     source: str
@@ -71,11 +71,11 @@ def split_args(text: str) -> list[bytes]:
     return out
 
 
-def parse_line(line: str) -> Entry | None:
+def parse_line(line: str) -> MonitorLine | None:
     match = _HEAD.match(line)
     if not match:
         return None
-    return Entry(source=match.group(3), args=tuple(split_args(match.group(4))))
+    return MonitorLine(source=match.group(3), args=tuple(split_args(match.group(4))))
 
 
 class MonitorRecorder:
@@ -89,7 +89,7 @@ class MonitorRecorder:
         first = self.reader.readline()
         if not first.startswith(b"+OK"):
             raise RuntimeError(f"MONITOR refused: {first!r}")
-        self.entries: list[Entry] = []
+        self.entries: list[MonitorLine] = []
         self.cond = threading.Condition()
         self.markers: set[str] = set()
         self.thread = threading.Thread(target=self._pump, name="monitor", daemon=True)
@@ -128,7 +128,7 @@ class MonitorRecorder:
             self.markers.discard(marker)
             return len(self.entries)
 
-    def slice(self, start: int, end: int) -> list[Entry]:
+    def slice(self, start: int, end: int) -> list[MonitorLine]:
         with self.cond:
             return self.entries[start:end]
 
@@ -140,7 +140,7 @@ class MonitorRecorder:
 
 
 def violations(
-    entries: list[Entry], command_keys: CommandKeys, names: dict[str, str] | None = None
+    entries: list[MonitorLine], command_keys: CommandKeys, names: dict[str, str] | None = None
 ) -> list[str]:
     """Every breach of the Dragonfly rules in ``entries``.
 

@@ -1,5 +1,5 @@
-"""Non-finite waits, TTLs, windows and timeouts are refused at once, naming the argument
-(issue 10, item 7): ``locks.acquire(wait=nan)`` on a held lock used to wait forever, and an
+"""Non-finite waits, TTLs, windows and timeouts are refused at once, naming the argument:
+``locks.acquire(wait=nan)`` on a held lock used to wait forever, and an
 infinite ``older_than`` crashed with OverflowError. Every call runs under a 5 s timeout so a
 regression fails instead of hanging."""
 

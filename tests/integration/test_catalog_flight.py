@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from cache.catalog import CatalogCache, FillTimeoutError
-from cache.catalog._fill import wall_ms
+from cache.clock import wall_ms
 from cache.config import CacheConfig, CatalogSettings
 from cache.errors import CacheConnectionError, SerializationError
 from cache.manager import CacheManager

@@ -1,4 +1,4 @@
-"""Ids ending in a newline never reach the store (issue 10, item 6): the three cases seen in the
+"""Ids ending in a newline never reach the store: the three cases seen in the
 field, against a real server and a real ARQ worker."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The JSON helpers store strict JSON only (issue 10, item 7): NaN and Infinity are refused
+"""The JSON helpers store strict JSON only: NaN and Infinity are refused
 with a CacheError before anything is written (Go and JavaScript readers cannot parse them), and
 nesting too deep for Python is a CacheError on write and on read, never a RecursionError."""
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.config import CacheConfig
-from cache.coordination import Lock, LockLost, LockTimeout
+from cache.coordination import Lease, Lock, LockLost, LockTimeout
 from cache.errors import InvalidKeyError
 from cache.manager import CacheManager
 
@@ -219,7 +219,7 @@ async def test_outside_cancellation_is_not_turned_into_lock_lost(
     assert await raw.exists("seen:lock:{cancelled}") == 0  # released on the way out
 
 
-async def test_seed_api_on_session(manager: CacheManager, raw: Redis) -> None:
+async def test_compatibility_calls_on_session(manager: CacheManager, raw: Redis) -> None:
     lock_id, acquired = await manager.session.acquire_lock("seed")
     assert acquired and lock_id
     assert 29_000 < await raw.pttl("seen:lock:{seed}") <= 30_000  # settings ttl.lock
@@ -256,3 +256,32 @@ async def test_lock_returns_are_integers(manager: CacheManager) -> None:
     assert await runner.run("lock_extend", keys[:1], ["t", 1000]) == 1
     assert await runner.run("lock_release", keys[:1], ["u"]) == 0
     assert await runner.run("lock_release", keys[:1], ["t"]) == 1
+
+
+async def test_the_lease_primitive_takes_renews_and_gives_back(
+    manager: CacheManager, raw: Redis
+) -> None:
+    """The one lease behind locks, the fill lock, the run guard and job leases."""
+    lease = Lease(manager.scripts)
+    key = "seen:lock:{lease-test}"
+    assert await lease.acquire(key, "a", 5000)
+    assert not await lease.acquire(key, "b", 5000)
+    assert not await lease.acquire(key, "a", 5000)  # plain acquire is not re-entrant
+    assert await lease.acquire_reentrant(key, "a", 9000)  # the same token takes it again
+    assert 8000 < await raw.pttl(key) <= 9000
+    assert not await lease.acquire_reentrant(key, "b", 9000)
+    assert not await lease.extend(key, "b", 20_000)
+    assert await lease.extend(key, "a", 20_000)
+    assert 19_000 < await raw.pttl(key) <= 20_000
+    other = "seen:lock:{lease-other}"
+    await raw.set(other, b"t2", px=1000)
+    assert await lease.extend_many([(key, "a"), (other, b"t2"), (other, "x")], 30_000) == [
+        True,
+        True,
+        False,
+    ]
+    assert await raw.pttl(other) > 20_000
+    assert not await lease.release(key, "b")
+    assert await lease.release(key, "a")
+    assert await raw.exists(key) == 0
+    assert not await lease.release(key, "a")

@@ -1,4 +1,4 @@
-"""CacheService against a real server: the seed's list plus bad input."""
+"""CacheService against a real server: every documented call plus bad input."""
 
 from __future__ import annotations
 

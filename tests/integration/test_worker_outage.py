@@ -9,9 +9,10 @@ import pytest
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
+from cache.backoff import Backoff
 from cache.errors import CacheConnectionError, CacheResponseError
 from worker.embedded import EmbeddedServer, free_port
-from worker.outage import Backoff, OutageLog, StartupTimeout, is_store_outage, wait_until_reachable
+from worker.outage import OutageLog, StartupTimeout, is_store_outage, wait_until_reachable
 
 
 def test_store_outage_errors() -> None:

@@ -12,8 +12,8 @@ from redis.asyncio import Redis
 from cache.catalog import CatalogCache
 from cache.catalog._entry import (
     CatalogKind,
-    Entry,
     Scope,
+    StoredEntry,
     canonical_search,
     decode,
     normalise_query,
@@ -21,7 +21,7 @@ from cache.catalog._entry import (
     unpack,
     xfetch_due,
 )
-from cache.catalog._singleflight import Backoff, FillTimeoutError, LocalFlights
+from cache.catalog._singleflight import FillTimeoutError, LocalFlights, poll_backoff
 from cache.config import CacheConfig, CatalogSettings, TTLSettings
 from cache.errors import InvalidKeyError, SerializationError
 from cache.keys import KeyBuilder
@@ -80,7 +80,7 @@ def test_canonical_search_filters() -> None:
 
 def test_pack_unpack_round_trip() -> None:
     stored = pack(b'{"a":1}', 1_700_000_000_123, 42)
-    assert unpack(stored) == Entry(b'{"a":1}', 1_700_000_000_123, 42)
+    assert unpack(stored) == StoredEntry(b'{"a":1}', 1_700_000_000_123, 42)
     assert decode(unpack(stored), None) == {"a": 1}
     # a payload may itself contain the separator, and may be compressed binary
     binary = b"\x00z\x78\x9c:::\xff"
@@ -89,7 +89,7 @@ def test_pack_unpack_round_trip() -> None:
 
 
 def test_unpack_bare_and_corrupt() -> None:
-    assert unpack(b'{"legacy":true}') == Entry(b'{"legacy":true}')
+    assert unpack(b'{"legacy":true}') == StoredEntry(b'{"legacy":true}')
     with pytest.raises(SerializationError):
         unpack(b"\x00m12")
     with pytest.raises(SerializationError):
@@ -126,7 +126,7 @@ def test_xfetch_beta_makes_refresh_earlier() -> None:
 
 
 def test_backoff_grows_caps_and_jitters() -> None:
-    backoff = Backoff(0.01, 0.1, random.Random(3))
+    backoff = poll_backoff(0.01, 0.1, random.Random(3))
     delays = [backoff.next() for _ in range(20)]
     assert 0.0075 <= delays[0] <= 0.0125
     assert all(d <= 0.1 * 1.25 for d in delays)

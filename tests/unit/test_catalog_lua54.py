@@ -69,14 +69,14 @@ def test_bump_from_a_counter_ahead_of_the_clock() -> None:
     assert store.data["g"] == str(2**52 + 1)
 
 
-def test_unlock_and_renew_compare_the_token() -> None:
+def test_fill_lock_release_and_renew_compare_the_token() -> None:
     store = Store()
     store.data["l"] = "mine"
-    assert run("catalog_renew", store, ["l"], ["theirs", 5000]) == 0
-    assert run("catalog_renew", store, ["l"], ["mine", 5000]) == 1
+    assert run("lock_extend", store, ["l"], ["theirs", 5000]) == 0
+    assert run("lock_extend", store, ["l"], ["mine", 5000]) == 1
     assert store.ttl["l"] == 5000
-    assert run("catalog_unlock", store, ["l"], ["theirs"]) == 0
+    assert run("lock_release", store, ["l"], ["theirs"]) == 0
     assert "l" in store.data
-    assert run("catalog_unlock", store, ["l"], ["mine"]) == 1
+    assert run("lock_release", store, ["l"], ["mine"]) == 1
     assert "l" not in store.data
-    assert run("catalog_unlock", store, ["l"], ["mine"]) == 0
+    assert run("lock_release", store, ["l"], ["mine"]) == 0

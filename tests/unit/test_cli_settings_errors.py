@@ -1,5 +1,5 @@
 """A bad setting stops every ``seen-worker`` command with exit code 2 and one line naming it,
-never a traceback (issue 10, item 7). Runs the real CLI in a subprocess."""
+never a traceback. Runs the real CLI in a subprocess."""
 
 from __future__ import annotations
 

@@ -45,3 +45,11 @@ def test_corrupt_and_non_json() -> None:
         codec.decode(b"{nope")
     with pytest.raises(SerializationError):
         codec.encode({1, 2})
+
+
+def test_as_text_is_the_one_decoder_of_replies() -> None:
+    assert codec.as_text(b"job-1") == "job-1"
+    assert codec.as_text("job-1") == "job-1"
+    assert codec.as_text(None) is None
+    assert codec.as_text("é".encode()) == "é"
+    assert codec.as_text(b"bad\xff") == "bad\ufffd"  # replaced, never raised

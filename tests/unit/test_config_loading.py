@@ -26,7 +26,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_match_the_seed_table(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults_match_the_documented_ttl_table(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     s = load_settings()
     assert (s.ttl.session, s.ttl.user_profile, s.ttl.catalog) == (86400, 900, 300)

@@ -111,7 +111,7 @@ def test_progress_from_hash_and_event_fields() -> None:
     assert progress_from_fields({"status": "weird"}, "dl-1") is None
 
 
-def test_speed_mbps_is_the_seed_view() -> None:
+def test_speed_mbps_is_the_compatibility_view() -> None:
     p = DownloadProgress(
         job_id="a",
         user_id="b",

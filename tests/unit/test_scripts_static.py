@@ -16,6 +16,17 @@ def test_scripts_are_shipped() -> None:
     assert "probe" in SCRIPTS
 
 
+def test_no_two_scripts_share_a_body() -> None:
+    """One script per operation: a lease is renewed and released by the lease primitive's
+    pair (``lock_extend``, ``lock_release``), never by a copy under another name."""
+    bodies: dict[str, str] = {}
+    for name, script in sorted(SCRIPTS.items()):
+        code = [line.strip() for line in script.source.splitlines()]
+        body = "\n".join(line for line in code if line and not line.startswith("--"))
+        assert body not in bodies, f"{name}.lua repeats {bodies.get(body)}.lua"
+        bodies[body] = name
+
+
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_header_and_body_agree(name: str) -> None:
     script = SCRIPTS[name]

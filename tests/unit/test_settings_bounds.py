@@ -1,5 +1,5 @@
 """Every number setting is finite and in range; unknown ``SEEN_*`` variables are reported with
-the nearest valid name (issue 10, item 7). The numeric fields are enumerated from the models."""
+the nearest valid name. The numeric fields are enumerated from the models."""
 
 from __future__ import annotations
 
