@@ -130,6 +130,10 @@ class JobLeases:
             if renewed:
                 lease.valid_until = max(lease.valid_until, sent_at + self._valid_for())
                 self._arm(lease)
+            elif lease.phase == "finishing":
+                # the finish may have deleted the key a moment ago; its own token check
+                # decides, and there is no job function left to cancel
+                log.debug("job %s: renewal refused while finishing", lease.job_id)
             else:
                 self.lose(lease, "the lease expired or another run holds the job")
 
