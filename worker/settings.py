@@ -149,7 +149,7 @@ class HttpSettings(_Section):
     enabled: bool = Field(True, description="serve /metrics, /livez, /readyz")
     addr: str = Field("127.0.0.1:9464", description="host:port to bind; port 0 picks a free port")
     metrics_token: SecretStr | None = Field(
-        None, description="bearer token /metrics requires (SEEN_HTTP_METRICS_TOKEN)"
+        None, description="bearer token /metrics requires; unset = no token"
     )
 
     @field_validator("addr")
