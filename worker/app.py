@@ -14,6 +14,7 @@ timeouts (see ``worker.runtime``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from datetime import UTC
 from typing import Any
@@ -21,14 +22,15 @@ from typing import Any
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function, func
 
-from cache.backoff import Backoff
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, probe, progress, serializer
 from jobs.context import JobContext, arq_job
 from worker.cron import build_cron_jobs
-from worker.outage import OutageLog, wait_until_reachable
+from worker.http.metrics import WorkerMetrics
+from worker.http.server import HttpServer
+from worker.outage import wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument
 from worker.settings import Settings, load_settings
@@ -92,10 +94,9 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     scripts = ScriptRunner(queue)
     manager = await CacheManager.connect(settings, verify=False)
     ctx.update(queue_scripts=scripts, cache=manager)
-    cache_outage = OutageLog(
-        "cache store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
-    )
-    await wait_until_reachable(manager.ping, cache_outage, settings.worker.startup_timeout)
+    runtime.progress_outcomes = manager.download.outcomes
+    await start_http(ctx)
+    await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
     await runtime.start(ctx["redis"])
     if settings.maintenance.warmup_at_startup:
         startup: JobContext = {
@@ -124,12 +125,32 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     )
 
 
+async def start_http(ctx: dict[str, Any]) -> None:
+    """Serve ``/metrics``, ``/livez``, ``/readyz`` (``[http]``); a port that cannot be bound
+    is logged as an error and the worker runs on without them."""
+    settings: Settings = ctx["settings"]
+    runtime: WorkerRuntime = ctx["runtime"]
+    if not settings.http.enabled or runtime.metrics is None:
+        return
+    server = HttpServer(settings.http, runtime.metrics.registry, runtime.readiness)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.error("http.addr %s cannot be bound (%s): no /metrics", settings.http.addr, exc)
+        return
+    ctx["http"] = server
+    runtime.http_port = server.port
+
+
 async def on_shutdown(ctx: dict[str, Any]) -> None:
     runtime: WorkerRuntime = ctx["runtime"]
     await runtime.stop()
     manager: CacheManager | None = ctx.pop("cache", None)
     if manager is not None:
         await manager.aclose()
+    server: HttpServer | None = ctx.pop("http", None)
+    if server is not None:
+        await server.aclose()
     log.info("worker %s stopped", runtime.worker_id)
 
 
@@ -153,7 +174,15 @@ def build_worker_settings(
     w = settings.worker
     functions = job_functions(settings)
     cron_jobs = build_cron_jobs(settings)
-    if settings.sentry.dsn is not None:
+    metrics = WorkerMetrics([f.name for f in functions] + [c.name for c in cron_jobs], runtime)
+    runtime.metrics = metrics
+    functions = [
+        dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine)) for j in functions
+    ]
+    cron_jobs = [
+        dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine)) for j in cron_jobs
+    ]
+    if settings.sentry.dsn is not None:  # outermost: Sentry sees the job as ARQ runs it
         functions, cron_jobs = instrument(functions), instrument(cron_jobs)
     return {
         "functions": functions,

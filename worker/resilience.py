@@ -60,11 +60,29 @@ FINISH_ATTEMPTS = 5
 """A finish re-checks its lease this often when its WATCH fires (our own renewals do that)."""
 
 
+class _AbortingTasks(set[str]):
+    """ARQ's ``aborting_tasks``; ARQ removes a job from it just before counting it failed,
+    which is how an aborted (cancelled) job is told from a failed one."""
+
+    removed = False
+
+    def remove(self, element: str) -> None:
+        super().remove(element)
+        self.removed = True
+
+
 class SeenWorker(Worker):
     """The worker ``seen-worker run`` starts. Needs ``ctx["settings"]`` and ``ctx["runtime"]``."""
 
+    last_outcome: str | None = None
+    """The outcome ARQ counted last (``worker.runtime`` reads it in ``on_job_end``)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._counts = {"complete": 0, "failed": 0, "retried": 0}
         super().__init__(*args, **kwargs)
+        self.aborting_tasks = _AbortingTasks()
+        self.stale_job_ids: set[str] = set()
+        """Jobs whose finish was refused (lease lost), until ``after_job_end`` counts them."""
         self.settings: Settings = self.ctx["settings"]
         self.runtime: WorkerRuntime = self.ctx["runtime"]
         self.in_progress_timeout_s = self.settings.worker.job_lease
@@ -78,6 +96,41 @@ class SeenWorker(Worker):
         self._poll_backoff = Backoff(
             self.settings.worker.backoff_base, self.settings.worker.backoff_cap
         )
+
+    # ARQ's job counters, noting which one moved last
+    def _count(self, outcome: str, value: int) -> None:
+        if value > self._counts[outcome]:
+            aborting = self.__dict__.get("aborting_tasks")
+            if outcome == "failed" and isinstance(aborting, _AbortingTasks) and aborting.removed:
+                aborting.removed = False
+                self.last_outcome = "cancelled"
+            else:
+                self.last_outcome = outcome
+        self._counts[outcome] = value
+
+    @property
+    def jobs_complete(self) -> int:
+        return self._counts["complete"]
+
+    @jobs_complete.setter
+    def jobs_complete(self, value: int) -> None:
+        self._count("complete", value)
+
+    @property
+    def jobs_failed(self) -> int:
+        return self._counts["failed"]
+
+    @jobs_failed.setter
+    def jobs_failed(self, value: int) -> None:
+        self._count("failed", value)
+
+    @property
+    def jobs_retried(self) -> int:
+        return self._counts["retried"]
+
+    @jobs_retried.setter
+    def jobs_retried(self, value: int) -> None:
+        self._count("retried", value)
 
     async def main(self) -> None:
         if self._pool is not None:
@@ -233,6 +286,12 @@ class SeenWorker(Worker):
         dead-lettering a job record ARQ could not run."""
         if self.runtime.leases.token(job_id) is not None:
             await self._dead_letter_record(job_id, result_data)
+        if self.runtime.metrics is not None:  # failed before it ran: no job hooks
+            try:
+                function = json.loads(result_data or b"null").get("f")
+            except (ValueError, AttributeError):
+                function = None
+            self.runtime.metrics.job_ended(function, "failed")
 
         def queue(tr: Any) -> None:
             tr.delete(retry_key_prefix + job_id, in_progress_key(job_id), job_key_prefix + job_id)
@@ -273,6 +332,7 @@ class SeenWorker(Worker):
             leases.ended(job_id)  # finished: a renewal now on its way must not count as lost
             return
         self.stale_finishes += 1
+        self.stale_job_ids.add(job_id)
         log.warning(
             "job %s: not finishing it here, this worker no longer holds its lease (%s)",
             job_id,

@@ -24,6 +24,7 @@ import re
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from arq.constants import in_progress_key_prefix
@@ -31,11 +32,13 @@ from redis.asyncio import Redis
 
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
+from cache.download import ApplyOutcome
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
 from jobs.stats import JOB_OUTCOMES
 from worker.heartbeat import WorkerBeat, add_beat, now_ms, remove_beat
+from worker.http.metrics import WorkerMetrics
 from worker.leases import JobLeases
 from worker.outage import OutageLog, is_store_outage
 from worker.settings import Settings
@@ -78,6 +81,17 @@ class WorkerRuntime:
             "queue store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
         )
         self.beats = 0
+        self.last_beat_at: float | None = None
+        """``time.monotonic()`` of the last beat that reached the store."""
+        self.cache_outage = OutageLog(
+            "cache store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
+        )
+        self.metrics: WorkerMetrics | None = None
+        """Set by ``worker.app.build_worker_settings`` (it knows the function names)."""
+        self.progress_outcomes: Mapping[ApplyOutcome, int] = {}
+        """The cache manager's apply counts (``DownloadCache.outcomes``), set at start-up."""
+        self.http_port: int | None = None
+        """The port ``/metrics`` is served on (the bound one when ``http.addr`` says 0)."""
         self._source: CounterSource | None = None
         self._flushed = dict.fromkeys(JOB_OUTCOMES, 0)
         self._last_flush = 0.0
@@ -95,6 +109,26 @@ class WorkerRuntime:
             return None
         s = self._source
         return {"done": s.jobs_complete, "failed": s.jobs_failed, "retried": s.jobs_retried}
+
+    def metric_totals(self) -> dict[str, Any]:
+        """Counters owned here and by ``SeenWorker``, for ``worker.http.metrics`` scrapes."""
+        return {
+            "leases_lost": self.leases.lost_total,
+            "poll_errors": getattr(self._source, "poll_errors", 0),
+            "outages": {"queue": self.outage.outages, "cache": self.cache_outage.outages},
+            "progress": dict(self.progress_outcomes),
+        }
+
+    def readiness(self) -> str | None:
+        """None when this worker should get work, else why not (``/readyz``)."""
+        if self.state != "running":
+            return f"worker is {self.state}"
+        if self.outage.down:
+            return "queue store unreachable"
+        stale_after = self.settings.health.stale_after
+        if self.last_beat_at is None or time.monotonic() - self.last_beat_at > stale_after:
+            return f"no heartbeat reached the queue store within {stale_after:g}s"
+        return None
 
     async def start(self, client: Redis) -> None:
         """Beat once now (best effort) and keep beating in the background."""
@@ -133,8 +167,17 @@ class WorkerRuntime:
     async def on_job_end(self, ctx: dict[str, Any]) -> None:
         self.running.discard(ctx["job_id"])
         self.leases.phase(ctx["job_id"], "finishing")
+        # ARQ bumps one of its counters and calls this hook with no await in between
+        ctx["outcome"] = getattr(self._source, "last_outcome", None)
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
+        outcome = ctx.get("outcome")
+        stale: set[str] = getattr(self._source, "stale_job_ids", set())
+        if ctx["job_id"] in stale:
+            stale.discard(ctx["job_id"])
+            outcome = "stale"
+        if self.metrics is not None and outcome is not None:
+            self.metrics.job_ended(ctx.get("function"), outcome)
         if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
             try:
                 await self.flush_counts()
@@ -211,6 +254,7 @@ class WorkerRuntime:
             self._give_back(deltas)
             raise
         self.beats += 1
+        self.last_beat_at = time.monotonic()
         self._last_flush = time.monotonic()
 
     async def _beat_logged(self) -> None:

@@ -139,6 +139,39 @@ class SentrySettings(_Section):
         return SecretStr(text)
 
 
+class HttpSettings(_Section):
+    """The worker's own HTTP endpoint: ``/metrics``, ``/livez``, ``/readyz``.
+
+    Loopback by default. ``metrics_token`` makes ``/metrics`` require ``Authorization: Bearer
+    <token>``; a non-loopback ``addr`` without it is logged as a warning at start-up.
+    """
+
+    enabled: bool = Field(True, description="serve /metrics, /livez, /readyz")
+    addr: str = Field("127.0.0.1:9464", description="host:port to bind; port 0 picks a free port")
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token /metrics requires; unset = no token"
+    )
+
+    @field_validator("addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port with a port in 0..65535, got {value!r}")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.addr.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class LogSettings(_Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     json_lines: bool = Field(False, alias="json")
@@ -162,6 +195,7 @@ class Settings(CacheConfig, BaseSettings):
     maintenance: MaintenanceSettings = MaintenanceSettings()
     warmup: WarmupSettings = WarmupSettings()
     sentry: SentrySettings = SentrySettings()
+    http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
 
     _toml_file: ClassVar[Path | None] = None

@@ -9,6 +9,7 @@ never regress a download. Layout and sharding: ``_layout``; the scripts' KEYS an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
 
@@ -73,13 +74,18 @@ class DownloadCache:
         self.scripts = scripts
         self.config = config
         self.layout = DownloadLayout(keys, config)
-        self.pending = PendingUpdates(client, scripts, self.layout, drain_ids)
+        self.outcomes: Counter[ApplyOutcome] = Counter()
+        """Applies by outcome in this process (direct and drained), read by the worker's
+        metrics at scrape time."""
+        self.pending = PendingUpdates(client, scripts, self.layout, drain_ids, self.outcomes)
 
     # -- applying updates ---------------------------------------------------------------
     async def set_progress(self, update: ProgressUpdate, *, now: int | None = None) -> ApplyOutcome:
         """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors."""
         keys, args = _calls.apply(self.layout, update, now or wall_ms())
-        return ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
+        outcome = ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
+        self.outcomes[outcome] += 1
+        return outcome
 
     def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:
         """KEYS and ARGV of ``download_apply.lua`` for ``update``, for tools that send the
@@ -92,7 +98,10 @@ class DownloadCache:
         """Apply many updates in one pipelined round trip; outcomes in input order."""
         stamp = now or wall_ms()
         calls = [_calls.apply(self.layout, u, stamp) for u in updates]
-        return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
+        replies = await self.scripts.run_many("download_apply", calls)
+        outcomes = [ApplyOutcome(int(r)) for r in replies]
+        self.outcomes.update(outcomes)
+        return outcomes
 
     # -- coalescing: pending updates and one drain job per shard ------------------------
     async def publish(self, update: ProgressUpdate) -> PutResult:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -77,11 +78,13 @@ class PendingUpdates:
         scripts: ScriptRunner,
         layout: DownloadLayout,
         drain_ids: DrainIdFactory = new_drain_id,
+        outcomes: Counter[ApplyOutcome] | None = None,
     ) -> None:
         self.client = client
         self.scripts = scripts
         self.layout = layout
         self.drain_ids = drain_ids
+        self.outcomes: Counter[ApplyOutcome] = Counter() if outcomes is None else outcomes
 
     async def put_many(self, updates: Sequence[ProgressUpdate]) -> list[PutResult]:
         """Store each update as its download's pending one (if newest), in one pipelined round
@@ -123,7 +126,10 @@ class PendingUpdates:
         """Apply and consume the pending updates of ``downloads`` in one round trip."""
         now = wall_ms()
         calls = [_calls.apply_pending(self.layout, shard, j, u, now) for j, u in downloads]
-        return [ApplyOutcome(int(r)) for r in await self.scripts.run_many("download_apply", calls)]
+        replies = await self.scripts.run_many("download_apply", calls)
+        outcomes = [ApplyOutcome(int(r)) for r in replies]
+        self.outcomes.update(outcomes)
+        return outcomes
 
     async def drain(
         self,

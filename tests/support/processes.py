@@ -51,6 +51,7 @@ def write_settings(path: Path, addr: str, **sections: dict[str, Any]) -> Path:
             "startup_timeout": 10.0,
         },
         "health": {"stale_after": 1.5},
+        "http": {"addr": "127.0.0.1:0"},
         "maintenance": {
             "cleanup_every": 0,
             "stats_every": 0,

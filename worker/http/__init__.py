@@ -1,0 +1,1 @@
+"""The worker's HTTP surface: ``/metrics``, ``/livez``, ``/readyz`` (``metrics``, ``server``)."""
