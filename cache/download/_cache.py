@@ -2,7 +2,7 @@
 
 Progress is written only by ``download_apply.lua`` (monotonic by ``seq``, terminal states
 final, speed/ETA, TTL, indexes, live event) so duplicated, reordered or replayed updates can
-never regress a download. Layout and sharding: ``_layout``; the scripts' KEYS and ARGV:
+never regress a download. Layout and sharding: ``_layout``; the scripts' key and argument lists:
 ``_calls``; the coalescing producer path (``publish``, ``drain``): ``_pending``; live events:
 ``_events``. docs/progress.md explains the whole pipeline.
 """
@@ -88,7 +88,7 @@ class DownloadCache:
         return outcome
 
     def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:
-        """KEYS and ARGV of ``download_apply.lua`` for ``update``, for tools that send the
+        """The key and argument lists of ``download_apply.lua`` for ``update``, for tools that send the
         script themselves (the benchmark's redis-benchmark run)."""
         return _calls.apply(self.layout, update, now)
 

@@ -1,4 +1,4 @@
-"""How each download script is called: one builder per script, returning ``(KEYS, ARGV)`` in
+"""How each download script is called: one builder per script, returning ``(keys, args)`` in
 the order of that script's header (``cache/scripts/<name>.lua``). Nothing else forms these
 lists, so a header change has exactly one Python counterpart to update.
 """

@@ -4,7 +4,7 @@ Every key of one download sits under its shard's hashtag ``{dl:<shard>}`` with
 ``shard = keys.shard_of(job_id, download.shards)``, so each script touches one shard only and
 Dragonfly (``--lock_on_hashtags``) applies different shards in parallel. Index members are
 ``<job_id>:<user_id>`` (ids never contain ``:``), so a stale entry still names its user index.
-How each download script is called (its KEYS and ARGV): ``cache.download._calls``.
+How each download script is called (its key and argument lists): ``cache.download._calls``.
 """
 
 from __future__ import annotations
