@@ -8,8 +8,9 @@ events (``follower``), caches users' lists and removes stale downloads (``cleanu
 ``member`` is the ``<job>:<user>`` form of the download indexes; ``now_ms`` their time base.
 
 Private modules behind it (import them only to test their internals): ``_models`` (values),
-``_layout`` (shards and keys), ``_calls`` (key and argument lists of each download script, in its header's
-order), ``_pending`` (coalescing), ``_events`` (event streams), ``_cache`` (``DownloadCache``).
+``_layout`` (shards and keys), ``_calls`` (key and argument lists of each download script,
+in its header's order), ``_pending`` (coalescing), ``_events`` (event streams), ``_cache``
+(``DownloadCache``).
 """
 
 from cache.download._cache import DownloadCache

@@ -88,8 +88,8 @@ class DownloadCache:
         return outcome
 
     def apply_call(self, update: ProgressUpdate, now: int) -> ScriptCall:
-        """The key and argument lists of ``download_apply.lua`` for ``update``, for tools that send the
-        script themselves (the benchmark's redis-benchmark run)."""
+        """The key and argument lists of ``download_apply.lua`` for ``update``, for tools
+        that send the script themselves (the benchmark's redis-benchmark run)."""
         return _calls.apply(self.layout, update, now)
 
     async def bulk_update_progress(
