@@ -35,7 +35,6 @@ from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
 from cache.clock import wall_s
-from cache.coordination import Lease
 from cache.errors import CacheError, translate_errors
 from cache.scripts import ScriptRunner
 from jobs.context import JobContext
@@ -172,7 +171,7 @@ class SlotRun:
             if token is None:  # claimed by plain ARQ: its marker holds no token
                 with translate_errors(key, operation="DEL"):
                     await queue.delete(key)
-            elif not await Lease(ScriptRunner(queue)).release(key, token):
+            elif not await self.guard.lease.release(key, token):  # same (queue) store
                 log.warning("%s: lease already gone; its retry may have started", self.name)
             log.info(
                 "%s: cancelled by the shutdown; %s handed back, its retry can start at once",

@@ -97,7 +97,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     runtime.progress_outcomes = manager.download.outcomes
     await start_http(ctx)
     await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
-    await runtime.start(ctx["redis"])
+    await runtime.start(queue, scripts)
     if settings.maintenance.warmup_at_startup:
         startup: JobContext = {
             "cache": manager,

@@ -130,10 +130,11 @@ class WorkerRuntime:
             return f"no heartbeat reached the queue store within {stale_after:g}s"
         return None
 
-    async def start(self, client: Redis) -> None:
-        """Beat once now (best effort) and keep beating in the background."""
+    async def start(self, client: Redis, scripts: ScriptRunner | None = None) -> None:
+        """Beat once now (best effort) and keep beating in the background; ``scripts`` is the
+        worker's runner on the same (queue) store, when it has one."""
         self._client = client
-        self._scripts = ScriptRunner(client)
+        self._scripts = scripts or ScriptRunner(client)
         await self._beat_logged()
         self._task = asyncio.create_task(self._loop(), name=f"heartbeat-{self.worker_id}")
 
