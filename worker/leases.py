@@ -110,10 +110,6 @@ class JobLeases:
         lease = self.held.get(job_id)
         return None if lease is None or lease.lost else lease.token
 
-    def was_lost(self, job_id: str) -> bool:
-        lease = self.held.get(job_id)
-        return lease is not None and lease.lost
-
     async def renew(self, scripts: ScriptRunner) -> None:
         """Renew every held lease in one round trip; refused renewals lose their lease."""
         leases = [lease for lease in self.held.values() if not lease.lost]

@@ -306,12 +306,7 @@ class SeenWorker(Worker):
 
     async def _finish_as_holder(self, job_id: str, queue: Any) -> None:
         leases = self.runtime.leases
-        if job_id not in leases.held:  # not claimed through us (cannot happen in SeenWorker)
-            async with self.pool.pipeline(transaction=True) as tr:
-                queue(tr)
-                await tr.execute()
-            return
-        token = leases.token(job_id)
+        token = leases.token(job_id)  # None: lost, or never claimed through this worker
         key = in_progress_key(job_id)
         for _attempt in range(FINISH_ATTEMPTS):
             if token is None:
@@ -336,7 +331,7 @@ class SeenWorker(Worker):
         log.warning(
             "job %s: not finishing it here, this worker no longer holds its lease (%s)",
             job_id,
-            leases.held[job_id].reason or "it expired or was taken over",
+            getattr(leases.held.get(job_id), "reason", "") or "it expired or was taken over",
         )
 
     async def _dead_letter_record(self, job_id: str, result_data: bytes | None) -> None:
