@@ -131,7 +131,8 @@ async def test_views_and_series_after_known_work(
 
     async def settled() -> bool:
         assert worker.running, worker.log()
-        return await raw.llen("seen:jobs:dead") == 2 and await raw.zcard("arq:queue") == 0
+        dead = len(await items(raw, "seen:jobs:dead"))
+        return dead == 2 and await raw.zcard("arq:queue") == 0
 
     await wait_until(settled, 30, "ping done and two jobs dead-lettered")
 
