@@ -168,7 +168,9 @@ def download_families(shards: list[ShardView]) -> list[Metric]:
     return [active, pending, events, age]
 
 
-class _Families(Collector):
+class StaticCollector(Collector):
+    """Serves metric families built beforehand (one scrape's snapshot) to a registry."""
+
     def __init__(self, families: list[Metric]) -> None:
         self.families = families
 
@@ -223,6 +225,6 @@ async def collect(reader: FleetReader) -> list[Metric]:
 async def render_fleet_metrics(reader: FleetReader, accept: str | None) -> tuple[bytes, str]:
     """The body and content type of the dashboard's fleet ``/metrics`` for this ``Accept``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(await collect(reader)))
+    registry.register(StaticCollector(await collect(reader)))
     encoder, content_type = choose_encoder(accept or "")
     return encoder(registry), content_type
