@@ -40,6 +40,18 @@ async def deadline(what: str, seconds: float) -> AsyncIterator[None]:
         raise FleetTimeout(what, seconds) from exc
 
 
+@asynccontextmanager
+async def concurrently() -> AsyncIterator[asyncio.TaskGroup]:
+    """An ``asyncio.TaskGroup`` whose first failure is raised as itself (a ``CacheError``, a
+    ``FleetTimeout``), not wrapped in an ``ExceptionGroup``: callers catch the store's errors
+    as from any other read. The other tasks are cancelled, as by the group."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 @dataclass(frozen=True)
 class ScanResult:
     keys: list[str]
