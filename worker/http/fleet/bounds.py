@@ -9,7 +9,7 @@ is a SCAN (never KEYS) with a COUNT hint that stops after ``max_keys`` keys were
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
@@ -73,7 +73,7 @@ class ScanWalk:
         self.max_keys = max_keys
         self.complete = False
 
-    async def batches(self) -> AsyncIterator[list[bytes | str]]:
+    async def batches(self) -> AsyncGenerator[list[bytes | str], None]:
         cursor = 0
         looked = 0
         while True:
