@@ -169,6 +169,10 @@ class Schedule:
             counts[slot.state] = counts.get(slot.state, 0) + 1
         object.__setattr__(self, "counts", counts)
 
+    def count(self, state: str) -> int:
+        """Slots in ``state`` (``counts[state]``; 0 for a state no slot can have)."""
+        return self.counts.get(state, 0)
+
 
 @dataclass(frozen=True)
 class DeadLetterView:
