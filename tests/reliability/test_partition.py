@@ -39,7 +39,14 @@ from cache.keys import KeyBuilder
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from tests.conftest import cache_config_for
-from tests.support.netns import Lab, LabError, StoreProcess, existing_namespaces, unavailable
+from tests.support.netns import (
+    Lab,
+    LabError,
+    StoreProcess,
+    cannot_run,
+    existing_namespaces,
+    unavailable,
+)
 from tests.support.partition import Write, read_writes
 from tests.support.processes import ROOT, Fleet
 from tests.support.updates import upd
@@ -52,7 +59,7 @@ PERIOD = 10  # warmup_cache every 10 s (a divisor of 60)
 SLOW_S = 3.0  # one run writes under the lock this long
 LEASE_S = 2.0  # worker.job_lease (tests.support.processes.write_settings); the lock's is 2 s too
 STALE_AFTER_S = 1.5  # health.stale_after (write_settings)
-HEARTBEAT_TTL_S = 4.0
+HEARTBEAT_TTL_S = 5.0
 CUT_S = 6.0  # > heartbeat TTL, job lease and lock lease; TCP's 5th retransmission is at ~6.2 s
 DOWNLOADS = 12
 ENV = {
@@ -76,9 +83,7 @@ def lab() -> Iterator[Lab]:
         except LabError as exc:
             reason = f"network namespaces cannot be made here: {exc}"
     if built is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true and the partition test cannot run: {reason}")
-        pytest.skip(str(reason))
+        cannot_run(str(reason))
     try:
         yield built
     finally:
@@ -259,13 +264,15 @@ async def test_cut_off_host_is_fenced_taken_over_and_reported(
     assert takeover_s <= LEASE_S + 1.5, takeover_s
 
     # The fence: nothing of the cut host accepted after the cut; what arrived later refused.
-    assert all(w.arrived < cut_at for w in accepted if w.writer == victim_pid)
+    # (The healed host may run a later slot itself, with a new, higher fence.)
+    assert all(w.arrived < cut_at for w in accepted if w.fence <= first.fence)
     late = [w for w in refused if w.writer == victim_pid]
-    assert late and all(w.arrived > healed_at and w.fence < takeover.fence for w in late), late
+    assert late and all(w.arrived > healed_at and w.fence == first.fence for w in late), late
     fences = [w.fence for w in accepted]
     assert fences == sorted(fences), "a lower fence passed after a higher one"
     assert not [w for w in refused if w.writer != victim_pid], refused
-    assert "lost" in victim_log, victim_log  # the lock's or the job lease's loss, logged
+    # The cut host learnt it: its lock lost (LockLost) and/or its job lease lost, logged.
+    assert "lost while held" in victim_log or "lease lost" in victim_log, victim_log
 
     # No final progress state lost.
     assert all(s is not None and s.status is DownloadStatus.COMPLETED for s in states)

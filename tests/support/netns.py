@@ -12,7 +12,8 @@ Names are unique per run (``prefix`` + pid) and every namespace and process is r
 also when the test fails (each command bounded by a timeout). The lab's processes run with
 ``ip netns exec`` (which execs the command, so the pid is the program's own).
 
-``unavailable()`` says why namespaces cannot be made here (not root, no ``ip``), for a skip.
+``unavailable()`` says why namespaces cannot be made here (not root, no ``ip``);
+``cannot_run(reason)`` skips, or fails with ``CI=true``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import NoReturn, Self
+
+import pytest
 
 from worker.embedded import find_server_binary
 from worker.processes import stop_process
@@ -48,6 +51,14 @@ def unavailable() -> str | None:
     if os.geteuid() != 0:
         return "creating network namespaces needs root (run as root, e.g. in CI)"
     return None
+
+
+def cannot_run(reason: str) -> NoReturn:
+    """Skip a test that needs namespaces, with ``reason``; with ``CI=true`` fail it instead
+    (CI runs as root: a skip there would hide a lane that silently stopped running)."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true and this test needs network namespaces: {reason}")
+    pytest.skip(reason)
 
 
 def ip(*args: str, timeout: float = IP_TIMEOUT_S) -> str:
