@@ -220,7 +220,7 @@ async def test_cut_off_host_is_fenced_taken_over_and_reported(
                 beat = (await _beats(raw)).get(victim_pid)
                 return beat is not None and beat.age_s(now_ms()) <= STALE_AFTER_S
 
-            await wait_until(victim_back, 15, "the healed host's heartbeat")
+            back_s = await wait_until(victim_back, 15, "the healed host's heartbeat")
 
             async def next_slot_done() -> bool:
                 runs = await _cron_runs(raw)
@@ -283,6 +283,7 @@ async def test_cut_off_host_is_fenced_taken_over_and_reported(
     assert reason.startswith(f"worker {victim_id}: "), reason
     assert all(w["fresh"] for w in verdict["workers"] if w["worker_id"] != victim_id), verdict
     print(_report(cut_at, healed_at, takeover, first, late, reason, victim_log))
+    print(f"beating again {back_s:.2f}s after the late write; {_outage_lines(victim_log)}")
 
 
 def _report(
@@ -302,3 +303,11 @@ def _report(
         f" {late[0].sent - cut_at:+.2f}s from the cut); health: {reason!r};"
         f" cut host logged: {[line[-120:] for line in lost[:3]]}"
     )
+
+
+def _outage_lines(log: str) -> str:
+    lines = log.splitlines()
+    unreachable = sum("unreachable" in line for line in lines)
+    again = [line[-80:] for line in lines if "reachable again" in line]
+    refused = sum("no longer holds its lease" in line for line in lines)
+    return f"'unreachable' lines: {unreachable}; {again}; finishes refused: {refused}"
