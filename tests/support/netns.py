@@ -116,7 +116,9 @@ class Lab:
         ip("-n", name, "link", "set", "lo", "up")
 
     def build(self) -> Self:
-        """Create the namespaces, the bridge and one cabled port per host."""
+        """Create the namespaces, the bridge and one cabled port per host (first removing
+        namespaces a killed earlier run of this prefix left behind)."""
+        sweep_orphans(self.prefix)
         try:
             self._add_netns(self.switch)
             ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
@@ -254,3 +256,15 @@ class StoreProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def sweep_orphans(prefix: str) -> list[str]:
+    """Delete namespaces named ``<prefix><pid>-...`` whose test process no longer runs (a run
+    killed with SIGKILL cannot clean up); returns their names."""
+    removed = []
+    for name in existing_namespaces(prefix):
+        pid = name[len(prefix) :].partition("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            ip("netns", "del", name)
+            removed.append(name)
+    return removed
