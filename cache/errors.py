@@ -74,6 +74,40 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return text.upper().startswith("OOM") or any(t in text.lower() for t in _OOM_TEXTS)
 
 
+STORE_ERROR_KINDS = ("timeout", "connection", "oom", "readonly", "response", "other")
+"""What ``store_error_kind`` returns: a fixed set, so it can label a metric."""
+
+
+def store_error_kind(exc: BaseException) -> str:
+    """Which of ``STORE_ERROR_KINDS`` a store failure is, by type, then by the cause chain.
+
+    ``timeout`` before ``connection`` (a timeout is a kind of connection error here);
+    ``oom`` as ``is_out_of_memory`` says; ``readonly`` for a replica's ``READONLY`` reply
+    (a failover in progress); ``response`` for any other error reply; ``other`` otherwise.
+    """
+    from redis import exceptions as redis_exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CacheTimeoutError | redis_exc.TimeoutError | TimeoutError):
+            return "timeout"
+        if isinstance(current, CacheOutOfMemoryError) or is_out_of_memory(current):
+            return "oom"
+        if isinstance(current, CacheConnectionError | redis_exc.ConnectionError | OSError):
+            return "connection"
+        if isinstance(current, redis_exc.ReadOnlyError) or (
+            isinstance(current, redis_exc.ResponseError | CacheResponseError)
+            and "READONLY" in str(current).upper()
+        ):
+            return "readonly"
+        if isinstance(current, redis_exc.ResponseError | CacheResponseError):
+            return "response"
+        current = current.__cause__ or current.__context__
+    return "other"
+
+
 @contextmanager
 def translate_errors(key: str | None = None, *, operation: str = "") -> Iterator[None]:
     """Turn redis-py exceptions raised inside the block into ``CacheError`` subclasses."""
