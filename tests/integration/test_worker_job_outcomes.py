@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from arq.jobs import SerializationError
+from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
 from tests.integration.test_worker_metrics import scrape, started, value
@@ -132,5 +133,5 @@ async def test_an_aborted_job_is_cancelled_and_a_taken_over_job_is_stale(
     assert value(found["seen_jobs_in_progress"], function="warmup_cache") == 0
 
 
-def jobs_total_of(found: dict[str, Any]) -> float:
-    return sum(s.value for s in found["seen_jobs"].samples if s.name == "seen_jobs_total")
+def jobs_total_of(found: dict[str, Metric]) -> float:
+    return float(sum(s.value for s in found["seen_jobs"].samples if s.name == "seen_jobs_total"))

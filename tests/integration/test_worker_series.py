@@ -30,7 +30,7 @@ from jobs.client import ProgressPublisher
 from tests.integration.test_worker_metrics import families, get, scrape, started, value
 from tests.support.processes import Fleet, queue_pool
 from tests.support.updates import upd
-from tests.support.waiting import wait_until
+from tests.support.waiting import items, wait_until
 from worker.embedded import EmbeddedServer, free_port
 from worker.http.series import (
     CRON_OUTCOMES,
@@ -182,7 +182,8 @@ async def test_coalescing_drains_count_the_published_updates(
 
 
 async def history(raw: Redis, name: str) -> list[dict[str, Any]]:
-    return [json.loads(item) for item in await raw.lrange(KeyBuilder().cron_history(name), 0, -1)]
+    """The run history of a periodic job, newest first."""
+    return [json.loads(item) for item in await items(raw, KeyBuilder().cron_history(name))]
 
 
 @pytest.mark.timeout(90)
