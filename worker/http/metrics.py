@@ -54,7 +54,7 @@ def store_failure(exc: BaseException) -> BaseException | None:
         seen.add(id(current))
         if isinstance(current, CacheConnectionError | CacheResponseError | redis_exc.RedisError):
             return current
-        current = current.__cause__ or current.__context__
+        current = current.__cause__  # raised *from* it: an error met while handling one is not
     return None
 
 
