@@ -35,8 +35,6 @@ FAST: dict[str, Any] = {
         "warmup_every": 0,
         "warmup_at_startup": False,
     },
-    # any free port: the default one may be taken by another worker on this machine
-    "http": {"addr": "127.0.0.1:0"},
 }
 
 
