@@ -24,6 +24,7 @@ from cache.download._models import (
     DownloadStatus,
     ProgressUpdate,
     PublishOutcome,
+    progress_from_fields,
 )
 from cache.download._pending import DrainIdFactory, DrainReport, PutResult, new_drain_id
 
@@ -41,6 +42,7 @@ __all__ = [
     "ProgressUpdate",
     "PublishOutcome",
     "PutResult",
+    "progress_from_fields",
     "member",
     "new_drain_id",
     "now_ms",

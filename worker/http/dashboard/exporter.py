@@ -1,0 +1,1 @@
+"""``/metrics`` of the dashboard: the fleet exporter (``worker.http.fleet``), once per scrape."""
