@@ -224,6 +224,25 @@ class LogSettings(_Section):
     json_lines: bool = Field(False, alias="json")
 
 
+class FleetSettings(_Section):
+    """How the dashboard reads the whole fleet from the stores (``worker.http.fleet``).
+
+    Every read is bounded: by a deadline (a slow store never hangs a page or a scrape), by how
+    many keys one SCAN walk looks at, and by how many items a view holds.
+    """
+
+    read_timeout: Seconds = Field(2.0, description="one dashboard read gives up after this")
+    scrape_timeout: Seconds = Field(
+        2.0, description="the fleet series' collection gives up after this (seen_fleet_up 0)"
+    )
+    scan_keys: Count = Field(100_000, description="keys one SCAN walk looks at, at most")
+    queue_scan: Count = Field(1000, description="due jobs checked for a running marker")
+    schedule_slots: Count = Field(12, description="past slots shown per periodic job")
+    history: Count = Field(20, description="runs shown per periodic job")
+    cron_grace: Seconds = Field(30.0, description="a slot unclaimed this long after it is missed")
+    dead_letter_sample: Count = Field(1000, description="dead letters read to count by reason")
+
+
 class Settings(CacheConfig, BaseSettings):
     """The whole configuration of one worker process."""
 
@@ -245,6 +264,7 @@ class Settings(CacheConfig, BaseSettings):
     http: HttpSettings = HttpSettings()
     dashboard: DashboardSettings = DashboardSettings()
     log: LogSettings = LogSettings()
+    fleet: FleetSettings = FleetSettings()
 
     _toml_file: ClassVar[Path | None] = None
 
