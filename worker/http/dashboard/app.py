@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cache.errors import CacheError
+from worker.http.fleet import SLOT_STATES, FleetTimeout
 from worker.http.dashboard import readers
 from worker.http.dashboard.actions import ActionError, requeue_dead_letters, run_now
 from worker.http.dashboard.security import (
@@ -62,6 +64,8 @@ def _env() -> Environment:
     env.filters["bytes"] = _bytes
     env.filters["ago"] = _ago
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f} %"
+    env.filters["rate"] = lambda v: "-" if v is None else f"{v:g}"
+    env.filters["hm"] = lambda ms: time.strftime("%H:%M", time.gmtime(ms / 1000)) if ms else "-"
     env.filters["when"] = lambda ms: (
         time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) if ms else "-"
     )
@@ -101,7 +105,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     metrics_token = cfg.metrics_token.get_secret_value() if cfg.metrics_token else None
     guard = Guard(token)
     env = _env()
-    periodic = readers.periodic_jobs(settings)
+    periodic = _periodic_jobs(settings)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -132,7 +136,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         async def endpoint(request: Request) -> Response:
             try:
                 data = await read(st(request))
-            except CacheError as exc:
+            except (CacheError, FleetTimeout) as exc:
                 if request.url.path.startswith("/api/"):
                     return JSONResponse({"error": f"store unavailable: {exc}"}, 503)
                 return page(request, "error.html", 503, error=f"store unavailable: {exc}")
@@ -143,16 +147,27 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         return endpoint
 
     async def read_overview(s: DashboardState) -> Any:
-        return await readers.overview(s.manager, s.queue, settings, s.rates)
+        overview = await s.fleet.overview()
+        shards = await s.fleet.downloads()
+        return {
+            **asdict(overview),
+            "alive": overview.alive,
+            "stale": overview.stale,
+            "active_downloads": sum(x.active for x in shards),
+            "pending_updates": sum(x.pending for x in shards),
+        }
 
     async def read_schedules(s: DashboardState) -> Any:
-        return await readers.schedules(s.manager, s.queue, settings)
+        return [
+            {**asdict(job), "counts": {k: job.count(k) for k in SLOT_STATES}}
+            for job in await s.fleet.schedules()
+        ]
 
     async def read_dead(s: DashboardState) -> Any:
         return await readers.dead_letters(s.manager, cfg.page_limit, cfg.payload_chars)
 
     async def read_locks(s: DashboardState) -> Any:
-        return await readers.locks(s.manager, s.queue, cfg.page_limit)
+        return [asdict(lock) for lock in await s.fleet.locks(cfg.page_limit)]
 
     async def read_downloads(s: DashboardState) -> Any:
         rows = await s.manager.download.get_active_downloads(limit=cfg.page_limit)
@@ -312,6 +327,13 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     app.add_middleware(RequireToken, guard=guard)  # type: ignore[arg-type]
     app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
     return app
+
+
+def _periodic_jobs(settings: Settings) -> set[str]:
+    """Names of the enabled periodic jobs (the ones "run now" may enqueue)."""
+    from worker.cron import SCHEDULED
+
+    return {f.__name__ for f in SCHEDULED if settings.maintenance.period(f.__name__) > 0}
 
 
 def _job_functions(settings: Settings) -> list[Any]:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from cache.client import create_client
 from cache.manager import CacheManager
 from worker.http.dashboard.hub import EventHub
-from worker.http.dashboard.readers import RateMeter
+from worker.http.fleet import FleetReader
 from worker.settings import Settings
 
 log = logging.getLogger("seen.dashboard")
@@ -30,7 +30,7 @@ class DashboardState:
     manager: CacheManager
     queue: Redis
     hub: EventHub
-    rates: RateMeter = field(default_factory=RateMeter)
+    fleet: FleetReader
 
     @classmethod
     async def create(cls, settings: Settings) -> DashboardState:
@@ -51,7 +51,7 @@ class DashboardState:
             await queue.aclose()
             await manager.aclose()
             raise
-        return cls(settings, manager, queue, hub)
+        return cls(settings, manager, queue, hub, FleetReader(queue, manager, settings))
 
     async def aclose(self) -> None:
         await self.hub.aclose()
