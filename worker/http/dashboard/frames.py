@@ -7,7 +7,8 @@ so 100 browsers cost 100 socket writes, not 100 JSON encodings. Kinds:
 - ``snapshot``: ``{"downloads": [item...]}``, every active download (initial load, or a resume
   older than what the streams still hold);
 - ``progress``: ``{"events": [item...]}``, stream entries in order, each with its entry id
-  ``i`` (its first part is the server's XADD time in ms, used for latency);
+  ``i`` (its first part is the server's XADD time in ms, used for latency) and shard ``h``
+  (entry ids are unique per shard's stream, so ``(h, i)`` names an event);
 - ``resync``: the client was too slow; it reconnects and resumes from its last id.
 
 An item is a compact object (short keys, documented in docs/dashboard.md).
@@ -25,7 +26,9 @@ RETRY_MS = 1000
 """Reconnection delay the browser is told to use."""
 
 
-def item(progress: DownloadProgress, entry_id: str | None = None) -> dict[str, Any]:
+def item(
+    progress: DownloadProgress, entry_id: str | None = None, shard: int | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "j": progress.job_id,
         "u": progress.user_id,
@@ -42,6 +45,8 @@ def item(progress: DownloadProgress, entry_id: str | None = None) -> dict[str, A
         out["x"] = progress.error[:200]
     if entry_id is not None:
         out["i"] = entry_id
+    if shard is not None:
+        out["h"] = shard
     return out
 
 

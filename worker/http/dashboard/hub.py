@@ -158,7 +158,7 @@ class EventHub:
                 continue
             if not events:
                 continue
-            self.publish(self._current(), [item(e.progress, e.id) for e in events])
+            self.publish(self._current(), [item(e.progress, e.id, e.shard) for e in events])
 
     def publish(self, cursor: str, items: list[dict[str, object]]) -> None:
         """Append one batch ending at ``cursor`` and offer it to every subscriber."""
@@ -167,8 +167,11 @@ class EventHub:
         self.replay.append(batch)
         self.batches += 1
         self.events += len(items)
+        gone = []
         for sub in self.subscribers:
-            was = sub.dropped
             sub.offer(batch)
-            if sub.dropped and not was:
-                self.dropped += 1
+            if sub.dropped:
+                gone.append(sub)
+        for sub in gone:  # offered nothing more; its stream sends ``resync`` and ends
+            self.subscribers.discard(sub)
+            self.dropped += 1

@@ -64,7 +64,8 @@ async def read_gap(
                 pipe.xlen(key)
             replies = await pipe.execute()
     out: list[tuple[tuple[int, int], dict[str, Any]]] = []
-    for n, (_key, frm, _to) in enumerate(wanted):
+    shard_of = {key: n for n, key in enumerate(keys)}
+    for n, (key, frm, _to) in enumerate(wanted):
         entries, length = replies[2 * n], int(replies[2 * n + 1])
         if frm == "0-0":
             if length >= maxlen:
@@ -79,7 +80,7 @@ async def read_gap(
             entry_id = as_text(raw_id)
             progress = progress_from_fields(fields)
             if progress is not None:
-                out.append((cursors.entry_key(entry_id), item(progress, entry_id)))
+                out.append((cursors.entry_key(entry_id), item(progress, entry_id, shard_of[key])))
     out.sort(key=lambda pair: pair[0])
     return [i for _, i in out]
 

@@ -57,8 +57,9 @@
       source.addEventListener("progress", (ev) => {
         stats.lastId = ev.lastEventId;
         for (const item of JSON.parse(ev.data).events) {
-          if (stats.seen.has(item.i)) { stats.duplicates++; continue; }
-          stats.seen.add(item.i);
+          const key = item.h + ":" + item.i; // entry ids are unique per shard
+          if (stats.seen.has(key)) { stats.duplicates++; continue; }
+          stats.seen.add(key);
           stats.events++;
           const list = stats.seqs[item.j] || (stats.seqs[item.j] = []);
           if (list.length < SEQ_HISTORY) list.push(item.q);
