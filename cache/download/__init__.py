@@ -42,8 +42,8 @@ __all__ = [
     "ProgressUpdate",
     "PublishOutcome",
     "PutResult",
-    "progress_from_fields",
     "member",
     "new_drain_id",
     "now_ms",
+    "progress_from_fields",
 ]

@@ -43,51 +43,61 @@ async def test_security_headers_on_every_kind_of_response(server: TestServer, ra
         assert "<script>" not in page and "style=" not in page  # no inline code (strict CSP)
 
 
-async def test_payloads_are_escaped_and_truncated(server: TestServer, manager: CacheManager) -> None:
+async def test_payloads_are_escaped_and_truncated(
+    server: TestServer, manager: CacheManager
+) -> None:
     evil = "<script>alert(1)</script>" + "x" * 5000
-    letter = make_dead_letter(manager, job_id="j1", function="update_progress", reason="bad", payload=evil)
+    letter = make_dead_letter(
+        manager, job_id="j1", function="update_progress", reason="bad", payload=evil
+    )
     await push_dead_letters(manager, [letter])
-    async with running_dashboard(server.url, payload_chars=100) as dash:
-        async with httpx.AsyncClient(base_url=dash.url) as c:
-            html = (await c.get("/dead-letters")).text
-            data = (await c.get("/api/dead-letters")).json()
+    async with (
+        running_dashboard(server.url, payload_chars=100) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+    ):
+        html = (await c.get("/dead-letters")).text
+        data = (await c.get("/api/dead-letters")).json()
     assert "<script>alert" not in html and "&lt;script&gt;alert(1)" in html
     shown = data["groups"][0]["letters"][0]
     assert len(shown["payload"]) == 100 and shown["truncated"] is True
 
 
 async def test_token_required_refused_and_accepted(server: TestServer, raw: Redis) -> None:
-    async with running_dashboard(server.url, token=TOKEN) as dash:
-        async with httpx.AsyncClient(base_url=dash.url) as c:
-            assert (await c.get("/api/overview")).status_code == 401
-            assert (await c.get("/events/downloads")).status_code == 401
-            r = await c.get("/", headers={"Accept": "text/html"})
-            assert r.status_code == 303 and r.headers["location"] == "/login"
-            wrong = {"Authorization": "Bearer " + "x" * 43}
-            assert (await c.get("/api/overview", headers=wrong)).status_code == 403
-            good = {"Authorization": f"Bearer {TOKEN}"}
-            assert (await c.get("/api/overview", headers=good)).status_code == 200
-            assert (await c.get("/static/dashboard.css")).status_code == 200  # public
-            # the login form: wrong token refused, right one sets a strict session cookie
-            r = await c.post("/login", data={"token": "nope"})
-            assert r.status_code == 403 and "wrong token" in r.text
-            assert "set-cookie" not in r.headers
-            r = await c.post("/login", data={"token": TOKEN})
-            assert r.status_code == 303
-            cookie = r.headers["set-cookie"].lower()
-            assert "httponly" in cookie and "samesite=strict" in cookie
-            assert TOKEN.lower() not in cookie  # the cookie is derived, never the token
-            assert (await c.get("/api/overview")).status_code == 200  # the cookie jar has it
+    async with (
+        running_dashboard(server.url, token=TOKEN) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+    ):
+        assert (await c.get("/api/overview")).status_code == 401
+        assert (await c.get("/events/downloads")).status_code == 401
+        r = await c.get("/", headers={"Accept": "text/html"})
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        wrong = {"Authorization": "Bearer " + "x" * 43}
+        assert (await c.get("/api/overview", headers=wrong)).status_code == 403
+        good = {"Authorization": f"Bearer {TOKEN}"}
+        assert (await c.get("/api/overview", headers=good)).status_code == 200
+        assert (await c.get("/static/dashboard.css")).status_code == 200  # public
+        # the login form: wrong token refused, right one sets a strict session cookie
+        r = await c.post("/login", data={"token": "nope"})
+        assert r.status_code == 403 and "wrong token" in r.text
+        assert "set-cookie" not in r.headers
+        r = await c.post("/login", data={"token": TOKEN})
+        assert r.status_code == 303
+        cookie = r.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert TOKEN.lower() not in cookie  # the cookie is derived, never the token
+        assert (await c.get("/api/overview")).status_code == 200  # the cookie jar has it
 
 
 async def test_metrics_has_its_own_token(server: TestServer, raw: Redis) -> None:
-    async with running_dashboard(server.url, token=TOKEN, metrics_token=METRICS_TOKEN) as dash:
-        async with httpx.AsyncClient(base_url=dash.url) as c:
-            assert (await c.get("/metrics")).status_code == 401
-            bad = {"Authorization": f"Bearer {TOKEN}"}  # the dashboard token is not the metrics one
-            assert (await c.get("/metrics", headers=bad)).status_code == 401
-            ok = await c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
-            assert ok.status_code == 200, ok.text
+    async with (
+        running_dashboard(server.url, token=TOKEN, metrics_token=METRICS_TOKEN) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+    ):
+        assert (await c.get("/metrics")).status_code == 401
+        bad = {"Authorization": f"Bearer {TOKEN}"}  # the dashboard token is not the metrics one
+        assert (await c.get("/metrics", headers=bad)).status_code == 401
+        ok = await c.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        assert ok.status_code == 200, ok.text
 
 
 def test_non_loopback_bind_refused_without_tokens(server: TestServer) -> None:
@@ -159,44 +169,50 @@ async def test_actions_refused_when_read_only(server: TestServer, manager: Cache
 async def test_actions_need_csrf_and_own_origin(server: TestServer, manager: CacheManager) -> None:
     await _one_dead_letter(manager)
     queue_name = "arq:queue"
-    async with running_dashboard(server.url, allow_actions=True, max_action_items=2) as dash:
-        async with httpx.AsyncClient(base_url=dash.url) as c:
-            ident = await _dead_id(c)
-            page = (await c.get("/dead-letters")).text
-            assert 'name="id"' in page  # checkboxes only with actions on
-            csrf = page.split('name="csrf" content="', 1)[1].split('"', 1)[0]
-            own = dash.url.rstrip("/")
-            refused = [
-                ({"id": ident}, {"Origin": own}),  # no CSRF token
-                ({"id": ident, "csrf": "x" * 43}, {"Origin": own}),  # wrong CSRF token
-                ({"id": ident, "csrf": csrf}, {"Origin": "https://evil.example"}),
-                ({"id": ident, "csrf": csrf}, {"Sec-Fetch-Site": "cross-site"}),
-                ({"id": ident, "csrf": csrf}, {"Origin": "null"}),
-            ]
-            for form, headers in refused:
-                r = await c.post("/actions/requeue", data=form, headers=headers)
-                assert r.status_code == 403, (form, headers, r.text)
-            assert await manager.client.llen(manager.keys.dead_letter()) == 1  # type: ignore[misc]
-            assert await manager.client.zcard(queue_name) == 0
-            too_many = {"id": [ident, "a", "b"], "csrf": csrf}
-            r = await c.post("/actions/requeue", data=too_many, headers={"Origin": own})
-            assert r.status_code == 400 and "at most 2" in r.text
-            r = await c.post(
-                "/actions/requeue",
-                data={"id": ident, "csrf": csrf},
-                headers={"Origin": own, "Sec-Fetch-Site": "same-origin", "Accept": "application/json"},
-            )
-            assert r.status_code == 200, r.text
-            assert r.json()["done"] == [ident]
-            r = await c.post(
-                "/actions/run",
-                data={"name": "log_cache_stats", "csrf": csrf},
-                headers={"Origin": own, "Accept": "application/json"},
-            )
-            assert r.status_code == 200, r.text
-            r = await c.post(
-                "/actions/run", data={"name": "flushall", "csrf": csrf}, headers={"Origin": own}
-            )
-            assert r.status_code == 400
+    async with (
+        running_dashboard(server.url, allow_actions=True, max_action_items=2) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+    ):
+        ident = await _dead_id(c)
+        page = (await c.get("/dead-letters")).text
+        assert 'name="id"' in page  # checkboxes only with actions on
+        csrf = page.split('name="csrf" content="', 1)[1].split('"', 1)[0]
+        own = dash.url.rstrip("/")
+        refused = [
+            ({"id": ident}, {"Origin": own}),  # no CSRF token
+            ({"id": ident, "csrf": "x" * 43}, {"Origin": own}),  # wrong CSRF token
+            ({"id": ident, "csrf": csrf}, {"Origin": "https://evil.example"}),
+            ({"id": ident, "csrf": csrf}, {"Sec-Fetch-Site": "cross-site"}),
+            ({"id": ident, "csrf": csrf}, {"Origin": "null"}),
+        ]
+        for form, headers in refused:
+            r = await c.post("/actions/requeue", data=form, headers=headers)
+            assert r.status_code == 403, (form, headers, r.text)
+        assert await manager.client.llen(manager.keys.dead_letter()) == 1  # type: ignore[misc]
+        assert await manager.client.zcard(queue_name) == 0
+        too_many = {"id": [ident, "a", "b"], "csrf": csrf}
+        r = await c.post("/actions/requeue", data=too_many, headers={"Origin": own})
+        assert r.status_code == 400 and "at most 2" in r.text
+        r = await c.post(
+            "/actions/requeue",
+            data={"id": ident, "csrf": csrf},
+            headers={
+                "Origin": own,
+                "Sec-Fetch-Site": "same-origin",
+                "Accept": "application/json",
+            },
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["done"] == [ident]
+        r = await c.post(
+            "/actions/run",
+            data={"name": "log_cache_stats", "csrf": csrf},
+            headers={"Origin": own, "Accept": "application/json"},
+        )
+        assert r.status_code == 200, r.text
+        r = await c.post(
+            "/actions/run", data={"name": "flushall", "csrf": csrf}, headers={"Origin": own}
+        )
+        assert r.status_code == 400
     assert await manager.client.llen(manager.keys.dead_letter()) == 0  # type: ignore[misc]
     assert await manager.client.zcard(queue_name) == 2  # the requeued update and the manual run

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -13,7 +14,7 @@ from redis.asyncio import Redis
 
 from cache.manager import CacheManager
 from tests.conftest import TestServer
-from tests.support.dashboard import running_dashboard, sse
+from tests.support.dashboard import SseClient, dashboard_client, running_dashboard, sse
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
 from worker.http.dashboard.hub import EventHub
@@ -47,18 +48,17 @@ def ids_of(items: list[dict[str, Any]]) -> list[str]:
 
 async def test_snapshot_first_then_live_batches(server: TestServer, manager: CacheManager) -> None:
     await apply_round(manager, 1, JOBS[:3])
-    async with running_dashboard(server.url) as dash, httpx.AsyncClient(base_url=dash.url) as c:
-        async with sse(c) as client:
-            await wait_until(lambda: _has(client.events), 5, "the snapshot")
-            first = client.events[0]
-            assert first.event == "snapshot" and first.id is not None
-            assert sorted(d["j"] for d in first.data["downloads"]) == sorted(JOBS[:3])
-            await apply_round(manager, 2)
-            await wait_until(lambda: _count(client.items, len(JOBS)), 5, "live events")
-            assert {i["j"] for i in client.items} == set(JOBS)
-            assert all(i["q"] == 2 for i in client.items)
-            assert all(e.id for e in client.events)  # every frame carries its cursor
-            await wait_until(lambda: _true(client.pings > 0), 5, "a heartbeat comment")
+    async with dashboard_client(server.url) as (_dash, c), sse(c) as client:
+        await wait_until(lambda: _has(client.events), 5, "the snapshot")
+        first = client.events[0]
+        assert first.event == "snapshot" and first.id is not None
+        assert sorted(d["j"] for d in first.data["downloads"]) == sorted(JOBS[:3])
+        await apply_round(manager, 2)
+        await wait_until(lambda: _count(client.items, len(JOBS)), 5, "live events")
+        assert {i["j"] for i in client.items} == set(JOBS)
+        assert all(i["q"] == 2 for i in client.items)
+        assert all(e.id for e in client.events)  # every frame carries its cursor
+        await wait_until(lambda: _true(client.pings > 0), 5, "a heartbeat comment")
 
 
 async def _has(events: list[Any]) -> bool:
@@ -71,6 +71,27 @@ async def _count(items: list[Any], n: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+def _hub_read(hub: EventHub, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return hub.events >= n
+
+    return check
+
+
+def _events_of(client: SseClient) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return bool(client.events)
+
+    return check
+
+
+def _items_of(client: SseClient, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return len(client.items) >= n
+
+    return check
 
 
 async def _resume_exactly(server: TestServer, manager: CacheManager, **dashboard: Any) -> str:
@@ -89,9 +110,7 @@ async def _resume_exactly(server: TestServer, manager: CacheManager, **dashboard
             for seq in range(2, 6):
                 before = hub.events
                 await apply_round(manager, seq)
-                await wait_until(
-                    lambda b=before: _true(hub.events >= b + len(JOBS)), 5, f"hub read {seq}"
-                )
+                await wait_until(_hub_read(hub, before + len(JOBS)), 5, f"hub read {seq}")
             async with sse(c, **{"Last-Event-ID": last}) as second:
                 want = 4 * len(JOBS)
                 await wait_until(lambda: _count(second.items, want), 5, "the gap")
@@ -119,40 +138,43 @@ async def test_resume_older_than_the_buffer_reads_the_streams(
 
 
 async def test_resume_after_a_dashboard_restart(server: TestServer, manager: CacheManager) -> None:
-    async with running_dashboard(server.url) as dash, httpx.AsyncClient(base_url=dash.url) as c:
+    async with dashboard_client(server.url) as (_dash, c), sse(c) as first:
+        await wait_until(lambda: _has(first.events), 5, "the snapshot")
+        await apply_round(manager, 1)
+        await wait_until(lambda: _count(first.items, len(JOBS)), 5, "round 1")
+        last = first.last_id
+    assert last is not None
+    await apply_round(manager, 2)
+    async with (
+        dashboard_client(server.url) as (_dash, c),
+        sse(c, **{"Last-Event-ID": last}) as second,
+    ):
+        await wait_until(lambda: _count(second.items, len(JOBS)), 5, "the gap")
+        assert second.kinds()[0] == "progress"
+        assert sorted(ids_of(first.items + second.items)) == await all_entry_ids(manager)
+
+
+async def test_trimmed_gap_gets_a_snapshot(server: TestServer, manager: CacheManager) -> None:
+    async with (
+        running_dashboard(server.url, replay_batches=1) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+    ):
         async with sse(c) as first:
             await wait_until(lambda: _has(first.events), 5, "the snapshot")
             await apply_round(manager, 1)
             await wait_until(lambda: _count(first.items, len(JOBS)), 5, "round 1")
             last = first.last_id
-    assert last is not None
-    await apply_round(manager, 2)
-    async with running_dashboard(server.url) as dash, httpx.AsyncClient(base_url=dash.url) as c:
+        assert last is not None
+        for seq in (2, 3):
+            await apply_round(manager, seq)
+        for shard in range(manager.config.download.shards):  # lose the history
+            await manager.client.xtrim(manager.keys.download_events(shard), maxlen=0)
+        await apply_round(manager, 4)
+        hub = hub_of(dash)
+        await wait_until(lambda: _true(hub.events >= 4 * len(JOBS)), 5, "hub")
         async with sse(c, **{"Last-Event-ID": last}) as second:
-            await wait_until(lambda: _count(second.items, len(JOBS)), 5, "the gap")
-            assert second.kinds()[0] == "progress"
-            assert sorted(ids_of(first.items + second.items)) == await all_entry_ids(manager)
-
-
-async def test_trimmed_gap_gets_a_snapshot(server: TestServer, manager: CacheManager) -> None:
-    async with running_dashboard(server.url, replay_batches=1) as dash:
-        async with httpx.AsyncClient(base_url=dash.url) as c:
-            async with sse(c) as first:
-                await wait_until(lambda: _has(first.events), 5, "the snapshot")
-                await apply_round(manager, 1)
-                await wait_until(lambda: _count(first.items, len(JOBS)), 5, "round 1")
-                last = first.last_id
-            assert last is not None
-            for seq in (2, 3):
-                await apply_round(manager, seq)
-            for shard in range(manager.config.download.shards):  # lose the history
-                await manager.client.xtrim(manager.keys.download_events(shard), maxlen=0)
-            await apply_round(manager, 4)
-            hub = hub_of(dash)
-            await wait_until(lambda: _true(hub.events >= 4 * len(JOBS)), 5, "hub")
-            async with sse(c, **{"Last-Event-ID": last}) as second:
-                await wait_until(lambda: _has(second.events), 5, "catch-up")
-                snap = second.events[0]
+            await wait_until(lambda: _has(second.events), 5, "catch-up")
+            snap = second.events[0]
     assert snap.event == "snapshot"  # the gap cannot be read exactly: a full state instead
     assert {d["j"]: d["q"] for d in snap.data["downloads"]} == dict.fromkeys(JOBS, 4)
 
@@ -161,16 +183,19 @@ async def test_bad_last_event_id_gets_a_snapshot(server: TestServer, manager: Ca
     async with running_dashboard(server.url) as dash, httpx.AsyncClient(base_url=dash.url) as c:
         for bad in ("nonsense", "1-1", ",".join(["9999999999999-0"] * 16)):
             async with sse(c, **{"Last-Event-ID": bad}) as client:
-                await wait_until(lambda cl=client: _has(cl.events), 5, "catch-up")
+                await wait_until(_events_of(client), 5, "catch-up")
                 assert client.events[0].event == "snapshot", bad
 
 
 async def test_bounded_number_of_streams(server: TestServer, raw: Redis) -> None:
-    async with running_dashboard(server.url, max_sse_clients=1) as dash:
-        async with httpx.AsyncClient(base_url=dash.url) as c, sse(c) as one:
-            await wait_until(lambda: _has(one.events), 5, "first stream")
-            r = await c.get("/events/downloads")
-            assert r.status_code == 503
+    async with (
+        running_dashboard(server.url, max_sse_clients=1) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+        sse(c) as one,
+    ):
+        await wait_until(lambda: _has(one.events), 5, "first stream")
+        r = await c.get("/events/downloads")
+        assert r.status_code == 503
 
 
 @pytest.mark.timeout(90)
@@ -198,7 +223,7 @@ async def test_slow_client_is_dropped_and_never_blocks_the_others(
                     updates = [upd(f"big-{n}", seq, error=error) for n in range(200)]
                     await manager.download.bulk_update_progress(updates)
                     # the fast client keeps up all along: the reader is never held back
-                    await wait_until(lambda s=seq: _count(fast.items, 200 * s), 10, "fast client")
+                    await wait_until(_items_of(fast, 200 * seq), 10, "fast client")
                 assert hub.dropped == 1, "the slow client was never dropped"
                 assert len(hub.subscribers) == 1  # only the fast one is still fed
                 got = ids_of(fast.items)
@@ -213,5 +238,3 @@ async def test_slow_client_is_dropped_and_never_blocks_the_others(
                         received = received[-100:] + chunk
         finally:
             slow.close()
-
-

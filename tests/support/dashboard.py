@@ -101,3 +101,15 @@ async def sse(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@asynccontextmanager
+async def dashboard_client(
+    url: str, *, allow_actions: bool = False, **dashboard: Any
+) -> AsyncIterator[tuple[DashboardServer, httpx.AsyncClient]]:
+    """A running dashboard and an HTTP client for it."""
+    async with (
+        running_dashboard(url, allow_actions=allow_actions, **dashboard) as dash,
+        httpx.AsyncClient(base_url=dash.url, timeout=10) as client,
+    ):
+        yield dash, client

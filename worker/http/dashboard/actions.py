@@ -115,7 +115,7 @@ async def requeue_dead_letters(
         function, args = plan
         job_id = await enqueue_job(queue, function, *args, queue_name=queue_name)
         with translate_errors(key, operation="LREM dead letter"):
-            await cast(Awaitable[int], manager.client.lrem(key, 1, raw))
+            await cast(Awaitable[int], manager.client.lrem(key, 1, cast(str, raw)))
         result.done.append(ident)
         log.info(
             "dashboard action by %s: requeued dead letter %s (%s, was %r) as job %s",
@@ -130,7 +130,9 @@ async def requeue_dead_letters(
     return result
 
 
-async def run_now(queue: Redis, queue_name: str, name: str, *, known: Collection[str], who: str) -> str:
+async def run_now(
+    queue: Redis, queue_name: str, name: str, *, known: Collection[str], who: str
+) -> str:
     """Enqueue one manual run of the periodic job ``name``; returns the job id."""
     if name not in known:
         raise ActionError(f"{name!r} is not a periodic job of this deployment")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,7 +31,6 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cache.errors import CacheError
-from worker.http.fleet import SLOT_STATES, FleetTimeout
 from worker.http.dashboard import readers
 from worker.http.dashboard.actions import ActionError, requeue_dead_letters, run_now
 from worker.http.dashboard.security import (
@@ -45,6 +44,7 @@ from worker.http.dashboard.security import (
 )
 from worker.http.dashboard.state import DashboardState
 from worker.http.dashboard.stream import live_events
+from worker.http.fleet import SLOT_STATES, FleetTimeout
 from worker.settings import Settings
 
 log = logging.getLogger("seen.dashboard")
@@ -223,9 +223,13 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         return response
 
     # -- actions ----------------------------------------------------------------------------
-    async def _action_allowed(request: Request) -> tuple[dict[str, list[str]] | None, Response | None]:
+    async def _action_allowed(
+        request: Request,
+    ) -> tuple[dict[str, list[str]] | None, Response | None]:
         if not actions_on:
-            return None, _refuse(request, 403, "read-only dashboard (start it with --allow-actions)")
+            return None, _refuse(
+                request, 403, "read-only dashboard (start it with --allow-actions)"
+            )
         why = same_origin(request)
         if why is not None:
             return None, _refuse(request, 403, f"refused: {why}")
@@ -233,7 +237,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
             form = await read_form(request)
         except ActionError as exc:
             return None, _refuse(request, 400, str(exc))
-        if not guard.check_csrf((form.get("csrf") or [None])[0]):
+        if not guard.check_csrf(next(iter(form.get("csrf", [])), None)):
             return None, _refuse(request, 403, "refused: missing or wrong CSRF token")
         return form, None
 
@@ -324,8 +328,8 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(RequireToken, guard=guard)  # type: ignore[arg-type]
-    app.add_middleware(SecurityHeaders)  # type: ignore[arg-type]
+    app.add_middleware(RequireToken, guard=guard)
+    app.add_middleware(SecurityHeaders)
     return app
 
 

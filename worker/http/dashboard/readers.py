@@ -33,7 +33,9 @@ async def dead_letters(manager: CacheManager, limit: int, payload_chars: int) ->
             letter = DeadLetter.model_validate_json(raw)
         except ValidationError:
             text = raw.decode("utf-8", errors="replace")
-            letter = DeadLetter(at_ms=0, job_id=None, function="?", reason="unreadable", payload=text)
+            letter = DeadLetter(
+                at_ms=0, job_id=None, function="?", reason="unreadable", payload=text
+            )
         payload = letter.payload
         groups[letter.reason].append(
             {
@@ -52,5 +54,3 @@ async def dead_letters(manager: CacheManager, limit: int, payload_chars: int) ->
         "shown": len(raw_items),
         "groups": [{"reason": r, "count": len(items), "letters": items} for r, items in ordered],
     }
-
-

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -50,6 +51,15 @@ def check_bind(settings: Settings) -> None:
         )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal capture: the caller owns SIGINT/SIGTERM
+    (``run_dashboard``, the demo, tests), and stops it with ``DashboardServer.aclose``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class DashboardServer:
     def __init__(self, settings: Settings, *, allow_actions: bool | None = None) -> None:
         check_bind(settings)
@@ -67,8 +77,7 @@ class DashboardServer:
             proxy_headers=False,
             timeout_graceful_shutdown=max(1, round(settings.dashboard.shutdown_timeout)),
         )
-        self.server = uvicorn.Server(self.config)
-        self.server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self.server = _Server(self.config)
         self.port: int | None = None
         self._task: asyncio.Task[None] | None = None
 

@@ -48,11 +48,7 @@ async def read_gap(
     maxlen: int,
 ) -> list[dict[str, Any]] | None:
     """Entries after ``last`` up to ``target`` in every stream; None when that is not exact."""
-    wanted = [
-        (key, frm, to)
-        for key, frm, to in zip(keys, last, target, strict=True)
-        if frm != to
-    ]
+    wanted = [(key, frm, to) for key, frm, to in zip(keys, last, target, strict=True) if frm != to]
     if any(cursors.entry_key(frm) > cursors.entry_key(to) for _, frm, to in wanted):
         return None  # from the future: the store was reset
     if not wanted:
@@ -147,16 +143,17 @@ async def live_events(
                 return
         while True:
             try:
-                batch = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                async with asyncio.timeout(heartbeat):
+                    got = await sub.queue.get()
             except TimeoutError:
                 yield PING_FRAME
                 continue
             if sub.dropped:
                 yield RESYNC_FRAME
                 return
-            if batch is None:  # the hub is closing
+            if got is None:  # the hub is closing
                 return
             sub.delivered += 1
-            yield batch.frame
+            yield got.frame
     finally:
         hub.unsubscribe(sub)
