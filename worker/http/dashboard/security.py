@@ -105,18 +105,21 @@ def same_origin(request: Request) -> str | None:
     """None when the request comes from this dashboard's own pages (or no browser), else why.
 
     ``Sec-Fetch-Site`` (sent by every current browser) must be ``same-origin`` (or ``none``:
-    typed by the user); an ``Origin`` must be this host. A request with neither is not from a
-    browser's cross-site form, and still needs the CSRF token.
+    typed by the user); an ``Origin`` must be this host. Chromium sends ``Origin: null`` on
+    same-origin form posts under ``Referrer-Policy: no-referrer``, so ``null`` passes only with
+    ``Sec-Fetch-Site: same-origin``. A request with neither header is not a browser's
+    cross-site form, and still needs the CSRF token.
     """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
         return f"Sec-Fetch-Site {site!r}"
     origin = request.headers.get("origin")
-    if origin is not None:
-        host = request.headers.get("host", "")
-        parts = urlsplit(origin)
-        if origin == "null" or parts.netloc != host or parts.scheme != request.url.scheme:
-            return f"foreign Origin {origin!r}"
+    if origin is None or (origin == "null" and site == "same-origin"):
+        return None
+    host = request.headers.get("host", "")
+    parts = urlsplit(origin)
+    if origin == "null" or parts.netloc != host or parts.scheme != request.url.scheme:
+        return f"foreign Origin {origin!r}"
     return None
 
 
