@@ -32,13 +32,21 @@ SCREENSHOTS = ROOT / "test-output" / "screenshots"
 
 
 @pytest.fixture
-async def chromium() -> AsyncIterator[Browser]:
+def chromium_path() -> Path:
+    """The packaged browser; skipped when missing outside CI, failed when missing in CI."""
     if not CHROMIUM.is_file():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing in CI (apt-get install chromium chromium-driver)")
         pytest.skip(f"{CHROMIUM} not installed (Debian: apt-get install chromium chromium-driver)")
+    return CHROMIUM
+
+
+@pytest.fixture
+async def chromium(chromium_path: Path) -> AsyncIterator[Browser]:
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        browser = await pw.chromium.launch(
+            executable_path=str(chromium_path), args=ARGS, headless=True
+        )
         try:
             yield browser
         finally:

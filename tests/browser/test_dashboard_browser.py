@@ -24,7 +24,7 @@ from jobs.client import ProgressPublisher, enqueue_update
 from tests.conftest import TestServer
 from tests.support.dashboard import TOKEN, running_dashboard
 from tests.support.processes import Fleet
-from tests.support.waiting import fresh_beats, wait_until
+from tests.support.waiting import fresh_beats, items, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -154,7 +154,7 @@ async def test_dead_letter_appears_is_requeued_and_applied(
         fleet.start(1)
         await enqueue_update(manager.client, stolen)  # the worker refuses it: another owner
         await wait_until(
-            check(lambda: manager.client.llen(manager.keys.dead_letter())), 20, "a dead letter"
+            check(lambda: items(manager.client, manager.keys.dead_letter())), 20, "a dead letter"
         )
         async with running_dashboard(server.url, allow_actions=True) as dash:
             page = await new_page(chromium, problems)
