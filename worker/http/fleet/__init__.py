@@ -9,6 +9,7 @@ series, collected once per scrape.
 """
 
 from worker.http.fleet.bounds import FleetTimeout
+from worker.http.fleet.exporter import render_fleet_metrics
 from worker.http.fleet.models import (
     QUEUE_STATES,
     SLOT_STATES,
@@ -46,4 +47,5 @@ __all__ = [
     "SlotView",
     "StoreView",
     "WorkerView",
+    "render_fleet_metrics",
 ]

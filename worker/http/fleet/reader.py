@@ -49,6 +49,8 @@ class FleetReader:
         self.cron_names = [f.__name__ for f in SCHEDULED]
         self._previous: tuple[int, JobCounters] | None = None
         self._rates: tuple[float, float, float] | None = None
+        self.scrape_errors: dict[str, int] = {}
+        """Fleet scrapes that could not read the stores, by kind (``exporter``)."""
 
     @property
     def separate_stores(self) -> bool:
