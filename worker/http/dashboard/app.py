@@ -45,6 +45,7 @@ from worker.http.dashboard.security import (
 from worker.http.dashboard.state import DashboardState
 from worker.http.dashboard.stream import live_events
 from worker.http.fleet import SLOT_STATES, FleetTimeout
+from worker.http.fleet.exporter import render_fleet_metrics
 from worker.settings import Settings
 
 log = logging.getLogger("seen.dashboard")
@@ -301,9 +302,9 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
                 return PlainTextResponse(
                     "bearer token required\n", 401, {"WWW-Authenticate": 'Bearer realm="metrics"'}
                 )
-        from worker.http.dashboard.exporter import render_metrics
-
-        body, content_type = await render_metrics(st(request), request.headers.get("accept", ""))
+        body, content_type = await render_fleet_metrics(
+            st(request).fleet, request.headers.get("accept")
+        )
         return Response(body, media_type=content_type)
 
     routes = [
