@@ -230,6 +230,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         headless=headless,
         seed=args.seed,
+        with_dashboard=not args.no_dashboard,
     )
     try:
         return run_async(coro, settings.worker.uvloop)
@@ -247,6 +248,9 @@ def add_demo(sub: Subparsers) -> None:
         "--duration", type=seconds, help="run headless for about S seconds and print a summary"
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    demo.add_argument(
+        "--no-dashboard", action="store_true", help="do not serve the dashboard beside the demo"
+    )
     demo.set_defaults(handler=cmd_demo)
 
 

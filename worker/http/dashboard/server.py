@@ -72,6 +72,7 @@ class DashboardServer:
             port=port,
             lifespan="on",
             log_config=None,
+            log_level="warning",
             access_log=False,
             server_header=False,
             proxy_headers=False,
