@@ -68,6 +68,16 @@ def start_dashboard(env: BenchEnv, port: int, clients: int) -> subprocess.Popen[
     )
 
 
+def start_clients(url: str, clients: int) -> subprocess.Popen[bytes]:
+    """The "browsers": ``bench.dashboard_clients`` in a process of their own."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench.dashboard_clients", url, "--clients", str(clients)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+
+
 async def wait_up(url: str, within: float = 30.0) -> None:
     deadline = time.monotonic() + within
     async with httpx.AsyncClient() as client:
@@ -128,12 +138,7 @@ async def sse_run(
     readers: subprocess.Popen[bytes] | None = None
     try:
         await wait_up(url)
-        readers = subprocess.Popen(
-            [sys.executable, "-m", "bench.dashboard_clients", url, "--clients", str(clients)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-        )
+        readers = start_clients(url, clients)
         assert readers.stdout is not None and readers.stdin is not None
         ready = json.loads(await asyncio.to_thread(readers.stdout.readline))
         cpu0, wall0 = cpu_seconds(dash.pid), time.monotonic()
