@@ -188,6 +188,7 @@ class DashboardSettings(_Section):
     max_sse_clients: Count = Field(100, description="open live-download streams at most")
     client_queue: Count = Field(256, description="event batches buffered per SSE client")
     replay_batches: Count = Field(2048, description="recent batches kept for Last-Event-ID")
+    replay_mb: Count = Field(64, description="megabytes of recent batches kept, at most")
     gap_limit: Count = Field(20000, description="entries a resume reads from the streams")
     heartbeat: Seconds = Field(15.0, description="seconds between SSE keep-alive comments")
     read_block: Seconds = Field(1.0, description="seconds one XREAD of the streams blocks")

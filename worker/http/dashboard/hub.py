@@ -2,7 +2,8 @@
 
 The reader task follows every shard's stream with one blocking ``XREAD`` (``EventFollower``),
 turns each read into one batch (a pre-encoded SSE frame whose id is the cursor after it, see
-``cursor.py``), keeps the last ``replay_batches`` batches for reconnects, and offers the batch
+``cursor.py``), keeps the last ``replay_batches`` batches (at most ``replay_mb`` of frames)
+for reconnects, and offers the batch
 to every subscriber's bounded queue with ``put_nowait``. A full queue never blocks the reader
 and never grows: that subscriber is marked ``dropped`` and told to resync (it reconnects with
 ``Last-Event-ID`` and resumes). Registering a subscriber and reading the cursor it starts at
@@ -73,6 +74,7 @@ class EventHub:
         client_queue: int,
         replay_batches: int,
         block_s: float,
+        replay_bytes: int = 64 * 1024 * 1024,
         count: int = 500,
     ) -> None:
         self.manager = manager
@@ -84,6 +86,8 @@ class EventHub:
         self.keys = sorted(self.follower.streams, key=self.follower.streams.__getitem__)
         self.shards = len(self.keys)
         self.replay: deque[Batch] = deque(maxlen=replay_batches)
+        self.replay_bytes = replay_bytes
+        self._buffered = 0
         self.subscribers: set[Subscriber] = set()
         self.cursor = cursors.encode(["0-0"] * self.shards)
         self.batches = 0
@@ -164,7 +168,12 @@ class EventHub:
         """Append one batch ending at ``cursor`` and offer it to every subscriber."""
         batch = Batch(cursor, progress_frame(cursor, items))
         self.cursor = cursor
+        if len(self.replay) == self.replay.maxlen:
+            self._buffered -= len(self.replay[0].frame)
         self.replay.append(batch)
+        self._buffered += len(batch.frame)
+        while self._buffered > self.replay_bytes and len(self.replay) > 1:
+            self._buffered -= len(self.replay.popleft().frame)
         self.batches += 1
         self.events += len(items)
         gone = []

@@ -45,6 +45,7 @@ class DashboardState:
                 client_queue=cfg.client_queue,
                 replay_batches=cfg.replay_batches,
                 block_s=cfg.read_block,
+                replay_bytes=cfg.replay_mb * 1024 * 1024,
             )
             await hub.start()
         except BaseException:
