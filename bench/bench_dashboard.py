@@ -176,22 +176,23 @@ async def poll_run(env: BenchEnv, clients: int, seconds: float) -> dict[str, Any
         await wait_up(url)
         stop = time.monotonic() + seconds
         cpu0, wall0 = cpu_seconds(dash.pid), time.monotonic()
-        requests = 0
+        requests = failed = 0
 
         async def poller(offset: float) -> None:
-            nonlocal requests
+            nonlocal requests, failed
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 await asyncio.sleep(offset)
                 while time.monotonic() < stop:
-                    (await client.get("api/downloads")).raise_for_status()
+                    response = await client.get("api/downloads")
                     requests += 1
+                    failed += response.status_code != 200  # e.g. 503: store pool exhausted
                     await asyncio.sleep(POLL_EVERY_S)
 
         await asyncio.gather(*(poller(POLL_EVERY_S * i / clients) for i in range(clients)))
         cpu = (cpu_seconds(dash.pid) - cpu0) / (time.monotonic() - wall0)
     finally:
         stop_process(dash, 10)
-    return {"cpu": cpu, "requests": requests}
+    return {"cpu": cpu, "requests": requests, "failed": failed}
 
 
 async def run(env: BenchEnv) -> list[BenchResult]:
@@ -229,6 +230,7 @@ async def run(env: BenchEnv) -> list[BenchResult]:
                 "updates_sent": sse["sent"],
                 "poll_cpu_pct": round(100 * poll["cpu"], 1),
                 "poll_requests": poll["requests"],
+                "poll_failed": poll["failed"],
                 "errors": sse["errors"],
                 "seconds": seconds,
             },

@@ -165,18 +165,41 @@ async def test_trimmed_gap_gets_a_snapshot(server: TestServer, manager: CacheMan
             await wait_until(lambda: _count(first.items, len(JOBS)), 5, "round 1")
             last = first.last_id
         assert last is not None
+        hub = hub_of(dash)
         for seq in (2, 3):
             await apply_round(manager, seq)
+        await wait_until(_hub_read(hub, 3 * len(JOBS)), 5, "the hub read rounds 2 and 3")
         for shard in range(manager.config.download.shards):  # lose the history
             await manager.client.xtrim(manager.keys.download_events(shard), maxlen=0)
         await apply_round(manager, 4)
-        hub = hub_of(dash)
-        await wait_until(lambda: _true(hub.events >= 4 * len(JOBS)), 5, "hub")
+        await wait_until(_hub_read(hub, 4 * len(JOBS)), 5, "the hub read round 4")
         async with sse(c, **{"Last-Event-ID": last}) as second:
             await wait_until(lambda: _has(second.events), 5, "catch-up")
             snap = second.events[0]
     assert snap.event == "snapshot"  # the gap cannot be read exactly: a full state instead
     assert {d["j"]: d["q"] for d in snap.data["downloads"]} == dict.fromkeys(JOBS, 4)
+
+
+async def test_clients_opening_at_once_share_one_snapshot_read(manager: CacheManager) -> None:
+    hub = EventHub(manager, max_clients=10, client_queue=4, replay_batches=4, block_s=0.1)
+    reads: list[int] = []
+    release = asyncio.Event()
+
+    async def read() -> bytes:
+        reads.append(len(reads))
+        await release.wait()
+        return f"state {len(reads)}".encode()
+
+    early = [hub.subscribe(None)[0] for _ in range(3)]
+    waiting = [asyncio.create_task(hub.snapshot(sub, read)) for sub in early]
+    await asyncio.sleep(0)  # the first read has started
+    late = hub.subscribe(None)[0]  # registered after that read began: needs a read of its own
+    waiting.append(asyncio.create_task(hub.snapshot(late, read)))
+    await asyncio.sleep(0)
+    release.set()
+    got = await asyncio.gather(*waiting)
+    assert got == [b"state 2"] * 4 or got == [b"state 1"] * 3 + [b"state 2"]
+    assert len(reads) == 2 and hub.snapshots == 2
 
 
 async def test_bad_last_event_id_gets_a_snapshot(server: TestServer, manager: CacheManager) -> None:

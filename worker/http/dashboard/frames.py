@@ -60,8 +60,14 @@ def progress_frame(cursor: str, items: Iterable[dict[str, Any]]) -> bytes:
     return frame("progress", cursor, {"events": list(items)})
 
 
-def snapshot_frame(cursor: str, downloads: Iterable[DownloadProgress]) -> bytes:
-    return frame("snapshot", cursor, {"downloads": [item(p) for p in downloads]})
+def snapshot_data(downloads: Iterable[DownloadProgress]) -> bytes:
+    """The ``data:`` of a snapshot, encoded once and shared by the clients that wait for it."""
+    body = json.dumps({"downloads": [item(p) for p in downloads]}, separators=(",", ":"))
+    return body.encode()
+
+
+def snapshot_frame(cursor: str, data: bytes) -> bytes:
+    return b"id: " + cursor.encode() + b"\nevent: snapshot\ndata: " + data + b"\n\n"
 
 
 def hello_frame() -> bytes:

@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from cache.download import EventFollower
 from cache.errors import CacheError
@@ -43,6 +45,7 @@ class Subscriber:
 
     queue: asyncio.Queue[Batch | None]
     start: str
+    number: int = 0
     dropped: bool = False
     delivered: int = field(default=0)
 
@@ -93,6 +96,9 @@ class EventHub:
         self.batches = 0
         self.events = 0
         self.dropped = 0
+        self.snapshots = 0
+        self._registered = 0
+        self._snapshot: tuple[int, asyncio.Task[bytes]] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -137,9 +143,37 @@ class EventHub:
                     if batch.cursor == last_id:
                         replay = list(self.replay)[i + 1 :]
                         break
-        sub = Subscriber(asyncio.Queue(self.client_queue), start=self.cursor)
+        self._registered += 1
+        sub = Subscriber(asyncio.Queue(self.client_queue), self.cursor, self._registered)
         self.subscribers.add(sub)
         return sub, replay
+
+    async def snapshot(
+        self, sub: Subscriber, read: Callable[[], Coroutine[Any, Any, bytes]]
+    ) -> bytes:
+        """The encoded active downloads for ``sub``, one store read shared by many clients.
+
+        A read that *started after* ``sub`` registered sees every update up to ``sub.start``
+        (the apply script writes the state and the stream entry in one step), so it is a valid
+        snapshot for ``sub``: 100 browsers opening the page at once cost a few reads, not 100.
+        """
+        current = self._snapshot
+        if current is None or current[0] <= sub.number:
+            task = asyncio.create_task(read(), name="dashboard-snapshot")
+            current = (self._registered + 1, task)
+            self._snapshot = current
+            self.snapshots += 1
+
+            def forget(
+                done: asyncio.Task[bytes], mine: tuple[int, asyncio.Task[bytes]] = current
+            ) -> None:
+                if self._snapshot is mine:
+                    self._snapshot = None
+                if not done.cancelled():
+                    done.exception()  # retrieved: each waiter gets it from the shield below
+
+            task.add_done_callback(forget)
+        return await asyncio.shield(current[1])
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)

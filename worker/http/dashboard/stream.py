@@ -33,9 +33,10 @@ from worker.http.dashboard.frames import (
     hello_frame,
     item,
     progress_frame,
+    snapshot_data,
     snapshot_frame,
 )
-from worker.http.dashboard.hub import EventHub, TooManyClients
+from worker.http.dashboard.hub import EventHub, Subscriber, TooManyClients
 
 
 async def read_gap(
@@ -85,12 +86,13 @@ async def catch_up(
     hub: EventHub,
     manager: CacheManager,
     last_id: str | None,
-    start: str,
+    sub: Subscriber,
     *,
     gap_limit: int,
     snapshot_limit: int,
 ) -> bytes:
-    """Step 2 or 3 of the module docstring, as one frame whose id is ``start``."""
+    """Step 2 or 3 of the module docstring, as one frame whose id is ``sub.start``."""
+    start = sub.start
     last = cursors.decode(last_id, hub.shards)
     target = cursors.decode(start, hub.shards)
     if last is not None and target is not None:
@@ -104,8 +106,11 @@ async def catch_up(
         )
         if items is not None:
             return progress_frame(start, items)
-    downloads = await manager.download.get_active_downloads(limit=snapshot_limit)
-    return snapshot_frame(start, downloads)
+
+    async def read() -> bytes:
+        return snapshot_data(await manager.download.get_active_downloads(limit=snapshot_limit))
+
+    return snapshot_frame(start, await hub.snapshot(sub, read))
 
 
 async def live_events(
@@ -134,7 +139,7 @@ async def live_events(
                     hub,
                     manager,
                     last_id,
-                    sub.start,
+                    sub,
                     gap_limit=gap_limit,
                     snapshot_limit=snapshot_limit,
                 )
