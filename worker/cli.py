@@ -257,7 +257,11 @@ def add_demo(sub: Subparsers) -> None:
 # -- dashboard ------------------------------------------------------------------------------
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     from worker.http.dashboard.security import new_token
-    from worker.http.dashboard.server import DashboardConfigError, run_dashboard
+    from worker.http.dashboard.server import (
+        DashboardConfigError,
+        DashboardStartError,
+        run_dashboard,
+    )
 
     if args.new_token:
         print(new_token())
@@ -280,8 +284,8 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     except DashboardConfigError as exc:
         print(f"seen-worker dashboard: {exc}", file=sys.stderr)
         return 2
-    except CacheError as exc:
-        print(f"seen-worker dashboard: store unavailable: {exc}", file=sys.stderr)
+    except (CacheError, DashboardStartError) as exc:
+        print(f"seen-worker dashboard: {exc}", file=sys.stderr)
         return 1
 
 

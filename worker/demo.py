@@ -207,7 +207,7 @@ async def start_dashboard(settings: Settings, out: Console) -> DashboardServer |
         server = DashboardServer(local)
         try:
             await server.start()
-        except (OSError, SystemExit) as exc:
+        except (OSError, RuntimeError) as exc:
             out.print(f"[dim]dashboard not on {addr}: {exc}[/dim]")
             await server.aclose()
             continue

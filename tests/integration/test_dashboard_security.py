@@ -216,3 +216,13 @@ async def test_actions_need_csrf_and_own_origin(server: TestServer, manager: Cac
         assert r.status_code == 400
     assert await manager.client.llen(manager.keys.dead_letter()) == 0  # type: ignore[misc]
     assert await manager.client.zcard(queue_name) == 2  # the requeued update and the manual run
+
+
+async def test_unreachable_store_is_a_clear_start_error() -> None:
+    from worker.embedded import free_port
+    from worker.http.dashboard.server import DashboardStartError
+
+    server = DashboardServer(dashboard_settings(f"127.0.0.1:{free_port()}"))
+    with pytest.raises(DashboardStartError, match="did not start"):
+        await server.start()
+    await server.aclose()

@@ -33,6 +33,10 @@ class DashboardConfigError(ValueError):
     """The dashboard refuses to start with this configuration; the message says why."""
 
 
+class DashboardStartError(RuntimeError):
+    """The server did not start: the address is taken, or the stores did not answer."""
+
+
 def check_bind(settings: Settings) -> None:
     cfg = settings.dashboard
     host, _port = cfg.host_port()
@@ -90,16 +94,28 @@ class DashboardServer:
 
     async def start(self) -> None:
         """Listen; raises when the server (or its lifespan: the store) fails to start."""
-        self._task = asyncio.create_task(self.server.serve(), name="dashboard-server")
+        self._task = asyncio.create_task(self._serve(), name="dashboard-server")
         async with asyncio.timeout(START_WITHIN_S):
             while not self.server.started:
                 if self._task.done():
-                    await self._task  # raises its error
-                    raise RuntimeError("dashboard server stopped during start-up")
+                    task, self._task = self._task, None
+                    await task  # raises DashboardStartError
+                    raise DashboardStartError("dashboard server ended during start-up")
                 await asyncio.sleep(0.02)
         sockets = [s for srv in self.server.servers for s in srv.sockets]
         self.port = sockets[0].getsockname()[1]
         log.info("dashboard on %s", self.url)
+
+    async def _serve(self) -> None:
+        """uvicorn's ``serve``, with its ``sys.exit`` on a failed start turned into an error
+        (a SystemExit escaping a task would end the whole event loop)."""
+        try:
+            await self.server.serve()
+        except SystemExit:
+            raise DashboardStartError(
+                f"dashboard did not start on {self.settings.dashboard.addr} "
+                "(address in use, or the stores did not answer: see the log above)"
+            ) from None
 
     async def wait(self) -> None:
         if self._task is not None:
