@@ -188,10 +188,13 @@ class EventHub:
             try:
                 events = await self.follower.read()
                 failures = 0
-            except (CacheError, OSError) as exc:
+            except Exception as exc:  # the reader must outlive any one bad read
                 delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
                 failures += 1
-                log.warning("event streams unreadable (%s); retrying in %.1fs", exc, delay)
+                if isinstance(exc, CacheError | OSError):
+                    log.warning("event streams unreadable (%s); retrying in %.1fs", exc, delay)
+                else:
+                    log.exception("event stream read failed; retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 continue
             if not events:
