@@ -193,13 +193,21 @@ async def test_clients_opening_at_once_share_one_snapshot_read(manager: CacheMan
     early = [hub.subscribe(None)[0] for _ in range(3)]
     waiting = [asyncio.create_task(hub.snapshot(sub, read)) for sub in early]
     await asyncio.sleep(0)  # the first read has started
-    late = hub.subscribe(None)[0]  # registered after that read began: needs a read of its own
+    late = hub.subscribe(None)[0]  # registered after that read began: shares it + batches
     waiting.append(asyncio.create_task(hub.snapshot(late, read)))
     await asyncio.sleep(0)
     release.set()
     got = await asyncio.gather(*waiting)
-    assert got == [b"state 2"] * 4 or got == [b"state 1"] * 3 + [b"state 2"]
-    assert len(reads) == 2 and hub.snapshots == 2
+    assert len(reads) == 1 and hub.snapshots == 1
+    assert all(frame.endswith(b"data: state 1\n\n") for frame in got)
+    # a client that comes a moment later gets the last snapshot plus the batches since it
+    hub.publish("1-0," + ",".join(["0"] * (hub.shards - 1)), [{"i": "1-0", "h": 0}])
+    later = hub.subscribe(None)[0]
+    reply = await hub.snapshot(later, read)
+    assert len(reads) == 1  # no new read
+    snapshot_part, batch_part = reply.split(b"\n\n", 1)
+    assert snapshot_part.startswith(b"id: " + hub.replay[0].cursor.replace("1-0", "0").encode())
+    assert batch_part == hub.replay[-1].frame
 
 
 async def test_bad_last_event_id_gets_a_snapshot(server: TestServer, manager: CacheManager) -> None:

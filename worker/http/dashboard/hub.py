@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -25,12 +26,14 @@ from cache.download import EventFollower
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from worker.http.dashboard import cursor as cursors
-from worker.http.dashboard.frames import item, progress_frame
+from worker.http.dashboard.frames import item, progress_frame, snapshot_frame
 
 log = logging.getLogger("seen.dashboard.hub")
 
 ERROR_BACKOFF_S = (0.1, 0.5, 1.0, 2.0)
 CLOSE_WITHIN_S = 2.0
+SNAPSHOT_REUSE_S = 10.0
+"""A snapshot this young is reused (with the batches since) instead of read again."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,17 @@ class Subscriber:
             with contextlib.suppress(asyncio.QueueFull):
                 self.queue.get_nowait()
                 self.queue.put_nowait(None)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Encoded active downloads, read when the hub was at ``cursor``."""
+
+    cursor: str
+    registered: int
+    """Clients registered when the read began (``Subscriber.number`` up to this)."""
+    data: bytes
+    at: float
 
 
 class TooManyClients(Exception):
@@ -98,12 +112,15 @@ class EventHub:
         self.dropped = 0
         self.snapshots = 0
         self._registered = 0
-        self._snapshot: tuple[int, asyncio.Task[bytes]] | None = None
+        self._reading: asyncio.Task[Snapshot] | None = None
+        self._cached: Snapshot | None = None
+        self._replay_base = self.cursor
+        """The cursor just before the oldest buffered batch."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.follower.start()
-        self.cursor = self._current()
+        self.cursor = self._replay_base = self._current()
         self._task = asyncio.create_task(self._run(), name="dashboard-event-hub")
 
     async def aclose(self) -> None:
@@ -134,15 +151,7 @@ class EventHub:
         """
         if len(self.subscribers) >= self.max_clients:
             raise TooManyClients(f"{self.max_clients} live streams already open")
-        replay: list[Batch] | None = None
-        if last_id is not None:
-            if last_id == self.cursor:
-                replay = []
-            else:
-                for i, batch in enumerate(self.replay):
-                    if batch.cursor == last_id:
-                        replay = list(self.replay)[i + 1 :]
-                        break
+        replay = None if last_id is None else self.batches_between(last_id, self.cursor)
         self._registered += 1
         sub = Subscriber(asyncio.Queue(self.client_queue), self.cursor, self._registered)
         self.subscribers.add(sub)
@@ -151,29 +160,55 @@ class EventHub:
     async def snapshot(
         self, sub: Subscriber, read: Callable[[], Coroutine[Any, Any, bytes]]
     ) -> bytes:
-        """The encoded active downloads for ``sub``, one store read shared by many clients.
+        """The catch-up bytes of a client that needs the whole state: snapshot (+ batches).
 
-        A read that *started after* ``sub`` registered sees every update up to ``sub.start``
-        (the apply script writes the state and the stream entry in one step), so it is a valid
-        snapshot for ``sub``: 100 browsers opening the page at once cost a few reads, not 100.
+        At most one store read is in flight, and every client needing a snapshot shares it
+        (or the last one, for ``SNAPSHOT_REUSE_S``): a read that began at hub cursor ``S`` sees
+        every update up to ``S`` (the apply script writes the state and the stream entry in one
+        step). A client registered before the read began gets it with its own start as id (its
+        queue holds what came after); a client registered later gets it with id ``S`` followed
+        by the buffered batches from ``S`` to its start. Either way nothing is missing, so 100
+        browsers opening the page at once cost one read, not 100.
         """
-        current = self._snapshot
-        if current is None or current[0] <= sub.number:
-            task = asyncio.create_task(read(), name="dashboard-snapshot")
-            current = (self._registered + 1, task)
-            self._snapshot = current
+        for _attempt in range(2):
+            snap = self._cached
+            if snap is None or time.monotonic() - snap.at > SNAPSHOT_REUSE_S:
+                snap = await asyncio.shield(self._read_once(read))
+            if sub.number <= snap.registered:
+                return snapshot_frame(sub.start, snap.data)
+            tail = self.batches_between(snap.cursor, sub.start)
+            if tail is not None:
+                return snapshot_frame(snap.cursor, snap.data) + b"".join(b.frame for b in tail)
+            self._cached = None  # its cursor left the buffer: read again (now after sub began)
+        raise RuntimeError("unreachable: a fresh read always covers a registered client")
+
+    def _read_once(self, read: Callable[[], Coroutine[Any, Any, bytes]]) -> asyncio.Task[Snapshot]:
+        """The read in flight, or a new one."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read(read), name="dashboard-snapshot")
             self.snapshots += 1
+        return self._reading
 
-            def forget(
-                done: asyncio.Task[bytes], mine: tuple[int, asyncio.Task[bytes]] = current
-            ) -> None:
-                if self._snapshot is mine:
-                    self._snapshot = None
-                if not done.cancelled():
-                    done.exception()  # retrieved: each waiter gets it from the shield below
+    async def _read(self, read: Callable[[], Coroutine[Any, Any, bytes]]) -> Snapshot:
+        cursor, registered = self.cursor, self._registered  # the state read below covers these
+        snap = Snapshot(cursor, registered, await read(), time.monotonic())
+        self._cached = snap
+        return snap
 
-            task.add_done_callback(forget)
-        return await asyncio.shield(current[1])
+    def batches_between(self, frm: str, to: str) -> list[Batch] | None:
+        """Buffered batches after cursor ``frm`` up to ``to``; None when not all buffered."""
+        if frm == to:
+            return []
+        out: list[Batch] = []
+        found = frm == self._replay_base
+        for batch in self.replay:
+            if found:
+                out.append(batch)
+                if batch.cursor == to:
+                    return out
+            elif batch.cursor == frm:
+                found = True
+        return None
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
@@ -201,16 +236,21 @@ class EventHub:
                 continue
             self.publish(self._current(), [item(e.progress, e.id, e.shard) for e in events])
 
+    def _forget_oldest(self) -> None:
+        oldest = self.replay.popleft()
+        self._buffered -= len(oldest.frame)
+        self._replay_base = oldest.cursor
+
     def publish(self, cursor: str, items: list[dict[str, object]]) -> None:
         """Append one batch ending at ``cursor`` and offer it to every subscriber."""
         batch = Batch(cursor, progress_frame(cursor, items))
         self.cursor = cursor
         if len(self.replay) == self.replay.maxlen:
-            self._buffered -= len(self.replay[0].frame)
+            self._forget_oldest()
         self.replay.append(batch)
         self._buffered += len(batch.frame)
         while self._buffered > self.replay_bytes and len(self.replay) > 1:
-            self._buffered -= len(self.replay.popleft().frame)
+            self._forget_oldest()
         self.batches += 1
         self.events += len(items)
         gone = []

@@ -34,7 +34,6 @@ from worker.http.dashboard.frames import (
     item,
     progress_frame,
     snapshot_data,
-    snapshot_frame,
 )
 from worker.http.dashboard.hub import EventHub, Subscriber, TooManyClients
 
@@ -110,7 +109,7 @@ async def catch_up(
     async def read() -> bytes:
         return snapshot_data(await manager.download.get_active_downloads(limit=snapshot_limit))
 
-    return snapshot_frame(start, await hub.snapshot(sub, read))
+    return await hub.snapshot(sub, read)
 
 
 async def live_events(
