@@ -17,7 +17,7 @@ from playwright.async_api import Browser, async_playwright
 
 from tests.support.processes import ROOT
 
-CHROMIUM = Path(os.environ.get("SEEN_TEST_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
     "--headless",
     "--no-sandbox",
