@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -112,7 +113,7 @@ def test_non_loopback_bind_refused_without_tokens(server: TestServer) -> None:
         dashboard_settings(server.url, token="short")
 
 
-def test_cli_refuses_non_loopback_without_token(server: TestServer, tmp_path: object) -> None:
+def test_cli_refuses_non_loopback_without_token(server: TestServer) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "worker.cli", "dashboard", "--addr", "0.0.0.0:0"],
         capture_output=True,
@@ -133,6 +134,31 @@ def test_cli_refuses_non_loopback_without_token(server: TestServer, tmp_path: ob
         check=True,
     ).stdout.strip()
     assert len(token) >= 43
+
+
+def test_cli_token_file_is_checked(server: TestServer, tmp_path: Path) -> None:
+    short = tmp_path / "short.token"
+    short.write_text("too-short\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "dashboard", "--token-file", str(short)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert out.returncode == 2 and "at least 32 bytes" in out.stderr, out
+    missing = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "dashboard", "--token-file", str(tmp_path / "no")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=30,
+        env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+    assert missing.returncode == 2 and "cannot read token file" in missing.stderr, missing
 
 
 def _letter_payload(manager: CacheManager) -> str:
