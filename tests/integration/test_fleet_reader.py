@@ -9,6 +9,7 @@ exporter's series (read with ``prometheus_client``'s parsers) the same figures.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -204,6 +205,14 @@ async def test_views_and_series_after_known_work(
     assert states[current] == states[current - 1] == "done"
     assert states[current - 2] == "claimed"
     assert {states[s] for s in range(min(states), current - 2)} == {"missed"}
+    assert schedule.counts == {
+        "expected": 1,
+        "claimed": 1,
+        "done": 2,
+        "failed": 0,
+        "skipped": 0,
+        "missed": settings.fleet.schedule_slots - 3,
+    }
     assert [r.slot for r in schedule.history] == [current, current - 1]
     assert all(r.outcome == "ok" for r in schedule.history)
     newest = schedule.history[0]
@@ -234,6 +243,12 @@ async def test_views_and_series_after_known_work(
             assert s.newest_event_age_s is not None and 0 <= s.newest_event_age_s < 30
         else:
             assert s.events == 0 and s.newest_event_age_s is None
+
+    # -- every view is plain data: the dashboard serves it as JSON
+    plain: list[Any] = [overview, dead, schedule, *views, *shards]
+    for view in plain:
+        assert json.loads(json.dumps(dataclasses.asdict(view)))
+    assert dataclasses.asdict(overview)["stale"] == 2
 
     # -- the same through the exporter ------------------------------------------------------
     body, content_type = await render_fleet_metrics(reader, None)

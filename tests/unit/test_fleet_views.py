@@ -10,7 +10,7 @@ import pytest
 from worker.http.fleet.deadletters import reason_kind
 from worker.http.fleet.downloads import entry_ms
 from worker.http.fleet.locks import lease_holder, lock_name
-from worker.http.fleet.models import RunView
+from worker.http.fleet.models import SLOT_STATES, RunView, Schedule, SlotView
 from worker.http.fleet.schedules import last_success_ms, parse_run, slot_state
 
 P = 300
@@ -101,3 +101,10 @@ def test_lock_names_and_holders() -> None:
 def test_stream_entry_time() -> None:
     assert entry_ms(b"1700000000123-4") == 1700000000123
     assert entry_ms("junk") is None
+
+
+def test_schedule_counts_every_state() -> None:
+    slots = [SlotView(1, 0, "done"), SlotView(2, 0, "done"), SlotView(3, 0, "missed")]
+    schedule = Schedule("job", P, slots, [], None)
+    assert schedule.counts == {**dict.fromkeys(SLOT_STATES, 0), "done": 2, "missed": 1}
+    assert schedule.count("done") == 2 and schedule.count("expected") == 0

@@ -9,8 +9,8 @@ is a SCAN (never KEYS) with a COUNT hint that stops after ``max_keys`` keys were
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -40,6 +40,18 @@ async def deadline(what: str, seconds: float) -> AsyncIterator[None]:
         raise FleetTimeout(what, seconds) from exc
 
 
+@asynccontextmanager
+async def concurrently() -> AsyncIterator[asyncio.TaskGroup]:
+    """An ``asyncio.TaskGroup`` whose first failure is raised as itself (a ``CacheError``, a
+    ``FleetTimeout``), not wrapped in an ``ExceptionGroup``: callers catch the store's errors
+    as from any other read. The other tasks are cancelled, as by the group."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            yield group
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
 @dataclass(frozen=True)
 class ScanResult:
     keys: list[str]
@@ -49,39 +61,52 @@ class ScanResult:
     """Keys matched (``count_keys``); at least this many when not ``complete``."""
 
 
+class ScanWalk:
+    """One bounded SCAN walk: batches of matching keys until the cursor comes back to 0
+    (``complete``) or about ``max_keys`` keys were looked at (SCAN ``COUNT`` is a hint, so
+    the bound holds per round)."""
+
+    def __init__(self, client: Redis, pattern: str, count: int, max_keys: int) -> None:
+        self.client = client
+        self.pattern = pattern
+        self.count = count
+        self.max_keys = max_keys
+        self.complete = False
+
+    async def batches(self) -> AsyncGenerator[list[bytes | str], None]:
+        cursor = 0
+        looked = 0
+        while True:
+            with translate_errors(self.pattern, operation="SCAN"):
+                cursor, batch = await self.client.scan(cursor, match=self.pattern, count=self.count)
+            looked += self.count
+            self.complete = cursor == 0
+            yield batch
+            if cursor == 0 or looked >= self.max_keys:
+                return
+
+
 async def scan_keys(
     client: Redis, pattern: str, *, count: int, max_keys: int, max_items: int
 ) -> ScanResult:
     """Distinct keys matching ``pattern``: at most ``max_items`` of them, looking at no more
-    than about ``max_keys`` keys (SCAN ``COUNT`` is a hint, so the bound is per round)."""
+    than about ``max_keys`` keys."""
     found: dict[str, None] = {}
-    cursor = 0
-    looked = 0
-    while True:
-        with translate_errors(pattern, operation="SCAN"):
-            cursor, batch = await client.scan(cursor, match=pattern, count=count)
-        looked += count
-        for raw in batch:
-            found[as_text(raw)] = None
-        if len(found) > max_items:
-            return ScanResult(list(found)[:max_items], False)
-        if cursor == 0:
-            return ScanResult(list(found), True)
-        if looked >= max_keys:
-            return ScanResult(list(found), False)
+    walk = ScanWalk(client, pattern, count, max_keys)
+    async with aclosing(walk.batches()) as batches:
+        async for batch in batches:
+            found.update(dict.fromkeys(as_text(raw) for raw in batch))
+            if len(found) > max_items:
+                return ScanResult(list(found)[:max_items], False)
+    return ScanResult(list(found), walk.complete)
 
 
 async def count_keys(client: Redis, pattern: str, *, count: int, max_keys: int) -> ScanResult:
     """How many keys match ``pattern`` (``result.matched``; ``keys`` stays empty), looking
     at no more than about ``max_keys`` keys. SCAN may return a key twice while the server
     rehashes, so the count is approximate in that rare case."""
+    walk = ScanWalk(client, pattern, count, max_keys)
     matched = 0
-    cursor = 0
-    looked = 0
-    while True:
-        with translate_errors(pattern, operation="SCAN"):
-            cursor, batch = await client.scan(cursor, match=pattern, count=count)
-        looked += count
+    async for batch in walk.batches():
         matched += len(batch)
-        if cursor == 0 or looked >= max_keys:
-            return ScanResult([], cursor == 0, matched)
+    return ScanResult([], walk.complete, matched)

@@ -15,7 +15,6 @@ or user id. Every labelled series exists at zero from the first scrape that reac
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator
@@ -26,7 +25,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from worker.http.fleet.bounds import deadline
+from cache.errors import CacheError
+from worker.http.fleet.bounds import concurrently, deadline
 from worker.http.fleet.deadletters import DEAD_LETTER_KINDS
 from worker.http.fleet.models import (
     QUEUE_STATES,
@@ -57,7 +57,7 @@ class FleetSnapshot:
 async def read_snapshot(reader: FleetReader) -> FleetSnapshot:
     """Every view the series need, read concurrently (a failure cancels the others)."""
     sample = reader.settings.fleet.dead_letter_sample
-    async with asyncio.TaskGroup() as group:
+    async with concurrently() as group:
         overview = group.create_task(reader.overview())
         schedules = group.create_task(reader.schedules())
         downloads = group.create_task(reader.downloads())
@@ -142,7 +142,7 @@ def cron_families(schedules: list[Schedule]) -> list[Metric]:
         success.add_metric([schedule.name], 0.0 if last is None else last / 1000)
         period.add_metric([schedule.name], schedule.period_s)
         for state in SLOT_STATES:
-            slots.add_metric([schedule.name, state], schedule.count(state))
+            slots.add_metric([schedule.name, state], schedule.counts[state])
     return [success, period, slots]
 
 
@@ -208,12 +208,13 @@ async def collect(reader: FleetReader) -> list[Metric]:
         async with deadline("scrape", timeout):
             snapshot = await read_snapshot(reader)
     except Exception as exc:  # a store fault must not fail /metrics; it is seen_fleet_up 0
-        problems = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
-        kind = "timeout" if all(isinstance(p, TimeoutError) for p in problems) else "error"
+        kind = "timeout" if isinstance(exc, TimeoutError) else "error"
         reader.scrape_errors[kind] = reader.scrape_errors.get(kind, 0) + 1
         log.warning(
-            "fleet metrics: the stores were not read (%s); serving seen_fleet_up 0",
-            "; ".join(f"{type(p).__name__}: {p}" for p in problems),
+            "fleet metrics: the stores were not read (%s: %s); serving seen_fleet_up 0",
+            type(exc).__name__,
+            exc,
+            exc_info=not isinstance(exc, CacheError | TimeoutError),
         )
     seconds = time.perf_counter() - start
     families = scrape_families(snapshot is not None, seconds, reader.scrape_errors)

@@ -113,14 +113,13 @@ class Overview:
     store: StoreView
     dead_letters: int
     stale_after_s: float
+    alive: int = field(init=False)
+    """Workers with a fresh heartbeat (computed from ``workers``)."""
+    stale: int = field(init=False)
 
-    @property
-    def alive(self) -> int:
-        return sum(w.alive for w in self.workers)
-
-    @property
-    def stale(self) -> int:
-        return sum(not w.alive for w in self.workers)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "alive", sum(w.alive for w in self.workers))
+        object.__setattr__(self, "stale", sum(not w.alive for w in self.workers))
 
 
 @dataclass(frozen=True)
@@ -161,9 +160,18 @@ class Schedule:
     history: list[RunView]
     last_success_ms: int | None
     """When the newest successful run in the history finished."""
+    counts: dict[str, int] = field(init=False)
+    """Slots by state, every one of ``SLOT_STATES`` (computed from ``slots``)."""
+
+    def __post_init__(self) -> None:
+        counts = dict.fromkeys(SLOT_STATES, 0)
+        for slot in self.slots:
+            counts[slot.state] = counts.get(slot.state, 0) + 1
+        object.__setattr__(self, "counts", counts)
 
     def count(self, state: str) -> int:
-        return sum(s.state == state for s in self.slots)
+        """Slots in ``state`` (``counts[state]``; 0 for a state no slot can have)."""
+        return self.counts.get(state, 0)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from cache.clock import wall_ms
 from cache.manager import CacheManager
 from jobs.stats import JobCounters, job_counters
 from worker.cron import SCHEDULED
-from worker.http.fleet.bounds import deadline
+from worker.http.fleet.bounds import concurrently, deadline
 from worker.http.fleet.deadletters import count_dead_letters, read_grouped
 from worker.http.fleet.downloads import read_downloads
 from worker.http.fleet.locks import read_locks
@@ -67,29 +67,33 @@ class FleetReader:
 
     async def overview(self) -> Overview:
         """Workers, queue by state, job totals and rates, cache store figures, dead letters."""
-        async with deadline("overview", self._timeout):
+        async with deadline("overview", self._timeout), concurrently() as group:
             fleet = self.settings.fleet
             now = wall_ms()
             stale_after = self.settings.health.stale_after
-            workers = await read_workers(self.queue, self.keys, now, stale_after, MAX_WORKERS)
-            queue = await read_queue(
-                self.queue,
-                self.settings.queue.name,
-                now,
-                queue_scan=fleet.queue_scan,
-                scan_count=self.settings.cache.scan_count,
-                scan_keys_max=fleet.scan_keys,
+            workers = group.create_task(
+                read_workers(self.queue, self.keys, now, stale_after, MAX_WORKERS)
             )
-            counters = await job_counters(self.queue, self.keys)
-            store = await read_store(self.manager.client)
-            dead = await count_dead_letters(self.manager)
+            queue = group.create_task(
+                read_queue(
+                    self.queue,
+                    self.settings.queue.name,
+                    now,
+                    queue_scan=fleet.queue_scan,
+                    scan_count=self.settings.cache.scan_count,
+                    scan_keys_max=fleet.scan_keys,
+                )
+            )
+            counters = group.create_task(job_counters(self.queue, self.keys))
+            store = group.create_task(read_store(self.manager.client))
+            dead = group.create_task(count_dead_letters(self.manager))
         return Overview(
             at_ms=now,
-            workers=workers,
-            queue=queue,
-            jobs=self._totals(now, counters),
-            store=store,
-            dead_letters=dead,
+            workers=workers.result(),
+            queue=queue.result(),
+            jobs=self._totals(now, counters.result()),
+            store=store.result(),
+            dead_letters=dead.result(),
             stale_after_s=stale_after,
         )
 
