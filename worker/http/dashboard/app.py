@@ -44,7 +44,7 @@ from worker.http.dashboard.security import (
 )
 from worker.http.dashboard.state import DashboardState
 from worker.http.dashboard.stream import live_events
-from worker.http.fleet import SLOT_STATES, FleetTimeout
+from worker.http.fleet import FleetTimeout
 from worker.http.fleet.exporter import render_fleet_metrics
 from worker.settings import Settings
 
@@ -159,10 +159,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         }
 
     async def read_schedules(s: DashboardState) -> Any:
-        return [
-            {**asdict(job), "counts": {k: job.count(k) for k in SLOT_STATES}}
-            for job in await s.fleet.schedules()
-        ]
+        return [asdict(job) for job in await s.fleet.schedules()]  # with its counts by state
 
     async def read_dead(s: DashboardState) -> Any:
         return await readers.dead_letters(s.manager, cfg.page_limit, cfg.payload_chars)
