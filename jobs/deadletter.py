@@ -4,14 +4,18 @@ A capped list (``LPUSH`` + ``LTRIM`` in one transaction, newest first) at
 ``keys.dead_letter()``; ``deadletter.max_entries`` entries of at most
 ``deadletter.payload_chars`` characters of payload each. Operators read it with
 ``read_dead_letters`` (or ``LRANGE seen:jobs:dead 0 -1``): every entry is one JSON object.
+An entry has no id of its own; ``letter_id`` (a digest of its exact stored text) names it for
+the fleet views and the dashboard's requeue action, which both read through ``read_stored``.
 Job functions dead-letter invalid payloads; ``SeenWorker`` dead-letters whole job records ARQ
 cannot run (``letter_for_record``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Container, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -79,21 +83,54 @@ async def push_dead_letters(manager: CacheManager, entries: Sequence[DeadLetter]
             await tx.execute()
 
 
-async def read_dead_letters(manager: CacheManager, limit: int = 100) -> list[DeadLetter]:
-    """The newest ``limit`` entries; an unreadable entry is shown with its raw text."""
+def letter_id(raw: bytes) -> str:
+    """The name of one stored entry: a digest of its exact text.
+
+    Equal entries (same text) get the same id; requeueing one of them removes one copy
+    (``LREM ... 1``), which is all an id can promise for identical twins.
+    """
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class StoredLetter:
+    """One entry as stored: its id, exact text (for ``LREM``) and parsed form."""
+
+    id: str
+    raw: bytes
+    letter: DeadLetter
+    readable: bool
+    """False when the text is not a ``DeadLetter``; ``letter`` then shows the raw text."""
+
+
+def stored_letter(raw: bytes) -> StoredLetter:
+    """Parse one entry; an unreadable one is kept with its raw text as payload."""
+    try:
+        return StoredLetter(letter_id(raw), raw, DeadLetter.model_validate_json(raw), True)
+    except ValidationError:
+        text = raw.decode("utf-8", errors="replace")
+        letter = DeadLetter(at_ms=0, job_id=None, function="?", reason="unreadable", payload=text)
+        return StoredLetter(letter_id(raw), raw, letter, False)
+
+
+async def read_stored(manager: CacheManager, limit: int) -> tuple[list[StoredLetter], int]:
+    """The newest ``limit`` entries (none for ``limit <= 0``) and the list's whole length,
+    from one transaction, so ids, rows and total describe the same moment."""
     key = manager.keys.dead_letter()
     with translate_errors(key, operation="LRANGE dead letter"):
-        raw: list[bytes] = await manager.client.lrange(key, 0, limit - 1)  # type: ignore[misc]
-    out = []
-    for item in raw:
-        try:
-            out.append(DeadLetter.model_validate_json(item))
-        except ValidationError:
-            text = item.decode("utf-8", errors="replace")
-            out.append(
-                DeadLetter(at_ms=0, job_id=None, function="?", reason="unreadable", payload=text)
-            )
-    return out
+        async with manager.client.pipeline(transaction=True) as tx:
+            if limit > 0:
+                tx.lrange(key, 0, limit - 1)
+            tx.llen(key)
+            replies = await tx.execute()
+    raw: list[bytes] = replies[0] if limit > 0 else []
+    return [stored_letter(item) for item in raw], int(replies[-1])
+
+
+async def read_dead_letters(manager: CacheManager, limit: int = 100) -> list[DeadLetter]:
+    """The newest ``limit`` entries; an unreadable entry is shown with its raw text."""
+    entries, _ = await read_stored(manager, limit)
+    return [e.letter for e in entries]
 
 
 UNKNOWN_FUNCTION = "<unknown>"

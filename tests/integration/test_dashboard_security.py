@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
-from jobs.deadletter import make_dead_letter, push_dead_letters
+from jobs.deadletter import letter_id, make_dead_letter, push_dead_letters
+from jobs.serializer import parse_record
 from tests.conftest import TestServer
 from tests.support.dashboard import (
     METRICS_TOKEN,
@@ -244,6 +245,48 @@ async def test_actions_need_csrf_and_own_origin(server: TestServer, manager: Cac
         assert r.status_code == 400
     assert await manager.client.llen(manager.keys.dead_letter()) == 0  # type: ignore[misc]
     assert await manager.client.zcard(queue_name) == 2  # the requeued update and the manual run
+
+
+async def test_requeue_by_the_shown_id_takes_exactly_that_entry(
+    server: TestServer, manager: CacheManager
+) -> None:
+    updates = [
+        {"job_id": f"dl-{n}", "user_id": "u2", "status": "downloading", "seq": n} for n in (1, 2)
+    ]
+    letters = [
+        make_dead_letter(
+            manager, job_id=f"j{n}", function="update_progress", reason="owner", payload=u
+        )
+        for n, u in enumerate(updates)
+    ]
+    await push_dead_letters(manager, letters)  # newest first: letters[1], letters[0]
+    key = manager.keys.dead_letter()
+    stored = await manager.client.lrange(key, 0, -1)  # type: ignore[misc]
+    async with (
+        running_dashboard(server.url, allow_actions=True) as dash,
+        httpx.AsyncClient(base_url=dash.url) as c,
+    ):
+        shown = (await c.get("/api/dead-letters")).json()["groups"][0]["letters"]
+        again = (await c.get("/api/dead-letters")).json()["groups"][0]["letters"]
+        ids = [row["id"] for row in shown]
+        assert ids == [row["id"] for row in again] == [letter_id(x) for x in stored]
+        assert len(set(ids)) == 2
+        html = (await c.get("/dead-letters")).text
+        assert all(f'data-id="{i}"' in html for i in ids)
+        csrf = html.split('name="csrf" content="', 1)[1].split('"', 1)[0]
+        older = next(row for row in shown if row["job_id"] == "j0")
+        r = await c.post(
+            "/actions/requeue",
+            data={"id": older["id"], "csrf": csrf},
+            headers={"Origin": dash.url.rstrip("/"), "Accept": "application/json"},
+        )
+        assert r.status_code == 200 and r.json() == {"done": [older["id"]], "refused": {}}
+        left = (await c.get("/api/dead-letters")).json()["groups"][0]["letters"]
+    assert [row["job_id"] for row in left] == ["j1"]
+    assert await manager.client.lrange(key, 0, -1) == [stored[0]]  # type: ignore[misc]
+    (job_id,) = await manager.client.zrange("arq:queue", 0, -1)
+    record = parse_record(await manager.client.get(f"arq:job:{job_id.decode()}"))
+    assert (record["f"], record["a"]) == ("update_progress", [updates[0]])
 
 
 async def test_unreachable_store_is_a_clear_start_error() -> None:

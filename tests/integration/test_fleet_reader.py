@@ -27,6 +27,7 @@ from cache.keys import shard_of
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance
+from jobs.deadletter import letter_id
 from jobs.schedule import SlotClaims, slot_of
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
@@ -189,6 +190,12 @@ async def test_views_and_series_after_known_work(
     unknown = next(e for e in dead.entries if e.kind == "unknown_function")
     assert unknown.function == "no_such_function" and unknown.job_id == "unknown-1"
     assert len(unknown.payload) == 20 and unknown.truncated
+    # each entry's id is the digest of its stored text: the same entry keeps its id
+    stored = await items(raw, "seen:jobs:dead")
+    assert [e.id for e in dead.entries] == [letter_id(x.encode()) for x in stored]
+    assert len({e.id for e in dead.entries}) == 2
+    again = await reader.dead_letters(1, payload_chars=5)
+    assert again.entries[0].id == dead.entries[0].id
     assert dead.by_kind == {
         "invalid_payload": 1,
         "invalid_record": 0,

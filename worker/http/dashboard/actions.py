@@ -2,8 +2,9 @@
 
 Both are POST only, allowed only with ``--allow-actions`` (``app.py`` checks that, the origin and
 the CSRF token before calling here), bounded (``dashboard.max_action_items`` entries per call)
-and logged. A dead letter is named by a digest of its stored text, so a form can never point at
-an entry it did not show; requeueing enqueues the job again with the JSON wire format
+and logged. A dead letter is named by ``jobs.deadletter.letter_id`` (a digest of its stored text,
+the ``id`` the fleet's ``DeadLetterView`` carries), so a form can never point at an entry it
+did not show; requeueing enqueues the job again with the JSON wire format
 (``jobs.client.enqueue_job``) and then removes exactly that entry (``LREM`` of its text). An
 entry whose payload was truncated, names a function this deployment does not run or carries
 keyword arguments is refused with the reason, and stays.
@@ -11,29 +12,22 @@ keyword arguments is refused with the reason, and stays.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Collection
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from cache.errors import translate_errors
 from cache.manager import CacheManager
 from jobs.client import enqueue_job
-from jobs.deadletter import DeadLetter
+from jobs.deadletter import DeadLetter, read_stored
 
 log = logging.getLogger("seen.dashboard.actions")
 
 UPDATE_FUNCTIONS = ("update_progress", "update_progress_batch")
-
-
-def letter_id(raw: bytes) -> str:
-    """The name of one stored dead letter in forms: a digest of its exact text."""
-    return hashlib.sha256(raw).hexdigest()[:24]
 
 
 @dataclass
@@ -95,17 +89,14 @@ async def requeue_dead_letters(
     wanted = set(ids)
     key = manager.keys.dead_letter()
     cap = manager.config.deadletter.max_entries
-    with translate_errors(key, operation="LRANGE dead letters"):
-        raw_items = await cast(Awaitable[list[bytes]], manager.client.lrange(key, 0, cap - 1))
+    stored, _ = await read_stored(manager, cap)
     result = ActionResult()
-    for raw in raw_items:
-        ident = letter_id(raw)
+    for entry in stored:
+        ident, letter = entry.id, entry.letter
         if ident not in wanted or ident in result.done:
             continue
         wanted.discard(ident)
-        try:
-            letter = DeadLetter.model_validate_json(raw)
-        except ValidationError:
+        if not entry.readable:
             result.refused[ident] = "unreadable entry"
             continue
         plan = requeue_plan(letter, known)
@@ -115,7 +106,7 @@ async def requeue_dead_letters(
         function, args = plan
         job_id = await enqueue_job(queue, function, *args, queue_name=queue_name)
         with translate_errors(key, operation="LREM dead letter"):
-            await cast(Awaitable[int], manager.client.lrem(key, 1, cast(str, raw)))
+            await cast(Awaitable[int], manager.client.lrem(key, 1, cast(str, entry.raw)))
         result.done.append(ident)
         log.info(
             "dashboard action by %s: requeued dead letter %s (%s, was %r) as job %s",

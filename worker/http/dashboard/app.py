@@ -162,7 +162,8 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         return [asdict(job) for job in await s.fleet.schedules()]  # with its counts by state
 
     async def read_dead(s: DashboardState) -> Any:
-        return await readers.dead_letters(s.manager, cfg.page_limit, cfg.payload_chars)
+        dead = await s.fleet.dead_letters(cfg.page_limit, cfg.payload_chars)
+        return readers.dead_letter_page(dead)
 
     async def read_locks(s: DashboardState) -> Any:
         return [asdict(lock) for lock in await s.fleet.locks(cfg.page_limit)]

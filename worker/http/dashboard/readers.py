@@ -1,56 +1,38 @@
-"""The dead-letter page's data: the fleet reader's view plus the id each entry has in forms.
+"""The dead-letter page's data, shaped from the fleet reader's view.
 
-Overview, schedules, locks and per-shard figures come from ``worker.http.fleet.FleetReader``.
-The dead-letter page needs one more thing per entry: the name a requeue form uses for it
-(``actions.letter_id``, a digest of the stored text). Ids and shown fields are taken from the
-same ``LRANGE`` reply, so a checkbox always names the row it is on.
+``FleetReader.dead_letters`` reads the list (one transaction: rows, ids and total agree); each
+entry's ``id`` (``jobs.deadletter.letter_id``) is what a requeue checkbox posts, and the
+requeue action finds the entry by that same id. This module only groups the rows for the
+template and the JSON twin.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, cast
+from typing import Any
 
-from pydantic import ValidationError
-
-from cache.errors import translate_errors
-from cache.manager import CacheManager
-from jobs.deadletter import DeadLetter
-from worker.http.dashboard.actions import letter_id
+from worker.http.fleet import DeadLetters
 
 
-async def dead_letters(manager: CacheManager, limit: int, payload_chars: int) -> dict[str, Any]:
-    """The newest ``limit`` letters, grouped by reason (biggest group first); payloads cut."""
-    key = manager.keys.dead_letter()
-    with translate_errors(key, operation="LRANGE dead letters"):
-        async with manager.client.pipeline(transaction=True) as tx:
-            tx.lrange(key, 0, limit - 1)
-            tx.llen(key)
-            raw_items, total = cast(tuple[list[bytes], int], tuple(await tx.execute()))
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for raw in raw_items:
-        try:
-            letter = DeadLetter.model_validate_json(raw)
-        except ValidationError:
-            text = raw.decode("utf-8", errors="replace")
-            letter = DeadLetter(
-                at_ms=0, job_id=None, function="?", reason="unreadable", payload=text
-            )
-        payload = letter.payload
-        groups[letter.reason].append(
+def dead_letter_page(dead: DeadLetters) -> dict[str, Any]:
+    """Rows grouped by reason, biggest group first (the fleet's order); payloads already cut."""
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for e in dead.entries:
+        rows[e.reason].append(
             {
-                "id": letter_id(raw),
-                "at_ms": letter.at_ms,
-                "job_id": letter.job_id,
-                "function": letter.function,
-                "payload": payload[:payload_chars],
-                "truncated": letter.truncated or len(payload) > payload_chars,
-                "requeueable": not letter.truncated,
+                "id": e.id,
+                "at_ms": e.at_ms,
+                "job_id": e.job_id,
+                "function": e.function,
+                "payload": e.payload,
+                "truncated": e.truncated,
+                "requeueable": not e.stored_truncated,
             }
         )
-    ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     return {
-        "total": int(total),
-        "shown": len(raw_items),
-        "groups": [{"reason": r, "count": len(items), "letters": items} for r, items in ordered],
+        "total": dead.total,
+        "shown": len(dead.entries),
+        "groups": [
+            {"reason": g.reason, "count": g.count, "letters": rows[g.reason]} for g in dead.groups
+        ],
     }

@@ -2,7 +2,8 @@
 
 The list is ``jobs.deadletter``'s (capped, newest first, on the cache store). Reasons are free
 text (they quote what was wrong), so a page groups by the exact text, while the exporter labels
-by ``kind``, a bounded class of the reason (``DEAD_LETTER_KINDS``).
+by ``kind``, a bounded class of the reason (``DEAD_LETTER_KINDS``). Each entry carries its
+``id`` (``jobs.deadletter.letter_id``), taken from the same ``LRANGE`` as the fields shown.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import cast
 
 from cache.errors import translate_errors
 from cache.manager import CacheManager
-from jobs.deadletter import DeadLetter, read_dead_letters
+from jobs.deadletter import StoredLetter, read_stored
 from worker.http.fleet.models import DeadLetters, DeadLetterView, ReasonGroup
 
 DEAD_LETTER_KINDS = ("invalid_payload", "invalid_record", "unknown_function", "unreadable")
@@ -30,9 +31,11 @@ def reason_kind(reason: str) -> str:
     return "invalid_payload"
 
 
-def letter_view(letter: DeadLetter, payload_chars: int) -> DeadLetterView:
+def letter_view(entry: StoredLetter, payload_chars: int) -> DeadLetterView:
+    letter = entry.letter
     cut = len(letter.payload) > payload_chars
     return DeadLetterView(
+        id=entry.id,
         at_ms=letter.at_ms,
         job_id=letter.job_id,
         function=letter.function,
@@ -41,6 +44,7 @@ def letter_view(letter: DeadLetter, payload_chars: int) -> DeadLetterView:
         payload=letter.payload[:payload_chars],
         truncated=letter.truncated or cut,
         job_try=letter.job_try,
+        stored_truncated=letter.truncated,
     )
 
 
@@ -52,9 +56,8 @@ async def count_dead_letters(manager: CacheManager) -> int:
 
 async def read_grouped(manager: CacheManager, limit: int, payload_chars: int) -> DeadLetters:
     """The newest ``limit`` entries, grouped by reason, and the list's whole length."""
-    total = await count_dead_letters(manager)
-    letters = await read_dead_letters(manager, limit) if limit > 0 else []
-    entries = [letter_view(x, payload_chars) for x in letters]
+    stored, total = await read_stored(manager, limit)
+    entries = [letter_view(x, payload_chars) for x in stored]
     counts: Counter[str] = Counter(e.reason for e in entries)
     newest: dict[str, int] = {}
     for e in entries:

@@ -178,6 +178,9 @@ class Schedule:
 class DeadLetterView:
     """One dead letter, its payload cut to the page's size."""
 
+    id: str
+    """``jobs.deadletter.letter_id`` of the stored text: the same entry always has the same id,
+    and the dashboard's requeue action finds the entry by it."""
     at_ms: int
     job_id: str | None
     function: str
@@ -186,7 +189,10 @@ class DeadLetterView:
     """A bounded class of the reason (``DEAD_LETTER_KINDS``), the exporter's label."""
     payload: str
     truncated: bool
+    """The payload shown is not whole (cut here, or already when it was dead-lettered)."""
     job_try: int | None
+    stored_truncated: bool
+    """The payload was already cut when dead-lettered, so the entry cannot be requeued."""
 
 
 @dataclass(frozen=True)
