@@ -181,7 +181,7 @@ def create_cluster_client(settings: CacheSettings) -> SeenCluster:
         kwargs["ssl_cert_reqs"] = "required" if settings.tls_verify else "none"
         if settings.tls_ca_file:
             kwargs["ssl_ca_certs"] = settings.tls_ca_file
-    client = SeenCluster(**kwargs)  # type: ignore[arg-type]
+    client = SeenCluster(**kwargs)  # type: ignore[arg-type,abstract]
     # the constructor picks Connection/SSLConnection; every node it makes later copies this
     plain = client.connection_kwargs["connection_class"]
     safe = _SAFE.get(plain, plain)

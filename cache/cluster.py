@@ -102,12 +102,12 @@ class SlotTransaction(Pipeline):
             transaction=True,
             shard_hint=None,
         )
-        self.cluster = cluster
+        self.owner = cluster
 
     async def _slot(self, stack: Sequence[Any]) -> int:
         slots: set[int] = set()
         for args, _options in stack:
-            keys = await self.cluster.commands_parser.get_keys(*args)
+            keys = await self.owner.commands_parser.get_keys(*args)
             slots.update(slot_of(k) for k in keys or ())
         if len(slots) != 1:
             raise CacheError(
@@ -119,24 +119,58 @@ class SlotTransaction(Pipeline):
         stack = list(self.command_stack)
         if not stack:
             return []
-        await self.cluster.initialize()
+        await self.owner.initialize()
         slot = await self._slot(stack)
-        attempts = 1 + self.cluster.cluster_error_retry_attempts
+        attempts = 1 + self.owner.cluster_error_retry_attempts
         for attempt in range(attempts):
             try:
-                await self.cluster.initialize()
-                node = self.cluster.nodes_manager.get_node_from_slot(slot)
+                await self.owner.initialize()
+                node = self.owner.nodes_manager.get_node_from_slot(slot)
                 self.connection_pool = _NodePool(node)  # type: ignore[assignment]
                 self.command_stack = list(stack)
-                async with self.cluster.permit():
+                async with self.owner.permit():
                     result: list[Any] = await super().execute(raise_on_error)
                 return result
             except RETRY_TOPOLOGY:
                 if attempt + 1 >= attempts:
                     raise
-                await self.cluster.aclose()  # the next attempt re-reads slots and primaries
+                await self.owner.aclose()  # the next attempt re-reads slots and primaries
                 await asyncio.sleep(TOPOLOGY_PAUSE)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+class SplitTransaction(SlotTransaction):
+    """One MULTI/EXEC per hash slot of its commands, run concurrently, replies in call order.
+
+    Only for callers whose data stays correct when the slot groups land separately (each
+    command's own keys still share one slot); everything else uses ``SlotTransaction``, which
+    refuses keys of several slots."""
+
+    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack = list(self.command_stack)
+        self.command_stack = []
+        if not stack:
+            return []
+        await self.owner.initialize()
+        groups: dict[int, list[int]] = {}
+        for i, entry in enumerate(stack):
+            groups.setdefault(await self._slot([entry]), []).append(i)
+
+        async def one(indexes: list[int]) -> list[Any]:
+            part = SlotTransaction(self.owner)
+            part.command_stack = [stack[i] for i in indexes]
+            return await part.execute(raise_on_error)
+
+        replies = await asyncio.gather(*(one(ix) for ix in groups.values()))
+        return list(merge_in_order(len(stack), zip(groups.values(), replies, strict=True)))
+
+
+def per_slot_transaction(client: Redis) -> Any:
+    """``client.pipeline(transaction=True)`` on one instance; on a cluster a transaction that
+    is atomic per hash slot only (``SplitTransaction``)."""
+    if isinstance(client, SeenCluster):
+        return SplitTransaction(client)
+    return client.pipeline(transaction=True)
 
 
 class SlotPipeline(ClusterPipeline):
@@ -144,12 +178,12 @@ class SlotPipeline(ClusterPipeline):
 
     def __init__(self, cluster: SeenCluster) -> None:
         super().__init__(cluster)
-        self.cluster = cluster
+        self.owner = cluster
 
     async def execute(
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
-        async with self.cluster.permit():
+        async with self.owner.permit():
             result: list[Any] = await super().execute(raise_on_error, allow_redirections)
             return result
 
@@ -188,12 +222,10 @@ class SeenCluster(RedisCluster):
         async with self.permit():
             return await super().execute_command(*args, **kwargs)
 
-    def pipeline(  # type: ignore[override]
-        self, transaction: Any | None = None, shard_hint: Any | None = None
-    ) -> Any:
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:
             return super().pipeline(shard_hint=shard_hint)  # redis-py's own refusal
-        return SlotTransaction(self) if transaction else SlotPipeline(self)
+        return SlotTransaction(self) if transaction else SlotPipeline(self)  # type: ignore[abstract]
 
 
 # -- multi-key operations split per slot ---------------------------------------------------

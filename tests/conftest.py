@@ -18,7 +18,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
@@ -27,6 +27,7 @@ from redis.asyncio.cluster import RedisCluster
 from cache.config import CacheConfig, CacheSettings
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner, load_scripts
+from cache.stats import merge_info as stats_merge_info
 from tests.compat.lua54 import CommandKeys, Lua54Runner
 from tests.compat.monitor import MonitorRecorder, violations
 from tests.support.cluster import CLUSTER_ENV, TestCluster
@@ -84,7 +85,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in cluster_only:
             item.add_marker(pytest.mark.skip(reason=f"needs the cluster lane ({CLUSTER_ENV}=1)"))
         return
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         wanted = item.get_closest_marker("cluster") is not None or (
             Path(str(item.fspath)).name in CACHE_LAYER_TESTS
@@ -143,6 +145,11 @@ async def raw(server: TestServer) -> AsyncIterator[Redis]:
     if CLUSTER_LANE:
         host, _, port = server.addr.split(",", 1)[0].rpartition(":")
         cluster_client = RedisCluster(host=host, port=int(port), decode_responses=True)
+        # checks read the cluster as one store: DBSIZE sums, INFO merges, CONFIG RESETSTAT
+        # resets every primary (redis-py would ask one node)
+        for command in ("DBSIZE", "INFO", "CONFIG RESETSTAT"):
+            cluster_client.command_flags[command] = RedisCluster.PRIMARIES
+        cluster_client.result_callbacks["INFO"] = merge_info
         await cluster_client.flushall(target_nodes=RedisCluster.PRIMARIES)
         try:
             yield cast(Redis, cluster_client)
@@ -155,6 +162,11 @@ async def raw(server: TestServer) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+def merge_info(_command: str, replies: dict[str, dict[str, Any]], **_: Any) -> dict[str, Any]:
+    """INFO of every primary as one (``cache.stats.merge_info``)."""
+    return stats_merge_info(replies.values())
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ class TestCluster:
         try:
             for node in self.nodes:
                 node.start()
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 [
                     self.cli,
                     "--cluster",
