@@ -184,7 +184,14 @@ class SlotPipeline(ClusterPipeline):
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         async with self.owner.permit():
-            result: list[Any] = await super().execute(raise_on_error, allow_redirections)
+            try:
+                result: list[Any] = await super().execute(raise_on_error, allow_redirections)
+            except AttributeError as exc:
+                # redis-py 5.3: after error replies it reads the default node, which is None
+                # while another task's failed command has reset the topology (failover)
+                if self.owner.get_default_node() is not None:
+                    raise
+                raise redis_exc.ConnectionError("cluster topology reset during a batch") from exc
             return result
 
 

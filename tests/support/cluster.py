@@ -150,6 +150,15 @@ class TestCluster:
                         return next(n for n in self.nodes if n.port == port)
         raise EmbeddedServerError(f"no running node knows who serves slot {slot}")
 
+    def slots_served_by(self, node: EmbeddedServer) -> set[int]:
+        """The slots ``node`` serves now, as it sees the cluster."""
+        slots: set[int] = set()
+        with self.admin(node) as client:
+            for entry in client.execute_command("CLUSTER SLOTS"):
+                if int(entry[2][1]) == node.port:
+                    slots.update(range(int(entry[0]), int(entry[1]) + 1))
+        return slots
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
