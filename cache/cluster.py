@@ -207,6 +207,7 @@ class SeenCluster(RedisCluster):
 
     def __init__(self, *, in_flight: int, pool_timeout: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._seeds = dict(self.nodes_manager.startup_nodes)
         self.in_flight = in_flight
         self.pool_timeout = pool_timeout
         self._permits: asyncio.Semaphore | None = None
@@ -224,6 +225,17 @@ class SeenCluster(RedisCluster):
             yield
         finally:
             self._permits.release()
+
+    async def initialize(self) -> SeenCluster:
+        """Read the topology, from the configured nodes too: redis-py drops every node that
+        failed a command from its start-up list, and while a primary dies, commands of other
+        tasks fail on every node (its error path closes all connections), which can empty
+        that list and leave the client unable to reconnect ever again."""
+        if self._initialize:
+            for name, node in self._seeds.items():
+                self.nodes_manager.startup_nodes.setdefault(name, node)
+        await super().initialize()
+        return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async with self.permit():
