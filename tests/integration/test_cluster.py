@@ -18,8 +18,11 @@ from redis.asyncio import Redis
 from cache.cluster import SeenCluster, slot_of
 from cache.errors import CacheError
 from cache.manager import CacheManager
+from jobs.client import enqueue_job, enqueue_update
+from jobs.deadletter import read_dead_letters
 from tests.support.cluster import TestCluster
-from tests.support.processes import ROOT, write_settings
+from tests.support.processes import ROOT, run_burst_worker, worker_settings, write_settings
+from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
 from worker.queue_store import QueueStoreError, refuse_cluster
 
@@ -129,3 +132,23 @@ def test_worker_with_a_cluster_queue_fails_at_start_up(
     )
     assert done.returncode == 1
     assert b"is a Redis Cluster node" in done.stderr
+
+
+async def test_worker_jobs_with_the_cache_on_a_cluster(
+    cluster: TestCluster, manager: CacheManager
+) -> None:
+    """The progress jobs and the dead-letter list on the cluster, the queue on one instance."""
+    with EmbeddedServer() as single:
+        queue = Redis(host="127.0.0.1", port=single.port)
+        try:
+            jobs = [await enqueue_update(queue, upd(f"cl-{i}", 5)) for i in range(20)]
+            bad = await enqueue_job(queue, "update_progress", {"job_id": "cl-x", "seq": "no"})
+            assert all(jobs) and bad
+            settings = worker_settings(cluster.addr, queue={"addr": single.addr})
+            worker = await run_burst_worker(settings)
+        finally:
+            await queue.aclose()
+    assert (worker.jobs_complete, worker.jobs_failed) == (20, 1)
+    states = await manager.download.get_many([f"cl-{i}" for i in range(20)])
+    assert [s.seq if s else None for s in states] == [5] * 20
+    assert [d.job_id for d in await read_dead_letters(manager)] == [bad]
