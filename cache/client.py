@@ -60,8 +60,24 @@ class CancelSafeWrites(AbstractConnection):
     the caller's own task and never swallows an outside cancellation, on 3.11 and later alike.
     """
 
+    abandoned = False
+    """Set when a cancellation ended a send: redis-py's cluster nodes then never take the
+    connection back (``cache.cluster.SeenCluster`` does)."""
+
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        self.abandoned = False
+        try:
+            await self._send_packed(command, check_health)
+        except asyncio.CancelledError:
+            # also when cancelled while connecting: a half-done handshake is never reused
+            await self.disconnect(nowait=True)
+            self.abandoned = True
+            raise
+
+    async def _send_packed(
+        self, command: bytes | str | Iterable[bytes], check_health: bool
     ) -> None:
         if not self.is_connected:
             await self.connect()  # type: ignore[no-untyped-call]

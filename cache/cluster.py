@@ -85,7 +85,9 @@ class _NodePool:
         self.node = node
 
     async def get_connection(self, *_args: Any, **_kwargs: Any) -> Connection:
-        return self.node.acquire_connection()
+        connection = self.node.acquire_connection()
+        connection.abandoned = False  # type: ignore[attr-defined]  # ours now (SeenCluster)
+        return connection
 
     async def release(self, connection: Connection) -> None:
         # ClusterNode has no public release: its own execute_command hands connections back so
@@ -186,6 +188,9 @@ class SlotPipeline(ClusterPipeline):
         async with self.owner.permit():
             try:
                 result: list[Any] = await super().execute(raise_on_error, allow_redirections)
+            except asyncio.CancelledError:
+                self.owner.reclaim()
+                raise
             except AttributeError as exc:
                 # redis-py 5.3: after error replies it reads the default node, which is None
                 # while another task's failed command has reset the topology (failover)
@@ -239,7 +244,25 @@ class SeenCluster(RedisCluster):
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         async with self.permit():
-            return await super().execute_command(*args, **kwargs)
+            try:
+                return await super().execute_command(*args, **kwargs)
+            except asyncio.CancelledError:
+                self.reclaim()
+                raise
+
+    def reclaim(self) -> None:
+        """Give abandoned connections back to their nodes.
+
+        redis-py 5's ``ClusterNode`` returns a connection to its free list only after the
+        send succeeded: a cancellation during the send (SIGTERM, a lost lease, a timeout)
+        leaks it, and after ``max_connections`` leaks the node refuses every command
+        (``MaxConnectionsError``). ``CancelSafeWrites`` marks such a connection (it has
+        disconnected it too) and this puts it back, disconnected, to be reconnected on use."""
+        for node in self.nodes_manager.nodes_cache.values():
+            for connection in node._connections:
+                if getattr(connection, "abandoned", False) and connection not in node._free:
+                    connection.abandoned = False  # type: ignore[attr-defined]
+                    node._free.append(connection)
 
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         if shard_hint:

@@ -7,6 +7,7 @@ primary, and a queue store on a cluster node is refused at start-up.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ import pytest
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
+from cache.client import create_client
 from cache.cluster import SeenCluster, slot_of
+from cache.config import CacheSettings
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from jobs.client import enqueue_job, enqueue_update
@@ -152,3 +155,27 @@ async def test_worker_jobs_with_the_cache_on_a_cluster(
     states = await manager.download.get_many([f"cl-{i}" for i in range(20)])
     assert [s.seq if s else None for s in states] == [5] * 20
     assert [d.job_id for d in await read_dead_letters(manager)] == [bad]
+
+
+async def test_cancelled_commands_end_cancelled_on_the_cluster(cluster: TestCluster) -> None:
+    """``CancelSafeWrites`` holds on the cluster client's connections too."""
+    client = create_client(CacheSettings(addr=cluster.addr))
+    try:
+        await client.ping()
+        swallowed = cancelled = 0
+        for i in range(1500):
+            task = asyncio.ensure_future(client.set("seen:test:cancel", "v"))
+            for _ in range(i % 12):  # land the cancellation at every stage of the command
+                await asyncio.sleep(0)
+            if task.cancel():
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    cancelled += 1
+                else:
+                    swallowed += 1
+        assert swallowed == 0, f"{swallowed} cancelled commands returned normally"
+        assert cancelled > 150  # many landed in flight (the rest found the command done)
+        assert await client.set("seen:test:cancel", "after")  # broken connections replaced
+    finally:
+        await client.aclose()
