@@ -6,6 +6,12 @@ connection and timeout errors on each command: a connection broken by a server r
 replaced transparently on the next attempt. Its delays are redis-py's own
 ``EqualJitterBackoff`` (``Retry`` accepts only redis-py backoff objects), the one exception to
 ``cache.backoff``, with the same shape: capped exponential, equal jitter.
+
+A cluster ``addr`` (several nodes, or ``cache.cluster = true``) gets ``SeenCluster`` (redis-py's
+asyncio cluster client, ``cache.cluster``) with the same timeouts, retry policy, TLS, ACL user
+and cancellation-safe connections. It is typed as ``Redis`` for the rest of the layer: the
+commands are the same, and the few places that differ (per-slot reads, SCAN and INFO on every
+primary, batched scripts) branch on ``cache.cluster.is_cluster``.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Iterable
+from typing import cast
+from urllib.parse import unquote, urlsplit
 
 from redis import exceptions as redis_exc
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import (
     AbstractConnection,
     Connection,
@@ -25,6 +34,7 @@ from redis.asyncio.connection import (
 from redis.asyncio.retry import Retry
 from redis.backoff import EqualJitterBackoff
 
+from cache.cluster import SeenCluster
 from cache.config import CacheSettings
 
 RETRY_ON = (redis_exc.ConnectionError, redis_exc.TimeoutError)
@@ -50,8 +60,24 @@ class CancelSafeWrites(AbstractConnection):
     the caller's own task and never swallows an outside cancellation, on 3.11 and later alike.
     """
 
+    abandoned = False
+    """Set when a cancellation ended a send: redis-py's cluster nodes then never take the
+    connection back (``cache.cluster.SeenCluster`` does)."""
+
     async def send_packed_command(
         self, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        self.abandoned = False
+        try:
+            await self._send_packed(command, check_health)
+        except asyncio.CancelledError:
+            # also when cancelled while connecting: a half-done handshake is never reused
+            await self.disconnect(nowait=True)
+            self.abandoned = True
+            raise
+
+    async def _send_packed(
+        self, command: bytes | str | Iterable[bytes], check_health: bool
     ) -> None:
         if not self.is_connected:
             await self.connect()  # type: ignore[no-untyped-call]
@@ -128,7 +154,64 @@ def create_pool(settings: CacheSettings) -> BlockingConnectionPool:
     return pool
 
 
+def create_cluster_client(settings: CacheSettings) -> SeenCluster:
+    """A cluster client: ``max_connections`` commands in flight (waiting up to ``pool_timeout``
+    for a free one, like the single-node pool), the same timeouts and retries.
+
+    Connection and timeout errors are retried per connection (``make_retry``); after that the
+    client re-reads the topology and tries again ``retries`` times (a failed-over slot moves
+    to the promoted replica). ``require_full_coverage`` is off so the slots still served keep
+    working while a failover is under way.
+    """
+    kwargs: dict[str, object] = {
+        "startup_nodes": [ClusterNode(host, port) for host, port in settings.cluster_nodes()],
+        "require_full_coverage": False,
+        "cluster_error_retry_attempts": settings.retries,
+        "in_flight": settings.max_connections,
+        "pool_timeout": settings.pool_timeout,
+        # headroom over in_flight: topology reads and multi-node commands use a few more
+        "max_connections": settings.max_connections * 2,
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_timeout": settings.socket_timeout,
+        "socket_keepalive": True,
+        "health_check_interval": settings.health_check_interval,
+        "retry": make_retry(settings),
+        "retry_on_error": list(RETRY_ON),
+        "decode_responses": False,
+        "client_name": "seen-worker",
+    }
+    url_user = url_password = None
+    if "://" in settings.addr:
+        parts = urlsplit(settings.addr)
+        url_user = unquote(parts.username) if parts.username else None
+        url_password = unquote(parts.password) if parts.password else None
+    username = settings.username if settings.username is not None else url_user
+    password = (
+        settings.password.get_secret_value() if settings.password is not None else url_password
+    )
+    if username is not None:
+        kwargs["username"] = username
+    if password is not None:
+        kwargs["password"] = password
+    if settings.addr.startswith("rediss://") or settings.tls:
+        kwargs["ssl"] = True
+        kwargs["ssl_cert_reqs"] = "required" if settings.tls_verify else "none"
+        if settings.tls_ca_file:
+            kwargs["ssl_ca_certs"] = settings.tls_ca_file
+    client = SeenCluster(**kwargs)  # type: ignore[arg-type,abstract]
+    # the constructor picks Connection/SSLConnection; every node it makes later copies this
+    plain = client.connection_kwargs["connection_class"]
+    safe = _SAFE.get(plain, plain)
+    client.connection_kwargs["connection_class"] = safe
+    for node in client.nodes_manager.startup_nodes.values():
+        node.connection_class = safe
+    return client
+
+
 def create_client(settings: CacheSettings) -> Redis:
-    """A client over a fresh pool; the caller owns it and must ``aclose()`` it."""
+    """A client over a fresh pool (a cluster client for a cluster ``addr``); the caller owns
+    it and must ``aclose()`` it."""
+    if settings.is_cluster:
+        return cast(Redis, create_cluster_client(settings))
     client: Redis = Redis.from_pool(create_pool(settings))
     return client

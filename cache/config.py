@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from cache.numbers import (
     MAX_COUNT,
@@ -35,7 +35,13 @@ class _Section(BaseModel):
 class CacheSettings(_Section):
     """How to reach the store (Dragonfly in production, Redis/Valkey here)."""
 
-    addr: str = Field("localhost:6379", description="host:port, or a redis:// / rediss:// URL")
+    addr: str = Field(
+        "localhost:6379",
+        description="host:port, a redis:// / rediss:// URL, or host:port,host:port,... (cluster)",
+    )
+    cluster: bool = Field(
+        False, description="the store is a Redis Cluster (implied by several nodes in addr)"
+    )
     username: str | None = Field(None, description="ACL user name")
     password: SecretStr | None = Field(None, description="password (never logged)")
     db: int = Field(0, ge=0, le=15)
@@ -73,10 +79,30 @@ class CacheSettings(_Section):
             if parts.scheme != "unix" and not parts.hostname:
                 raise ValueError("URL has no host")
             return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"expected host:port or a redis:// URL, got {value!r}")
-        return value
+        for node in value.split(","):
+            _host_port(node.strip(), value)
+        return ",".join(node.strip() for node in value.split(","))
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> CacheSettings:
+        if self.is_cluster:
+            if self.db != 0:
+                raise ValueError("a Redis Cluster has only db 0; set cache.db = 0")
+            if self.addr.startswith("unix://"):
+                raise ValueError("a Redis Cluster is reached over TCP, not a unix socket")
+        return self
+
+    @property
+    def is_cluster(self) -> bool:
+        """True when the store is a cluster: ``cluster = true`` or several nodes in ``addr``."""
+        return self.cluster or "," in self.addr
+
+    def cluster_nodes(self) -> list[tuple[str, int]]:
+        """The (host, port) start-up nodes of a cluster ``addr`` (a URL names one node)."""
+        if "://" in self.addr:
+            parts = urlsplit(self.addr)
+            return [(parts.hostname or "localhost", parts.port or 6379)]
+        return [_host_port(node, self.addr) for node in self.addr.split(",")]
 
     def url(self) -> str:
         """The connection URL, credentials included only when set via the URL itself.
@@ -87,16 +113,26 @@ class CacheSettings(_Section):
         if "://" in self.addr:
             return self.addr
         scheme = "rediss" if self.tls else "redis"
-        return f"{scheme}://{self.addr}/{self.db}"
+        first = self.addr.split(",", 1)[0]  # a cluster's first node, for logs and messages
+        return f"{scheme}://{first}/{self.db}"
 
     def safe_url(self) -> str:
         """The URL with any password masked, for logs and error messages."""
+        if self.is_cluster and "://" not in self.addr:
+            return f"{'rediss' if self.tls else 'redis'}://{self.addr} (cluster)"
         parts = urlsplit(self.url())
         if parts.password is None:
             return self.url()
         user = quote(parts.username or "")
         netloc = f"{user}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
         return parts._replace(netloc=netloc).geturl()
+
+
+def _host_port(node: str, whole: str) -> tuple[str, int]:
+    host, sep, port = node.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port (or a comma-separated list) or a URL, got {whole!r}")
+    return host, int(port)
 
 
 class TTLSettings(_Section):

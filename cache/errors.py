@@ -139,3 +139,7 @@ def translate_errors(key: str | None = None, *, operation: str = "") -> Iterator
         raise CacheResponseError(f"{what}store error: {exc}", key=key) from exc
     except redis_exc.RedisError as exc:
         raise CacheError(f"{what}{exc}", key=key) from exc
+    except redis_exc.RedisClusterException as exc:  # the cluster client's own errors
+        if "cannot be connected" in str(exc):
+            raise CacheConnectionError(f"{what}store unreachable: {exc}", key=key) from exc
+        raise CacheError(f"{what}{exc}", key=key) from exc

@@ -15,6 +15,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from cache.catalog import CatalogCache
 from cache.client import create_client
@@ -27,7 +28,7 @@ from cache.keys import KeyBuilder, validate_id
 from cache.scripts import ScriptRunner
 from cache.service import CacheService
 from cache.session_cache import SessionCache
-from cache.stats import CacheStats, parse_info
+from cache.stats import CacheStats, merge_info, parse_info
 
 Invalidator = Callable[[str], Awaitable[int]]
 StatsSource = Callable[[], Awaitable[dict[str, int]]]
@@ -152,7 +153,12 @@ class CacheManager:
             return HealthReport(ok=False, error=str(exc))
 
     async def _info(self, section: str | None = None) -> dict[str, Any]:
+        """INFO of the store; of a cluster, every primary's merged (``stats.merge_info``)."""
         with translate_errors(None, operation="INFO"):
+            if self.service.cluster:
+                args = (section,) if section else ()
+                replies = await self.client.info(*args, target_nodes=RedisCluster.PRIMARIES)
+                return merge_info(replies.values())
             info: dict[str, Any] = await (
                 self.client.info(section) if section else self.client.info()
             )
@@ -162,7 +168,10 @@ class CacheManager:
         """Parsed INFO plus the counters the specialised caches registered."""
         info = await self._info()
         with translate_errors(None, operation="DBSIZE"):
-            dbsize = int(await self.client.dbsize())
+            if self.service.cluster:  # redis-py sums the primaries' replies
+                dbsize = int(await self.client.dbsize(target_nodes=RedisCluster.PRIMARIES))
+            else:
+                dbsize = int(await self.client.dbsize())
         stats = parse_info(info, dbsize)
         for name, source in self._stats_sources.items():
             for counter, value in (await source()).items():

@@ -27,6 +27,7 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
 
+from cache.cluster import is_cluster
 from cache.errors import (
     CacheError,
     CacheOutOfMemoryError,
@@ -203,7 +204,16 @@ async def _exchange(conn: Connection, payload: bytes, count: int) -> list[Any]:
 
 
 async def send_batch(client: Redis, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:
-    """One round trip for ``commands``; replies in order (error replies as exceptions)."""
+    """One round trip for ``commands``; replies in order (error replies as exceptions).
+
+    On a cluster the commands go through the cluster pipeline: one batch per node, sent
+    concurrently, routed by each command's keys (every call's keys share one slot)."""
+    if is_cluster(client):
+        async with client.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            cluster_replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return cluster_replies
     # hiredis' stub types the argument as a 1-tuple; it takes any tuple of str/bytes/numbers.
     payload = b"".join(hiredis.pack_command(tuple(c)) for c in commands)  # type: ignore[arg-type]
     pool = client.connection_pool

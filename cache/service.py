@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from cache import codec
+from cache.cluster import is_cluster, mget_per_slot, mset_per_slot, scan_primaries
 from cache.codec import as_text
 from cache.config import CacheSettings
 from cache.errors import (
@@ -55,6 +56,7 @@ class CacheService:
     def __init__(self, client: Redis, settings: CacheSettings | None = None) -> None:
         self.client = client
         self.settings = settings or CacheSettings()
+        self.cluster = is_cluster(client)
 
     # -- helpers -----------------------------------------------------------------------
     def _encode(self, key: str, value: Scalar) -> bytes:
@@ -148,11 +150,16 @@ class CacheService:
         if not keys:
             return []
         with translate_errors(None, operation="MGET"):
+            if self.cluster:  # one MGET per hash slot, pipelined
+                return await mget_per_slot(self.client, [self._key(k) for k in keys])
             values: list[bytes | None] = await self.client.mget([self._key(k) for k in keys])
         return values
 
     async def mset(self, mapping: Mapping[str, Scalar], ttl: TTL | None = None) -> None:
-        """Store every pair atomically (one MULTI/EXEC); with ``ttl`` each key expires."""
+        """Store every pair atomically (one MULTI/EXEC); with ``ttl`` each key expires.
+
+        On a cluster the atomicity is per hash slot: keys sharing a ``{hashtag}`` are written
+        together or not at all; keys of different slots cannot share a transaction there."""
         if not mapping:
             return
         data = {self._key(k): self._encode(k, v) for k, v in mapping.items()}
@@ -160,6 +167,9 @@ class CacheService:
 
     async def _mset_raw(self, data: Mapping[str, bytes], ttl: TTL | None) -> None:
         with translate_errors(None, operation="MSET"):
+            if self.cluster:
+                await mset_per_slot(self.client, data, None if ttl is None else ttl_ms(ttl))
+                return
             if ttl is None:
                 await self.client.mset(dict(data))
                 return
@@ -171,9 +181,15 @@ class CacheService:
 
     # -- keyspace ------------------------------------------------------------------------
     async def scan(self, pattern: str = "*", count: int | None = None) -> AsyncIterator[str]:
-        """Iterate keys matching ``pattern`` with SCAN (may yield a key twice, as SCAN does)."""
+        """Iterate keys matching ``pattern`` with SCAN (may yield a key twice, as SCAN does);
+        on a cluster every primary is scanned."""
         cursor = 0
         hint = count or self.settings.scan_count
+        if self.cluster:
+            with translate_errors(pattern, operation="SCAN"):
+                async for raw in scan_primaries(self.client, pattern, hint):
+                    yield raw.decode("utf-8", errors="replace")
+            return
         while True:
             with translate_errors(pattern, operation="SCAN"):
                 cursor, batch = await self.client.scan(cursor, match=pattern, count=hint)

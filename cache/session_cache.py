@@ -10,6 +10,11 @@ indexes point at it, each written in the same MULTI/EXEC as the session:
   (ms), so ``invalidate_user_sessions`` never scans the keyspace. Its TTL is reset to
   ``ttl.session`` on every write, so it outlives every session it lists.
 
+On a Redis Cluster the three keys live in different hash slots, so the "same MULTI/EXEC" is
+one MULTI/EXEC per slot there (``cache.cluster.per_slot_transaction``). That is safe because
+neither index is trusted on its own: a lookup is honoured only when the session it names holds
+that token, and an index entry only when the session still belongs to that user.
+
 The compatibility calls (``acquire_lock``, ``release_lock``, ``rate_limit_check``: the simple
 signatures existing callers use) are here too and delegate to ``manager.locks`` and
 ``manager.ratelimit``.
@@ -35,6 +40,7 @@ from pydantic import (
 
 from cache import codec
 from cache.clock import utc_now, wall_ms
+from cache.cluster import per_slot_transaction
 from cache.config import TTLSettings
 from cache.coordination import LockService, RateLimiter, Window
 from cache.counts import ReadCounts
@@ -166,7 +172,7 @@ class SessionCache:
         data = self.service.encode_json(key, session.model_dump(mode="json", context=REVEAL))
         now_ms = wall_ms()
         with translate_errors(key, operation="set_session"):
-            async with self.service.client.pipeline(transaction=True) as pipe:
+            async with per_slot_transaction(self.service.client) as pipe:
                 pipe.set(key, data, px=ttl_ms)
                 if previous is not None:
                     old = previous.refresh_token
@@ -225,7 +231,7 @@ class SessionCache:
         except SerializationError:
             session = None  # still removed below
         with translate_errors(key, operation="delete_session"):
-            async with self.service.client.pipeline(transaction=True) as pipe:
+            async with per_slot_transaction(self.service.client) as pipe:
                 pipe.delete(key)
                 if session is not None:
                     if session.refresh_token is not None:
@@ -267,11 +273,11 @@ class SessionCache:
                     self.keys.session_by_refresh_token(session.refresh_token.get_secret_value())
                 )
         with translate_errors(index, operation="invalidate_user_sessions"):
-            async with self.service.client.pipeline(transaction=True) as pipe:
+            async with per_slot_transaction(self.service.client) as pipe:
                 for key in session_keys:
                     pipe.exists(key)
-                if doomed:
-                    pipe.unlink(*doomed)
+                for key in doomed:  # one key per command: a cluster splits them per slot
+                    pipe.unlink(key)
                 pipe.zrem(index, *ids)
                 results = await pipe.execute()
         existing = {k for k, e in zip(session_keys, results[: len(ids)], strict=True) if e}

@@ -6,6 +6,7 @@ with ``INFO ALL``: every field is optional and parsed defensively.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
@@ -82,3 +83,25 @@ def parse_info(info: dict[str, Any], keys_in_db: int | None = None) -> CacheStat
         expired_keys=_int(info, "expired_keys"),
         keys=_count_keys(info, keys_in_db),
     )
+
+
+NOT_SUMMED = frozenset({"uptime_in_seconds", "uptime_in_days", "hz", "configured_hz"})
+"""Figures of one server that make no sense added up across a cluster's primaries."""
+
+
+def merge_info(replies: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """INFO of every primary of a cluster as one store: counters and sizes summed (``dbN``
+    key counts too), the rest (names, versions, uptime) from the first node that has them."""
+    merged: dict[str, Any] = {}
+    for reply in replies:
+        for name, value in reply.items():
+            have = merged.get(name)
+            if name in NOT_SUMMED or name not in merged:
+                merged.setdefault(name, dict(value) if isinstance(value, dict) else value)
+            elif isinstance(value, int | float) and isinstance(have, int | float):
+                merged[name] = have + value
+            elif isinstance(value, dict) and isinstance(have, dict):
+                for field, number in value.items():
+                    if isinstance(number, int | float) and isinstance(have.get(field), int | float):
+                        have[field] += number
+    return merged

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from redis.asyncio import Redis
 
 from cache.catalog import CatalogKind
+from cache.cluster import is_cluster
 from cache.errors import CacheConnectionError, CacheError, translate_errors
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
@@ -202,6 +203,8 @@ async def prime(
 
 
 def _same_store(a: Redis, b: Redis) -> bool:
+    if is_cluster(a) or is_cluster(b):
+        return False  # the queue store is never a cluster (worker.queue_store)
     ka, kb = a.connection_pool.connection_kwargs, b.connection_pool.connection_kwargs
     return all(ka.get(n) == kb.get(n) for n in ("host", "port", "path", "db"))
 

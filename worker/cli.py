@@ -68,6 +68,7 @@ def run_async(coro: Coroutine[Any, Any, int], use_uvloop: bool = True) -> int:
 async def run_worker(settings: Settings) -> int:
     """Run the worker until SIGTERM/SIGINT; 0 after a graceful stop, 1 if start-up failed."""
     from worker.app import build_worker_settings, create_queue_pool
+    from worker.queue_store import QueueStoreError
     from worker.resilience import SeenWorker
     from worker.runtime import WorkerRuntime
     from worker.sentry import init_sentry
@@ -80,7 +81,7 @@ async def run_worker(settings: Settings) -> int:
     try:
         with contextlib.suppress(asyncio.CancelledError):
             await worker.async_run()
-    except StartupTimeout as exc:
+    except (StartupTimeout, QueueStoreError) as exc:
         log.error("start-up failed: %s", exc)
         code = 1
     finally:

@@ -31,6 +31,7 @@ NOT_SETTINGS: Mapping[str, str] = {
     "SEEN_SETTINGS_FILE": "the settings file to read",
     "SEEN_EMBEDDED_SERVER": "server binary of `run --embedded`, `demo` and the tests",
     "SEEN_TEST_SERVER": "server binary of the test suite",
+    "SEEN_TEST_CLUSTER": "1: run the cache-layer tests on a real Redis Cluster",
     "SEEN_TEST_REDIS_URL": "an existing server for the test suite",
     "SEEN_TEST_SLOW_SECONDS": "duration of the tests' slow warmup source",
     "SEEN_TEST_BUSY_SECONDS": "duration of the tests' store-busy warmup source",

@@ -269,6 +269,21 @@ class Settings(CacheConfig, BaseSettings):
 
     _toml_file: ClassVar[Path | None] = None
 
+    @model_validator(mode="after")
+    def _check_queue_store(self) -> Settings:
+        """The job queue needs one instance: ARQ's keys (queue, job, result) span hash slots."""
+        if self.queue.addr is not None and "," in self.queue.addr:
+            raise ValueError(
+                "queue.addr names several nodes; the job queue needs one instance (ARQ's keys "
+                "span hash slots, a Redis Cluster refuses them)"
+            )
+        if self.cache.is_cluster and not self.queue.addr:
+            raise ValueError(
+                "cache.addr is a Redis Cluster: set queue.addr to a single instance for the job "
+                "queue (ARQ's keys span hash slots, a cluster refuses them)"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -291,7 +306,7 @@ class Settings(CacheConfig, BaseSettings):
 
         A queue on another instance takes only its own password (never the cache's).
         """
-        update: dict[str, Any] = {}
+        update: dict[str, Any] = {"cluster": False}  # ARQ's keys span slots: one instance
         if self.queue.addr:
             update.update(addr=self.queue.addr, password=self.queue.password, username=None)
         elif self.queue.password is not None:

@@ -1,18 +1,23 @@
 """Live progress events: every applied update is appended to its shard's capped stream.
 
 ``EventFollower`` reads all shard streams with one blocking XREAD, remembering its position in
-each, so no event between two reads is missed. A follower that falls behind by more than the
-stream cap (``download.events_maxlen`` per shard) skips the trimmed entries; the next events
-of each download carry its full state, so a view catches up by itself. Entries have the same
-fields as the progress hash (docs/wire-format.md) plus ``job``.
+each, so no event between two reads is missed. On a Redis Cluster the shards live in
+different hash slots: one XREAD per slot group instead (``_read_per_slot``). A follower that
+falls behind by more than the stream cap (``download.events_maxlen`` per shard) skips the
+trimmed entries; the next events of each download carry its full state, so a view catches up
+by itself. Entries have the same fields as the progress hash (docs/wire-format.md) plus
+``job``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
+from cache.cluster import is_cluster, slot_groups
 from cache.codec import as_text
 from cache.download._layout import DownloadLayout
 from cache.download._models import DownloadProgress, progress_from_fields
@@ -63,11 +68,14 @@ class EventFollower:
             await self.start()
         block = self.block_ms if block_ms is None else block_ms
         with translate_errors(None, operation="XREAD events"):
-            reply = await self.client.xread(
-                streams=dict(self.positions),  # type: ignore[arg-type]
-                count=self.count,
-                block=block or None,
-            )
+            if is_cluster(self.client):
+                reply = await self._read_per_slot(block)
+            else:
+                reply = await self.client.xread(
+                    streams=dict(self.positions),  # type: ignore[arg-type]
+                    count=self.count,
+                    block=block or None,
+                )
         events: list[ProgressEvent] = []
         for raw_key, entries in reply or []:
             key = as_text(raw_key)
@@ -79,3 +87,35 @@ class EventFollower:
                 if progress is not None:
                     events.append(ProgressEvent(entry_id, shard, progress))
         return events
+
+    def _xread_args(self, keys: list[str], block: int | None) -> list[str | int]:
+        args: list[str | int] = ["XREAD", "COUNT", self.count]
+        if block:
+            args += ["BLOCK", block]
+        return [*args, "STREAMS", *keys, *(self.positions[k] for k in keys)]
+
+    async def _xread(self, keys: list[str], block: int) -> Any:
+        command = self.client.execute_command
+        return await command(*self._xread_args(keys, block))  # type: ignore[no-untyped-call]
+
+    async def _read_per_slot(self, block: int) -> list[Any]:
+        """All slot groups without waiting, in one pipelined round trip; when nothing is
+        there and ``block`` allows, a blocking XREAD per group until the first one answers
+        (the others are cancelled: XREAD reads without consuming, so nothing is lost)."""
+        streams = list(self.positions)
+        groups = [[streams[i] for i in ix] for ix in slot_groups(streams)]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for keys in groups:
+                pipe.execute_command(*self._xread_args(keys, None))
+            replies: list[Any] = await pipe.execute()
+        found = [entry for reply in replies for entry in reply or []]
+        if found or not block:
+            return found
+        waits = [asyncio.ensure_future(self._xread(keys, block)) for keys in groups]
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+        return [entry for task in done for entry in task.result() or []]

@@ -6,13 +6,18 @@
 -- returns: integer; the new fencing token (> 0) when acquired, otherwise minus the current
 --          holder's remaining lease in milliseconds (<= -1)
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('EXISTS', KEYS[2]) == 0 then
-    -- First use, or the counter was lost with the data (restart without persistence):
-    -- start from the server clock in microseconds, above every token handed out before.
-    local now = redis.call('TIME')
-    redis.call('SET', KEYS[2], now[1] .. string.format('%06d', tonumber(now[2])))
+  local fence = redis.call('INCR', KEYS[2])
+  -- Never below the server clock in microseconds: a counter that was lost (restart without
+  -- persistence) or is behind (failover to a replica that missed the last increments) would
+  -- otherwise hand out tokens again; the clock has moved past them by the time a failover
+  -- is over.
+  local now = redis.call('TIME')
+  local floor = now[1] .. string.format('%06d', tonumber(now[2]))
+  if fence < tonumber(floor) then
+    redis.call('SET', KEYS[2], floor)
+    return redis.call('INCRBY', KEYS[2], 0)
   end
-  return redis.call('INCR', KEYS[2])
+  return fence
 end
 local left = redis.call('PTTL', KEYS[1])
 if left < 1 then
