@@ -23,15 +23,12 @@ QUEUE = "arq:queue"
 WORKERS = 2
 
 Op = tuple[str, int, int]
+KINDS = ["enqueue"] * 3 + ["claim"] * 3 + ["complete"] * 2 + ["expire"] * 2
+KINDS += ["retry", "finish_all", "abort"]
 ops = st.lists(
-    st.tuples(
-        st.sampled_from(
-            ["enqueue", "enqueue", "claim", "complete", "retry", "finish_all", "expire", "abort"]
-        ),
-        st.integers(0, WORKERS - 1),
-        st.integers(0, 7),
-    ),
-    max_size=40,
+    st.tuples(st.sampled_from(KINDS), st.integers(0, WORKERS - 1), st.integers(0, 7)),
+    min_size=4,
+    max_size=50,
 )
 
 
@@ -142,7 +139,7 @@ async def _scenario(url: str, steps: list[Op]) -> None:
         await client.aclose()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=ops)
 def test_every_job_ends_with_exactly_one_result(server: TestServer, steps: list[Op]) -> None:
     asyncio.run(_scenario(server.url, steps))
