@@ -65,6 +65,10 @@ FINISH_ATTEMPTS = 5
 """A finish re-checks its lease this often when its WATCH fires (our own renewals do that)."""
 
 
+CLAIM_ROUNDS = 4
+"""Most claim calls per poll (each a batch of up to the free concurrency)."""
+
+
 class SeenWorker(Worker):
     """The worker ``seen-worker run`` starts. Needs ``ctx["settings"]`` and ``ctx["runtime"]``."""
 
@@ -154,25 +158,39 @@ class SeenWorker(Worker):
         )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """Claim up to the free concurrency of ``job_ids`` in one script call (the batch
-        claim, ``worker.engine.claim``) and start a run for each claimed one. The permits
-        of ids not claimed, and of all of them when the store fails, are given back."""
-        free = min(len(job_ids), self.max_jobs - self.job_counter)
-        if free <= 0:
-            return
+        """Claim as many of ``job_ids`` as there is free concurrency for, in batches of one
+        script call each (``worker.engine.claim``), and start a run for each claimed one.
+
+        Ids of jobs running here are skipped (they stay queued until finished). When ids of a
+        batch are held elsewhere (other workers read the same oldest ids), the next ids are
+        tried at once, up to ``CLAIM_ROUNDS`` calls per poll. Permits of ids not claimed, and
+        of a whole batch when the store fails, are given back."""
+        running = self.tasks
+        ids = [i for i in (b.decode() for b in job_ids) if i not in running]
+        position = 0
+        for _round in range(CLAIM_ROUNDS):
+            free = min(len(ids) - position, self.max_jobs - self.job_counter)
+            if free <= 0:
+                return
+            batch = ids[position : position + free]
+            position += free
+            claimed, sent_at = await self._claim(batch)
+            for job in claimed:
+                self._start_claimed(job, sent_at)
+
+    async def _claim(self, batch: list[str]) -> tuple[list[Claimed], float]:
         taken = 0
         try:
-            for _ in range(free):
+            for _ in batch:
                 await self.sem.acquire()
                 taken += 1
                 self.job_counter += 1
             leases = self.runtime.leases
-            wanted = [(job_id_b.decode(), leases.new_token()) for job_id_b in job_ids[:free]]
             sent_at = self.loop.time()
             claimed = await claim_batch(
                 self.pool,
                 self.queue_name,
-                wanted,
+                [(job_id, leases.new_token()) for job_id in batch],
                 now_ms=timestamp_ms(),
                 lease_ms=leases.lease_ms,
                 honour_aborts=self.allow_abort_jobs,
@@ -183,8 +201,7 @@ class SeenWorker(Worker):
             raise
         for _ in range(taken - len(claimed)):
             self._release_sem_dec_counter_on_complete()
-        for job in claimed:
-            self._start_claimed(job, sent_at)
+        return claimed, sent_at
 
     def _start_claimed(self, job: Claimed, sent_at: float) -> None:
         job_id = job.job_id

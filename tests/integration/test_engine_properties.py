@@ -37,9 +37,7 @@ class Model:
     enqueued: list[str] = field(default_factory=list)
     holder: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     """The run whose token the store holds (per job)."""
-    believed: list[dict[str, bytes]] = field(
-        default_factory=lambda: [{} for _ in range(WORKERS)]
-    )
+    believed: list[dict[str, bytes]] = field(default_factory=lambda: [{} for _ in range(WORKERS)])
     """What each worker thinks it holds (stale after an expiry)."""
     claims: dict[str, int] = field(default_factory=dict)
     finals: dict[str, list[bytes]] = field(default_factory=dict)
