@@ -72,9 +72,6 @@ CLAIM_ROUNDS = 4
 class SeenWorker(Worker):
     """The worker ``seen-worker run`` starts. Needs ``ctx["settings"]`` and ``ctx["runtime"]``."""
 
-    last_outcome: str | None = None
-    """The outcome of the job that ended last (``worker.runtime`` reads it in ``on_job_end``)."""
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stale_job_ids: set[str] = set()

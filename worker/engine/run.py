@@ -7,8 +7,8 @@ function / tries exceeded fail the job; ``Retry`` and cancellation retry it; an 
 as cancelled; the result record is ARQ's), with three differences:
 
 - the outcome ("complete", "failed", "retried", "cancelled") is decided here and handed to the
-  hooks as ``worker.last_outcome`` (metrics record it through ``WorkerMetrics``), instead of
-  being guessed from which of ARQ's counters moved;
+  hooks as ``ctx["outcome"]`` (metrics record it through ``WorkerMetrics``), instead of being
+  guessed from which of ARQ's counters moved;
 - the per-job log lines are formatted only when ``arq.worker`` logs at INFO;
 - the finish goes to the worker's batch finish (``worker.engine.finish``).
 """
@@ -18,17 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from arq.constants import keep_cronjob_progress
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
-from arq.worker import JobExecutionFailed, Retry, RetryJob
+from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
 
 from worker.engine.claim import Claimed
-
-if TYPE_CHECKING:
-    from worker.resilience import SeenWorker
 
 logger = logging.getLogger("arq.worker")  # ARQ's own per-job lines, unchanged
 _NO_RESULT = object()
@@ -38,7 +35,7 @@ RUN_TOKEN: ContextVar[tuple[str, bytes] | None] = ContextVar("seen_run_token", d
 so a late finish of an older run can never use the token of a newer run of the same job."""
 
 
-async def run_claimed(worker: SeenWorker, claimed: Claimed) -> None:
+async def run_claimed(worker: Worker, claimed: Claimed) -> None:
     """Run one claimed job to its end (ARQ's ``run_job`` from its second step)."""
     job_id, score, job_try = claimed.job_id, claimed.score, claimed.job_try
     RUN_TOKEN.set((job_id, claimed.token))
@@ -226,7 +223,7 @@ async def run_claimed(worker: SeenWorker, claimed: Claimed) -> None:
             serializer=worker.job_serializer,
         )
 
-    worker.last_outcome = ctx["outcome"] = outcome
+    ctx["outcome"] = outcome
     if worker.on_job_end:
         await worker.on_job_end(ctx)
 
