@@ -36,6 +36,7 @@ import asyncio
 import json
 import logging
 import signal
+from asyncio import FIRST_COMPLETED
 from typing import Any
 
 from arq.constants import job_key_prefix
@@ -155,25 +156,56 @@ class SeenWorker(Worker):
         )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Claim as many of ``job_ids`` as there is free concurrency for (``_claim_ids``).
+
+        While jobs keep coming (a round claimed as many as it had room for), this poll goes
+        on for up to ``poll_delay``: when a slot frees, due ids are read again and claimed at
+        once, instead of leaving the slot idle until the next poll. ARQ's poll loop sleeps
+        only what is left of ``poll_delay``, so a busy worker stays busy; aborts, cron and
+        the burst check still run at least once per ``2 * poll_delay``."""
+        full = await self._claim_ids(job_ids)
+        if self.burst and self.max_burst_jobs >= 0:
+            return  # ARQ counts burst jobs per poll read
+        deadline = self.loop.time() + self.poll_delay_s
+        while full and self.allow_pick_jobs and not self._stopping:
+            left = deadline - self.loop.time()
+            if left <= 0:
+                return
+            if self.job_counter >= self.max_jobs:
+                running = [t for t in self.tasks.values() if not t.done()]
+                if running:
+                    await asyncio.wait(running, timeout=left, return_when=FIRST_COMPLETED)
+                self._reap_done_tasks()
+                if self.job_counter >= self.max_jobs:
+                    continue
+            now = timestamp_ms()
+            due = await self.pool.zrangebyscore(
+                self.queue_name, min=float("-inf"), max=now, start=0, num=self.queue_read_limit
+            )
+            full = await self._claim_ids(due)
+
+    async def _claim_ids(self, job_ids: list[bytes]) -> bool:
         """Claim as many of ``job_ids`` as there is free concurrency for, in batches of one
-        script call each (``worker.engine.claim``), and start a run for each claimed one.
+        script call each (``worker.engine.claim``), and start a run for each claimed one;
+        True when every free slot was filled (more work is likely waiting).
 
         Ids of jobs running here are skipped (they stay queued until finished). When ids of a
         batch are held elsewhere (other workers read the same oldest ids), the next ids are
-        tried at once, up to ``CLAIM_ROUNDS`` calls per poll. Permits of ids not claimed, and
-        of a whole batch when the store fails, are given back."""
+        tried at once, up to ``CLAIM_ROUNDS`` calls. Permits of ids not claimed, and of a
+        whole batch when the store fails, are given back."""
         running = self.tasks
         ids = [i for i in (b.decode() for b in job_ids) if i not in running]
         position = 0
         for _round in range(CLAIM_ROUNDS):
             free = min(len(ids) - position, self.max_jobs - self.job_counter)
             if free <= 0:
-                return
+                break
             batch = ids[position : position + free]
             position += free
             claimed, sent_at = await self._claim(batch)
             for job in claimed:
                 self._start_claimed(job, sent_at)
+        return bool(ids) and self.job_counter >= self.max_jobs
 
     async def _claim(self, batch: list[str]) -> tuple[list[Claimed], float]:
         taken = 0
