@@ -28,8 +28,10 @@ ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \
     SEEN_SETTINGS_FILE=/app/settings.toml
 USER seen
+# Asks this container's worker at /readyz (python's urllib: no curl in the slim image). With
+# [http] off, use: HEALTHCHECK CMD ["seen-worker", "health", "--this-host"]
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
-  CMD ["seen-worker", "health", "--this-host"]
+  CMD ["python", "-m", "worker.http.probe"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["seen-worker"]
 CMD ["run"]

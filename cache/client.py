@@ -104,7 +104,6 @@ def create_pool(settings: CacheSettings) -> BlockingConnectionPool:
         "timeout": settings.pool_timeout,
         "socket_connect_timeout": settings.connect_timeout,
         "socket_timeout": settings.socket_timeout,
-        "socket_keepalive": True,
         "health_check_interval": settings.health_check_interval,
         "retry": make_retry(settings),
         "retry_on_error": list(RETRY_ON),
@@ -113,6 +112,8 @@ def create_pool(settings: CacheSettings) -> BlockingConnectionPool:
     }
     if "://" not in settings.addr:
         kwargs["db"] = settings.db
+    if not url.startswith("unix://"):  # a unix socket has no TCP keepalive (redis-py refuses it)
+        kwargs["socket_keepalive"] = True
     if settings.username is not None:
         kwargs["username"] = settings.username
     if settings.password is not None:

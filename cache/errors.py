@@ -74,6 +74,51 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return text.upper().startswith("OOM") or any(t in text.lower() for t in _OOM_TEXTS)
 
 
+STORE_ERROR_KINDS = ("timeout", "connection", "oom", "readonly", "response", "other")
+"""What ``store_error_kind`` returns: a fixed set, so it can label a metric."""
+
+
+def store_error_kind(exc: BaseException) -> str:
+    """Which of ``STORE_ERROR_KINDS`` a store failure is, from it and its causes.
+
+    The store's own error (redis-py's, or an ``OSError``) is asked first, as our ``CacheError``
+    wrapping it may say less (a replica's ``READONLY`` becomes a plain response error); then
+    our own classes. ``timeout`` before ``connection`` (a timeout is a kind of connection error
+    here); ``oom`` as ``is_out_of_memory`` says; ``readonly`` for a replica's ``READONLY``
+    reply (a failover in progress); ``response`` for any other error reply; else ``other``.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for candidates in ([e for e in chain if not isinstance(e, CacheError)], chain):
+        for candidate in candidates:
+            kind = _kind_of(candidate)
+            if kind != "other":
+                return kind
+    return "other"
+
+
+def _kind_of(exc: BaseException) -> str:
+    from redis import exceptions as redis_exc
+
+    if isinstance(exc, CacheTimeoutError | redis_exc.TimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, CacheOutOfMemoryError) or is_out_of_memory(exc):
+        return "oom"
+    if isinstance(exc, CacheConnectionError | redis_exc.ConnectionError | OSError):
+        return "connection"
+    if isinstance(exc, redis_exc.ReadOnlyError) or (
+        isinstance(exc, redis_exc.ResponseError | CacheResponseError)
+        and "READONLY" in str(exc).upper()
+    ):
+        return "readonly"
+    if isinstance(exc, redis_exc.ResponseError | CacheResponseError):
+        return "response"
+    return "other"
+
+
 @contextmanager
 def translate_errors(key: str | None = None, *, operation: str = "") -> Iterator[None]:
     """Turn redis-py exceptions raised inside the block into ``CacheError`` subclasses."""

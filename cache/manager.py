@@ -20,6 +20,7 @@ from cache.catalog import CatalogCache
 from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
 from cache.coordination import LockService, RateLimiter
+from cache.counts import ReadCounts
 from cache.download import DownloadCache
 from cache.errors import CacheError, InvalidKeyError, translate_errors
 from cache.keys import KeyBuilder, validate_id
@@ -59,14 +60,20 @@ class CacheManager:
             self.scripts, self.service, self.keys, config.ttl.lock, config.locks
         )
         self.ratelimit = RateLimiter(self.scripts, self.service, self.keys)
-        self.session = SessionCache(self.service, self.keys, config.ttl, self.locks, self.ratelimit)
+        self.reads = ReadCounts()
+        """Reads by cache kind and result in this process (every cache below counts here)."""
+        self.session = SessionCache(
+            self.service, self.keys, config.ttl, self.locks, self.ratelimit, self.reads
+        )
         self.register_invalidator("sessions", self.session.invalidate_user)
         self.register_stats("locks", self.locks.stats)
         self.register_stats("ratelimit", self.ratelimit.stats)
-        self.catalog = CatalogCache(self.service, self.scripts, self.keys, config)
+        self.catalog = CatalogCache(self.service, self.scripts, self.keys, config, reads=self.reads)
         self.register_invalidator("catalog", self.catalog.invalidate_user_catalog)
         self.register_stats("catalog", self.catalog.stats)
-        self.download = DownloadCache(client, self.service, self.keys, self.scripts, config)
+        self.download = DownloadCache(
+            client, self.service, self.keys, self.scripts, config, reads=self.reads
+        )
         self.register_invalidator("download", self.download.invalidate_user_downloads)
         self.register_stats("download", self.download.stats)
 

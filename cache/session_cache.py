@@ -37,6 +37,7 @@ from cache import codec
 from cache.clock import utc_now, wall_ms
 from cache.config import TTLSettings
 from cache.coordination import LockService, RateLimiter, Window
+from cache.counts import ReadCounts
 from cache.errors import CacheError, InvalidKeyError, SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.service import TTL, CacheService
@@ -121,12 +122,15 @@ class SessionCache:
         ttl: TTLSettings,
         locks: LockService,
         limiter: RateLimiter,
+        reads: ReadCounts | None = None,
     ) -> None:
+        """``reads`` counts reads by kind and result (the manager's, shared by its caches)."""
         self.service = service
         self.keys = keys
         self.ttl = ttl
         self.locks = locks
         self.limiter = limiter
+        self.reads = reads or ReadCounts()
 
     # -- sessions ----------------------------------------------------------------------
     def _decode(self, key: str, raw: bytes | None) -> SessionData | None:
@@ -181,26 +185,37 @@ class SessionCache:
                 await pipe.execute()
         return ttl_ms / 1000
 
+    def _counted(self, kind: str, session: SessionData | None) -> SessionData | None:
+        """Count one read of ``kind``: a session past ``expires_at`` is a ``stale`` read."""
+        if session is None:
+            self.reads.add(kind, "miss")
+            return None
+        if session.expires_at <= utc_now():
+            self.reads.add(kind, "stale")
+            return None
+        self.reads.add(kind, "hit")
+        return session
+
     async def get_session(self, session_id: str) -> SessionData | None:
         """The session, or None when missing or past ``expires_at``."""
-        session = await self._read(session_id)
-        if session is None or session.expires_at <= utc_now():
-            return None
-        return session
+        key = self.keys.session(session_id)
+        with self.reads.errors("session"):
+            session = self._decode(key, await self.service.get_bytes(key))
+        return self._counted("session", session)
 
     async def get_session_by_refresh_token(self, refresh_token: str) -> SessionData | None:
         """The session a refresh token belongs to, or None (unknown, rotated or expired)."""
         token_key = self.keys.session_by_refresh_token(refresh_token)
-        session_id = await self.service.get(token_key)
-        if session_id is None:
-            return None
-        try:
-            session = await self.get_session(session_id)
-        except InvalidKeyError:
-            return None
-        if session is None or not session.token_matches(refresh_token):
-            return None
-        return session
+        with self.reads.errors("refresh_token"):
+            session_id = await self.service.get(token_key)
+            try:
+                key = None if session_id is None else self.keys.session(session_id)
+            except InvalidKeyError:
+                key = None
+            session = None if key is None else self._decode(key, await self.service.get_bytes(key))
+        if session is not None and not session.token_matches(refresh_token):
+            session = None
+        return self._counted("refresh_token", session)
 
     async def delete_session(self, session_id: str) -> bool:
         """Remove a session with its refresh-token lookup and index entry; False if missing."""
@@ -275,7 +290,11 @@ class SessionCache:
         await self.service.set_json(key, profile, self.ttl.user_profile if ttl is None else ttl)
 
     async def get_user_profile(self, user_id: str) -> UserProfile | None:
-        return await self.service.get_json(self.keys.user_profile(user_id), UserProfile)
+        key = self.keys.user_profile(user_id)
+        with self.reads.errors("profile"):
+            profile = await self.service.get_json(key, UserProfile)
+        self.reads.add("profile", "miss" if profile is None else "hit")
+        return profile
 
     async def delete_user_profile(self, user_id: str) -> bool:
         return await self.service.delete(self.keys.user_profile(user_id)) == 1

@@ -81,6 +81,8 @@ class JobContext(TypedDict, total=False):
     job_try: int
     enqueue_time: datetime
     score: int
+    run_outcome: str
+    """Set by a periodic run that ended without running its body (``jobs.slotrun``)."""
 
 
 P = ParamSpec("P")

@@ -17,6 +17,10 @@ then holds the job's run guard (``jobs.guard``) for its body. A run ends in one 
   for a function ARQ runs as a cron job (its end keeps the marker with PEXPIRE and never deletes
   it, so the stopping worker cannot touch the retry's marker afterwards).
 
+The way a run ended without running its body is left in ``ctx["run_outcome"]`` (``skipped``
+or ``deferred``) for the worker's ``seen_cron_runs_total``; a finished body, an error and a
+hand-back are told apart by the job's own return, exception and cancellation.
+
 Closing and handing back are single steps that a cancellation does not cut short
 (``jobs.shield``); a run whose body finished is never handed back. A killed worker hands nothing
 back: its job's lease (``worker.job_lease``) and its guard expire, and the retry resumes.
@@ -220,13 +224,16 @@ async def run_slot(
     run = SlotRun.create(ctx, name)
     try:
         if not await run.claim():
+            ctx["run_outcome"] = "skipped"
             return {"skipped": "slot already ran", "slot": run.slot}
         result: Result = await prelude() if prelude is not None else {}
         if not await run.acquire():
             await run.defer()
+            ctx["run_outcome"] = "skipped" if run.slot is None else "deferred"
             result["skipped"] = "another run in progress"
             return result
         if not await run.still_owed():
+            ctx["run_outcome"] = "skipped"
             return {"skipped": "slot already ran", "slot": run.slot}
         body_started = now_ms()
         result.update(await body())

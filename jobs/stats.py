@@ -33,13 +33,26 @@ _PAGE = 100
 
 
 class QueueStats(BaseModel):
-    """The job queue: how many jobs, how many due now, how old the oldest waiting one is."""
+    """The job queue: how many jobs, how many due now, how old the oldest waiting one is.
+
+    ``running`` counts the due jobs (among the oldest ``scan_limit``) that a worker has started;
+    ``counted`` says every due job was looked at, so ``running`` is exact. ``deferred`` jobs
+    are scheduled for later (a future score: ``_defer_by``, retries, cron jobs enqueued early).
+    """
 
     name: str
     depth: int = 0
     due: int = 0
+    deferred: int = 0
+    running: int = 0
     oldest_age_s: float | None = None
     complete: bool = True
+    counted: bool = True
+
+    @property
+    def waiting(self) -> int:
+        """Due jobs no worker has started (exact when ``counted``)."""
+        return max(0, self.due - self.running)
 
 
 class JobCounters(BaseModel):
@@ -98,7 +111,8 @@ def logfmt(figures: Mapping[str, Any]) -> str:
 async def queue_stats(
     client: Redis, queue_name: str, *, now_ms: int | None = None, scan_limit: int = 1000
 ) -> QueueStats:
-    """Depth, due count and the age of the oldest due job that no worker has started.
+    """Depth, due and deferred counts, running jobs and the age of the oldest due job that no
+    worker has started.
 
     Looks at no more than ``scan_limit`` due entries, oldest first; ``complete`` is False when
     every one of those was running and more were left unseen (the age is then unknown).
@@ -110,9 +124,10 @@ async def queue_stats(
             pipe.zcount(queue_name, "-inf", now)
             depth, due = await pipe.execute()
         oldest: float | None = None
+        running = 0
         offset = 0
         limit = min(int(due), scan_limit)
-        while offset < limit and oldest is None:
+        while offset < limit:
             page = await client.zrangebyscore(
                 queue_name,
                 "-inf",
@@ -128,16 +143,20 @@ async def queue_stats(
                     pipe.exists(in_progress_key_prefix + as_text(job_id))
                 flags = await pipe.execute()
             for (_, score), busy in zip(page, flags, strict=True):
-                if not busy:
+                if busy:
+                    running += 1
+                elif oldest is None:
                     oldest = max(0.0, (now - float(score)) / 1000)
-                    break
             offset += len(page)
     return QueueStats(
         name=queue_name,
         depth=int(depth),
         due=int(due),
+        deferred=max(0, int(depth) - int(due)),
+        running=running,
         oldest_age_s=oldest,
         complete=oldest is not None or offset >= int(due),
+        counted=offset >= int(due),
     )
 
 

@@ -95,6 +95,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     manager = await CacheManager.connect(settings, verify=False)
     ctx.update(queue_scripts=scripts, cache=manager)
     runtime.progress_outcomes = manager.download.outcomes
+    runtime.manager = manager
     await start_http(ctx)
     await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
     await runtime.start(queue, scripts)
@@ -174,13 +175,15 @@ def build_worker_settings(
     w = settings.worker
     functions = job_functions(settings)
     cron_jobs = build_cron_jobs(settings)
-    metrics = WorkerMetrics([f.name for f in functions] + [c.name for c in cron_jobs], runtime)
+    crons = [c.name for c in cron_jobs]
+    metrics = WorkerMetrics([f.name for f in functions] + crons, runtime, crons)
     runtime.metrics = metrics
     functions = [
         dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine)) for j in functions
     ]
     cron_jobs = [
-        dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine)) for j in cron_jobs
+        dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine, cron=True))
+        for j in cron_jobs
     ]
     if settings.sentry.dsn is not None:  # outermost: Sentry sees the job as ARQ runs it
         functions, cron_jobs = instrument(functions), instrument(cron_jobs)
@@ -203,6 +206,7 @@ def build_worker_settings(
         "on_job_end": on_job_end,
         "after_job_end": after_job_end,
         "handle_signals": True,
+        "allow_abort_jobs": True,  # Job.abort() cancels a running job (counted "cancelled")
         "job_completion_wait": w.shutdown_grace,
         "health_check_key": runtime.keys.worker_arq_health(runtime.worker_id),
         "health_check_interval": w.heartbeat_interval,

@@ -6,6 +6,7 @@
 ``watch``   live progress bars of the active downloads (``--user U``; Ctrl-C to quit)
 ``demo``    embedded server + worker + simulated downloads, live (``--duration S``: headless)
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
+``dashboard`` the web dashboard (``--addr``, ``--token-file``, ``--allow-actions``, ``--new-token``)
 """
 
 from __future__ import annotations
@@ -229,6 +230,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         headless=headless,
         seed=args.seed,
+        with_dashboard=not args.no_dashboard,
     )
     try:
         return run_async(coro, settings.worker.uvloop)
@@ -246,7 +248,56 @@ def add_demo(sub: Subparsers) -> None:
         "--duration", type=seconds, help="run headless for about S seconds and print a summary"
     )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the simulation")
+    demo.add_argument(
+        "--no-dashboard", action="store_true", help="do not serve the dashboard beside the demo"
+    )
     demo.set_defaults(handler=cmd_demo)
+
+
+# -- dashboard ------------------------------------------------------------------------------
+def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.http.dashboard.security import new_token
+    from worker.http.dashboard.server import (
+        DashboardConfigError,
+        DashboardStartError,
+        run_dashboard,
+    )
+
+    if args.new_token:
+        print(new_token())
+        return 0
+    overrides: dict[str, Any] = {}
+    if args.addr:
+        overrides["addr"] = args.addr
+    if args.token_file:
+        try:
+            with open(args.token_file, encoding="utf-8") as fh:
+                overrides["token"] = fh.read().strip()
+        except OSError as exc:
+            print(f"seen-worker dashboard: cannot read token file: {exc}", file=sys.stderr)
+            return 2
+    if overrides:
+        settings = load_settings(dashboard=overrides)
+    allow = True if args.allow_actions else None
+    try:
+        return run_async(run_dashboard(settings, allow_actions=allow), settings.worker.uvloop)
+    except DashboardConfigError as exc:
+        print(f"seen-worker dashboard: {exc}", file=sys.stderr)
+        return 2
+    except (CacheError, DashboardStartError) as exc:
+        print(f"seen-worker dashboard: {exc}", file=sys.stderr)
+        return 1
+
+
+def add_dashboard(sub: Subparsers) -> None:
+    dash = sub.add_parser("dashboard", help="the web dashboard (loopback unless given a token)")
+    dash.add_argument("--addr", help="host:port to bind (default dashboard.addr)")
+    dash.add_argument("--token-file", help="file holding the access token (>= 32 bytes)")
+    dash.add_argument(
+        "--allow-actions", action="store_true", help="allow requeue / run-now (POST + CSRF)"
+    )
+    dash.add_argument("--new-token", action="store_true", help="print a fresh token and exit")
+    dash.set_defaults(handler=cmd_dashboard)
 
 
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
@@ -256,6 +307,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_watch,
     add_check,
     add_demo,
+    add_dashboard,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 

@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -32,6 +33,9 @@ from worker.embedded import EmbeddedServer
 from worker.heartbeat import read_beats
 from worker.processes import stop_processes
 from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.http.dashboard.server import DashboardServer
 from worker.simulation import Simulation
 from worker.watch import WatchState, follow, render
 
@@ -194,6 +198,24 @@ async def run_pipeline(
         )
 
 
+async def start_dashboard(settings: Settings, out: Console) -> DashboardServer | None:
+    """The dashboard beside the demo (``dashboard.addr``, else any free loopback port)."""
+    from worker.http.dashboard.server import DashboardServer
+
+    for addr in (settings.dashboard.addr, "127.0.0.1:0"):
+        local = load_settings(cache={"addr": settings.cache.addr}, dashboard={"addr": addr})
+        server = DashboardServer(local)
+        try:
+            await server.start()
+        except (OSError, RuntimeError) as exc:
+            out.print(f"[dim]dashboard not on {addr}: {exc}[/dim]")
+            await server.aclose()
+            continue
+        out.print(f"dashboard: [bold]{server.url}[/bold] (live downloads: {server.url}downloads)")
+        return server
+    return None
+
+
 async def run_demo(
     downloads: int = 24,
     duration: float = 20.0,
@@ -201,6 +223,7 @@ async def run_demo(
     headless: bool = False,
     seed: int = 7,
     console: Console | None = None,
+    with_dashboard: bool = True,
 ) -> int:
     """The whole demo; returns the exit code."""
     out = console or Console()
@@ -212,6 +235,7 @@ async def run_demo(
         )
         settings = load_settings(cache={"addr": server.addr})
         procs = start_workers(server.addr, workers, Path(tmp))
+        dashboard = await start_dashboard(settings, out) if with_dashboard else None
         interrupted = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGINT, interrupted.set)
@@ -223,6 +247,8 @@ async def run_demo(
             return 1
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            if dashboard is not None:
+                await dashboard.aclose()
             await asyncio.to_thread(stop_workers, procs)
     out.print(report.render())
     if interrupted.is_set():

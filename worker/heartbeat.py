@@ -65,20 +65,31 @@ async def remove_beat(client: Redis, keys: KeyBuilder, worker_id: str) -> None:
             await pipe.execute()
 
 
-async def read_beats(client: Redis, keys: KeyBuilder) -> list[WorkerBeat]:
-    """Every heartbeat still present, newest first (expired ones are simply absent)."""
+async def read_beats(
+    client: Redis, keys: KeyBuilder, *, limit: int = 1000, include_expired: bool = False
+) -> list[WorkerBeat]:
+    """Every heartbeat still present, newest first, at most ``limit``.
+
+    An expired heartbeat is absent, unless ``include_expired``: then a worker still in the index
+    whose hash expired (killed, or cut off from the store) is returned with only its id, its
+    last beat (the index score) and ``state="expired"``, so a dashboard can show it as stale.
+    """
     with translate_errors(keys.workers_index(), operation="read heartbeats"):
-        ids = [as_text(i) for i in await client.zrevrange(keys.workers_index(), 0, 999)]
-        if not ids:
+        scored = await client.zrevrange(keys.workers_index(), 0, limit - 1, withscores=True)
+        if not scored:
             return []
         async with client.pipeline(transaction=False) as pipe:
-            for worker_id in ids:
-                pipe.hgetall(keys.worker_heartbeat(worker_id))
+            for worker_id, _ in scored:
+                pipe.hgetall(keys.worker_heartbeat(as_text(worker_id)))
             hashes = await pipe.execute()
     beats = []
-    for raw in hashes:
+    for (worker_id, score), raw in zip(scored, hashes, strict=True):
         if raw:
             beats.append(
                 WorkerBeat.model_validate({as_text(k): as_text(v) for k, v in raw.items()})
+            )
+        elif include_expired:
+            beats.append(
+                WorkerBeat(worker_id=as_text(worker_id), state="expired", last_beat_ms=int(score))
             )
     return beats

@@ -10,13 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis import exceptions as redis_exc
 
 from cache.backoff import Backoff
-from cache.errors import CacheConnectionError, CacheOutOfMemoryError, is_out_of_memory
+from cache.errors import (
+    CacheConnectionError,
+    CacheOutOfMemoryError,
+    is_out_of_memory,
+    store_error_kind,
+)
 
 log = logging.getLogger("seen.worker.outage")
 
@@ -60,6 +66,8 @@ class OutageLog:
         self.since: float | None = None
         self.failures = 0
         self.outages = 0
+        self.errors: Counter[str] = Counter()
+        """Every failure noted, by ``cache.errors.store_error_kind`` (for the metrics)."""
 
     @property
     def down(self) -> bool:
@@ -68,6 +76,7 @@ class OutageLog:
     def note(self, exc: BaseException) -> None:
         """Record a failure; logs a warning only for the first one of an outage."""
         self.failures += 1
+        self.errors[store_error_kind(exc)] += 1
         if self.since is None:
             self.since = time.monotonic()
             self.outages += 1

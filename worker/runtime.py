@@ -35,6 +35,7 @@ from cache.cancellation import cancel_and_wait
 from cache.download import ApplyOutcome
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
+from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs.stats import JOB_OUTCOMES
 from worker.heartbeat import WorkerBeat, add_beat, now_ms, remove_beat
@@ -90,6 +91,8 @@ class WorkerRuntime:
         """Set by ``worker.app.build_worker_settings`` (it knows the function names)."""
         self.progress_outcomes: Mapping[ApplyOutcome, int] = {}
         """The cache manager's apply counts (``DownloadCache.outcomes``), set at start-up."""
+        self.manager: CacheManager | None = None
+        """The process's cache manager, set at start-up: its counters feed the metrics."""
         self.http_port: int | None = None
         """The port ``/metrics`` is served on (the bound one when ``http.addr`` says 0)."""
         self._source: CounterSource | None = None
@@ -112,12 +115,25 @@ class WorkerRuntime:
 
     def metric_totals(self) -> dict[str, Any]:
         """Counters owned here and by ``SeenWorker``, for ``worker.http.metrics`` scrapes."""
-        return {
+        totals: dict[str, Any] = {
             "leases_lost": self.leases.lost_total,
             "poll_errors": getattr(self._source, "poll_errors", 0),
             "outages": {"queue": self.outage.outages, "cache": self.cache_outage.outages},
+            "store_errors": {
+                "queue": dict(self.outage.errors),
+                "cache": dict(self.cache_outage.errors),
+            },
             "progress": dict(self.progress_outcomes),
         }
+        manager = self.manager
+        if manager is not None:
+            totals.update(
+                reads=manager.reads.snapshot(),
+                locks=manager.locks.counters(),
+                rate_limits=dict(manager.ratelimit.decisions),
+                **manager.download.coalescing_counts(),
+            )
+        return totals
 
     def readiness(self) -> str | None:
         """None when this worker should get work, else why not (``/readyz``)."""

@@ -172,9 +172,76 @@ class HttpSettings(_Section):
         return host.strip("[]"), int(port)
 
 
+class DashboardSettings(_Section):
+    """``seen-worker dashboard`` (docs/dashboard.md): where it binds, who may read and act.
+
+    Loopback by default; any other bind refuses to start without ``token`` (at least 32 bytes,
+    ``seen-worker dashboard --new-token`` prints one) and without ``metrics_token`` for its
+    ``/metrics``. Tokens only via ``SEEN_DASHBOARD_TOKEN`` / ``SEEN_DASHBOARD_METRICS_TOKEN``
+    or ``--token-file``; read-only unless ``allow_actions``.
+    """
+
+    addr: str = Field("127.0.0.1:9470", description="host:port to bind; port 0 = any free port")
+    token: SecretStr | None = Field(None, description="bearer/login token; required off loopback")
+    metrics_token: SecretStr | None = Field(None, description="bearer token of /metrics")
+    allow_actions: bool = Field(False, description="requeue dead letters, run periodic jobs now")
+    max_sse_clients: Count = Field(100, description="open live-download streams at most")
+    client_queue: Count = Field(256, description="event batches buffered per SSE client")
+    replay_batches: Count = Field(2048, description="recent batches kept for Last-Event-ID")
+    replay_mb: Count = Field(64, description="megabytes of recent batches kept, at most")
+    gap_limit: Count = Field(20000, description="entries a resume reads from the streams")
+    heartbeat: Seconds = Field(15.0, description="seconds between SSE keep-alive comments")
+    read_block: Seconds = Field(1.0, description="seconds one XREAD of the streams blocks")
+    max_action_items: Count = Field(100, description="items one action touches at most")
+    payload_chars: Count = Field(300, description="payload characters a page shows")
+    page_limit: Count = Field(200, description="rows a table shows")
+    shutdown_timeout: Seconds = Field(3.0, description="seconds the server gets to stop")
+
+    @field_validator("addr")
+    @classmethod
+    def _check_addr(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"must be host:port with a port in 0..65535, got {value!r}")
+        return value
+
+    @field_validator("token", "metrics_token")
+    @classmethod
+    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        text = value.get_secret_value().strip()
+        if len(text.encode()) < 32:
+            raise ValueError("must be at least 32 bytes (seen-worker dashboard --new-token)")
+        return SecretStr(text)
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.addr.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class LogSettings(_Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     json_lines: bool = Field(False, alias="json")
+
+
+class FleetSettings(_Section):
+    """How the dashboard reads the whole fleet from the stores (``worker.http.fleet``).
+
+    Every read is bounded: by a deadline (a slow store never hangs a page or a scrape), by how
+    many keys one SCAN walk looks at, and by how many items a view holds.
+    """
+
+    read_timeout: Seconds = Field(2.0, description="one dashboard read gives up after this")
+    scrape_timeout: Seconds = Field(
+        2.0, description="the fleet series' collection gives up after this (seen_fleet_up 0)"
+    )
+    scan_keys: Count = Field(100_000, description="keys one SCAN walk looks at, at most")
+    queue_scan: Count = Field(1000, description="due jobs checked for a running marker")
+    schedule_slots: Count = Field(12, description="past slots shown per periodic job")
+    history: Count = Field(20, description="runs shown per periodic job")
+    cron_grace: Seconds = Field(30.0, description="a slot unclaimed this long after it is missed")
+    dead_letter_sample: Count = Field(1000, description="dead letters read to count by reason")
 
 
 class Settings(CacheConfig, BaseSettings):
@@ -196,7 +263,9 @@ class Settings(CacheConfig, BaseSettings):
     warmup: WarmupSettings = WarmupSettings()
     sentry: SentrySettings = SentrySettings()
     http: HttpSettings = HttpSettings()
+    dashboard: DashboardSettings = DashboardSettings()
     log: LogSettings = LogSettings()
+    fleet: FleetSettings = FleetSettings()
 
     _toml_file: ClassVar[Path | None] = None
 

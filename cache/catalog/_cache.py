@@ -31,6 +31,7 @@ from cache.catalog._stats import CatalogCounters
 from cache.catalog._views import CatalogViews
 from cache.clock import WallMs, wall_ms, wall_us
 from cache.config import CacheConfig
+from cache.counts import ReadCounts
 from cache.errors import CacheConnectionError, SerializationError
 from cache.keys import KeyBuilder
 from cache.numbers import seconds_arg
@@ -73,8 +74,10 @@ class CatalogCache(CatalogViews):
         *,
         rng: random.Random | None = None,
         clock_ms: WallMs = wall_ms,
+        reads: ReadCounts | None = None,
     ) -> None:
-        """``rng`` and ``clock_ms`` are injectable so tests can fix early-refresh draws."""
+        """``rng`` and ``clock_ms`` are injectable so tests can fix early-refresh draws;
+        ``reads`` counts reads by kind and result (the manager's, shared by its caches)."""
         self.service = service
         self.keys = keys
         self.config = config
@@ -86,6 +89,7 @@ class CatalogCache(CatalogViews):
                 f"catalog TTL ({longest}s), or an expired generation could revive old entries"
             )
         self._clock_ms = clock_ms
+        self.reads = reads or ReadCounts()
         self._counters = CatalogCounters(
             service.client, keys.catalog_stats(), self.settings.stats_flush_interval
         )
@@ -162,6 +166,11 @@ class CatalogCache(CatalogViews):
             raw = await self.service.get_bytes(key)
         return key, raw
 
+    async def _read_counted(self, ref: _Ref) -> tuple[str, bytes | None]:
+        """``_read``, a store failure counted as an ``error`` read of the entry's kind."""
+        with self.reads.errors(ref.kind.value):
+            return await self._read(ref)
+
     async def generation(self, user_id: str | None = None) -> int:
         """The current generation of ``user_id``'s entries, or of the shared ones."""
         gen_key = (
@@ -211,9 +220,10 @@ class CatalogCache(CatalogViews):
         """The cached value (as ``model`` when given), or None on a miss; an unreadable value
         counts as a miss. Store failures raise ``CacheError``."""
         ref = self._ref(kind, user_id, section_id, query, filters)
-        key, raw = await self._read(ref)
+        key, raw = await self._read_counted(ref)
         found = self._filler.decode(raw, model, key)
         self._counters.add("misses" if found is None else "hits")
+        self.reads.add(ref.kind.value, "miss" if found is None else "hit")
         await self._counters.maybe_flush()
         return None if found is None else found[0]
 
@@ -291,15 +301,18 @@ class CatalogCache(CatalogViews):
         key = ref.entry_at(self._hints.get(ref.gen_key, 0))
         try:
             try:
-                key, raw = await self._read(ref)
+                key, raw = await self._read_counted(ref)
                 found = self._filler.decode(raw, model, key)
                 if found is not None:
                     self._counters.add("hits")
                     value, entry = found
                     if self._filler.due(entry):
+                        self.reads.add(ref.kind.value, "stale")
                         return await self._filler.refresh(key, value, loader, model, ms)
+                    self.reads.add(ref.kind.value, "hit")
                     return value
                 self._counters.add("misses")
+                self.reads.add(ref.kind.value, "miss")
                 return await self._filler.fill(key, loader, model, ms, max_wait)
             except CacheConnectionError as exc:
                 return await self._degraded(key, loader, model, max_wait, exc)

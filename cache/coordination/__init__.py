@@ -13,8 +13,18 @@ Private modules behind it (import them only to test their internals): ``_lease``
 """
 
 from cache.coordination._lease import Lease
-from cache.coordination._locks import Holding, Lock, LockError, LockLost, LockService, LockTimeout
+from cache.coordination._locks import (
+    LOCK_COUNTERS,
+    Holding,
+    Lock,
+    LockError,
+    LockLost,
+    LockService,
+    LockTimeout,
+)
 from cache.coordination._ratelimit import (
+    DECISIONS,
+    LIMITERS,
     MAX_LIMIT,
     MAX_WINDOW_SECONDS,
     RateLimiter,
@@ -23,6 +33,9 @@ from cache.coordination._ratelimit import (
 )
 
 __all__ = [
+    "DECISIONS",
+    "LIMITERS",
+    "LOCK_COUNTERS",
     "MAX_LIMIT",
     "MAX_WINDOW_SECONDS",
     "Holding",

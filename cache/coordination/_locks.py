@@ -40,6 +40,10 @@ RECANCEL_EVERY_S = 0.25
 """``hold()``: how often a body still running after its lease was lost is cancelled again."""
 RECANCEL_FOR_MIN_S = 5.0
 """Fixed part of the local safety margin (the other part is ``drift * ttl``)."""
+LOCK_COUNTERS = ("acquired", "contended", "timeouts", "errors", "released", "renewed", "lost")
+"""Process-local counters (``LockService.stats``): ``acquired``/``contended``/``errors`` per
+acquire attempt (``contended``: someone else held it; ``errors``: the store failed),
+``timeouts`` per blocking acquire that gave up, ``lost`` per held lease that ended while held."""
 
 
 class LockError(CacheError):
@@ -125,9 +129,7 @@ class LockService:
         self.settings = settings or LockSettings()
         self.lease = Lease(scripts)
         self.rng = random.Random()
-        self._counters = dict.fromkeys(
-            ("acquired", "contended", "timeouts", "released", "renewed", "lost"), 0
-        )
+        self._counters = dict.fromkeys(LOCK_COUNTERS, 0)
 
     # -- single operations ------------------------------------------------------------
     def validity(self, ms: int) -> float:
@@ -141,7 +143,11 @@ class LockService:
         """One try: ``(lock, 0)`` when acquired, else ``(None, holder's ms left)``."""
         key, fence_key = self.keys.lock(name), self.keys.lock_fence(name)
         sent = time.monotonic()
-        result = int(await self.scripts.run("lock_acquire", [key, fence_key], [token, ms]))
+        try:
+            result = int(await self.scripts.run("lock_acquire", [key, fence_key], [token, ms]))
+        except CacheError:
+            self._counters["errors"] += 1
+            raise
         if result <= 0:
             self._counters["contended"] += 1
             return None, -result
@@ -234,6 +240,10 @@ class LockService:
 
     async def stats(self) -> dict[str, int]:
         """Process-local counters (``manager.stats().extra['locks.*']``)."""
+        return self.counters()
+
+    def counters(self) -> dict[str, int]:
+        """``stats`` without I/O: the worker's metrics read it at scrape time."""
         return dict(self._counters)
 
 

@@ -35,6 +35,9 @@ MAX_WINDOW_SECONDS = 366 * 24 * 3600
 """Longest window accepted (keeps every microsecond figure far below 2**53)."""
 MAX_LIMIT = 2**31 - 1
 """Largest limit, burst or cost (a Lua integer in every server, far below 2**53)."""
+LIMITERS = ("gcra", "fixed")
+"""The algorithms, the only ``limiter`` a decision is counted under (never a user or action)."""
+DECISIONS = ("allowed", "limited")
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,13 @@ class RateLimiter:
         self.scripts = scripts
         self.service = service
         self.keys = keys
-        self._counters = {"allowed": 0, "denied": 0}
+        self.decisions: dict[tuple[str, str], int] = {
+            (limiter, decision): 0 for limiter in LIMITERS for decision in DECISIONS
+        }
+        """Decisions in this process by (limiter, decision), read by the worker's metrics."""
 
-    def _count(self, result: RateLimitResult) -> RateLimitResult:
-        self._counters["allowed" if result.allowed else "denied"] += 1
+    def _count(self, limiter: str, result: RateLimitResult) -> RateLimitResult:
+        self.decisions[limiter, "allowed" if result.allowed else "limited"] += 1
         return result
 
     async def check(
@@ -149,7 +155,7 @@ class RateLimiter:
         interval, burst, cost = gcra_params(limit, window, burst, cost)
         key = self.keys.rate_limit(user_id, action)
         raw = await self.scripts.run("ratelimit_gcra", [key], [interval, burst, cost])
-        return self._count(_result(raw, limit))
+        return self._count("gcra", _result(raw, limit))
 
     async def check_fixed(
         self, user_id: str, action: str, limit: int, window: Window, *, cost: int = 1
@@ -158,7 +164,7 @@ class RateLimiter:
         limit, span_ms, cost = fixed_params(limit, window, cost)
         key = self.keys.rate_limit_fixed(user_id, action)
         raw = await self.scripts.run("ratelimit_fixed", [key], [limit, span_ms, cost])
-        return self._count(_result(raw, limit))
+        return self._count("fixed", _result(raw, limit))
 
     async def allow(self, user_id: str, action: str, limit: int, window: Window) -> bool:
         """The compatibility call ``rate_limit_check``: GCRA with ``burst = limit``."""
@@ -171,5 +177,7 @@ class RateLimiter:
         )
 
     async def stats(self) -> dict[str, int]:
-        """Process-local counters (``manager.stats().extra['ratelimit.*']``)."""
-        return dict(self._counters)
+        """Process-local counters (``manager.stats().extra['ratelimit.*']``): allowed and
+        denied calls, both algorithms together."""
+        allowed = sum(n for (_, d), n in self.decisions.items() if d == "allowed")
+        return {"allowed": allowed, "denied": sum(self.decisions.values()) - allowed}

@@ -24,6 +24,7 @@ from cache.download._models import (
     DownloadStatus,
     ProgressUpdate,
     PublishOutcome,
+    progress_from_fields,
 )
 from cache.download._pending import DrainIdFactory, DrainReport, PutResult, new_drain_id
 
@@ -44,4 +45,5 @@ __all__ = [
     "member",
     "new_drain_id",
     "now_ms",
+    "progress_from_fields",
 ]

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from cache.clock import wall_ms
 from cache.config import CacheConfig
+from cache.counts import ReadCounts
 from cache.download import _calls
 from cache.download._events import EventFollower
 from cache.download._layout import DownloadLayout, parse_member
@@ -66,14 +67,17 @@ class DownloadCache:
         config: CacheConfig,
         *,
         drain_ids: DrainIdFactory = new_drain_id,
+        reads: ReadCounts | None = None,
     ) -> None:
-        """``drain_ids`` makes the ids of the drain jobs ``publish`` and ``drain`` schedule."""
+        """``drain_ids`` makes the ids of the drain jobs ``publish`` and ``drain`` schedule;
+        ``reads`` counts reads of cached lists (the manager's, shared by its caches)."""
         self.client = client
         self.service = service
         self.keys = keys
         self.scripts = scripts
         self.config = config
         self.layout = DownloadLayout(keys, config)
+        self.reads = reads or ReadCounts()
         self.outcomes: Counter[ApplyOutcome] = Counter()
         """Applies by outcome in this process (direct and drained), read by the worker's
         metrics at scrape time."""
@@ -129,6 +133,16 @@ class DownloadCache:
             if drain_id is not None:
                 scheduled[drain_id] = shard
         return scheduled
+
+    def coalescing_counts(self) -> dict[str, Any]:
+        """This process's coalescing counters, no I/O: ``drain_jobs`` run, ``drained_updates``
+        they consumed, and ``published`` (puts by ``PublishOutcome``, made by producers)."""
+        p = self.pending
+        return {
+            "drain_jobs": p.drain_jobs,
+            "drained_updates": p.drained_updates,
+            "published": dict(p.published),
+        }
 
     async def pending_count(self) -> int:
         """Downloads with a pending (not yet applied) update, over all shards."""
@@ -216,17 +230,22 @@ class DownloadCache:
     ) -> list[M] | list[dict[str, Any]] | None:
         """The cached list, as ``model`` instances when given; None on a miss."""
         key = self.keys.download_list(user_id)
-        raw = await self.service.get_json(key)
-        if raw is None:
-            return None
-        try:
-            if model is None:
-                return TypeAdapter(list[dict[str, Any]]).validate_python(raw)
-            return TypeAdapter(list[model]).validate_python(raw)  # type: ignore[valid-type]
-        except ValidationError as exc:
-            raise SerializationError(
-                f"cached download list is not a list of {model}", key=key
-            ) from exc
+        with self.reads.errors("download_list"):
+            raw = await self.service.get_json(key)
+            if raw is None:
+                self.reads.add("download_list", "miss")
+                return None
+            try:
+                if model is None:
+                    found = TypeAdapter(list[dict[str, Any]]).validate_python(raw)
+                else:
+                    found = TypeAdapter(list[model]).validate_python(raw)  # type: ignore[valid-type]
+            except ValidationError as exc:
+                raise SerializationError(
+                    f"cached download list is not a list of {model}", key=key
+                ) from exc
+        self.reads.add("download_list", "hit")
+        return found
 
     async def invalidate_user_downloads(self, user_id: str) -> int:
         """Drop the user's cached download list (live progress is state, not cache: kept)."""

@@ -85,6 +85,13 @@ class PendingUpdates:
         self.layout = layout
         self.drain_ids = drain_ids
         self.outcomes: Counter[ApplyOutcome] = Counter() if outcomes is None else outcomes
+        self.published: Counter[PublishOutcome] = Counter()
+        """Puts made by this process (a producer's), by what the put script did."""
+        self.drain_jobs = 0
+        """Drain jobs run in this process (a worker's)."""
+        self.drained_updates = 0
+        """Pending updates those drain jobs consumed (applied, ignored or rejected), so
+        ``drained_updates / drain_jobs`` is the coalescing batch size."""
 
     async def put_many(self, updates: Sequence[ProgressUpdate]) -> list[PutResult]:
         """Store each update as its download's pending one (if newest), in one pipelined round
@@ -105,6 +112,7 @@ class PendingUpdates:
             outcome = PublishOutcome(int(code))
             drain_id = drain.decode() if outcome.needs_enqueue else None
             results.append(PutResult(outcome, shard, drain_id))
+            self.published[outcome] += 1
         return results
 
     async def claim(self, shard: int, drain_id: str) -> bool:
@@ -150,6 +158,7 @@ class PendingUpdates:
             budget = self.layout.settings.drain_budget
         deadline = time.monotonic() + seconds_arg(budget, "budget", allow_zero=True)
         report = DrainReport(shard, claimed=await self.claim(shard, drain_id))
+        self.drain_jobs += 1
         while True:
             downloads, scheduled = await self.oldest(shard, size)
             if not downloads:
@@ -157,6 +166,7 @@ class PendingUpdates:
             report.rounds += 1
             for outcome in await self.apply(shard, downloads):
                 report.count(outcome)
+                self.drained_updates += outcome is not ApplyOutcome.EMPTY
             if scheduled:
                 return report
             if time.monotonic() >= deadline:

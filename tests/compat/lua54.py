@@ -97,6 +97,7 @@ class Lua54Runner(ScriptRunner):
                     int(kwargs.get("port", 6379)),
                     int(kwargs.get("db", 0) or 0),
                     kwargs.get("password"),
+                    path=kwargs.get("path"),
                 )
             except OSError as exc:
                 raise redis_exc.ConnectionError(f"Lua 5.4 runner cannot connect: {exc}") from exc

@@ -39,8 +39,21 @@ def encode_arg(value: object) -> bytes:
 class RespConnection:
     """One blocking connection; ``call`` sends a command and returns its exact reply."""
 
-    def __init__(self, host: str, port: int, db: int = 0, password: str | None = None) -> None:
-        self.sock = socket.create_connection((host, port), timeout=10)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        db: int = 0,
+        password: str | None = None,
+        *,
+        path: str | None = None,
+    ) -> None:
+        if path:  # a unix socket (the partition test's store)
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(10)
+            self.sock.connect(path)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=10)
         self.buf = self.sock.makefile("rb")
         if password:
             self._expect_ok(self.call("AUTH", password))

@@ -21,6 +21,8 @@ from worker.resilience import SeenWorker
 from worker.settings import Settings, load_settings
 
 FAST: dict[str, Any] = {
+    # an ephemeral port: a test worker never fights another process for the default one
+    "http": {"addr": "127.0.0.1:0"},
     "worker": {
         "heartbeat_interval": 0.2,
         "heartbeat_ttl": 1.0,

@@ -116,7 +116,13 @@ async def test_series_exist_at_zero_then_count_known_work(
     (info,) = before["seen_build_info"].samples
     assert info.value == 1 and set(info.labels) == {"version", "python"}
     label_names = {k for f in before.values() for s in f.samples for k in s.labels}
-    assert label_names <= {"function", "outcome", "store", "le", "version", "python"}
+    assert label_names <= {"function", "outcome", "store", "le", "version", "python"} | {
+        "kind",
+        "result",
+        "limiter",
+        "decision",
+        "cron",
+    }
 
     pool = queue_pool(private_server.addr)
     try:
@@ -183,8 +189,12 @@ async def test_health_routes_and_readiness_on_store_loss(
     status, _, body = get(port, "/readyz")
     assert json.loads(body)["ready"] is False and json.loads(body)["reason"]
     assert get(port, "/livez")[0] == 200  # alive, only not ready
-    outages = scrape(port)["seen_store_outages"]
-    assert value(outages, "_total", store="queue") >= 1
+    found = scrape(port)
+    outages = value(found["seen_store_outages"], "_total", store="queue")
+    assert outages >= 1
+    errors = found["seen_store_errors"]  # every failed attempt of the outage, by kind
+    assert value(errors, "_total", store="queue", kind="connection") >= outages
+    assert value(errors, "_total", store="queue", kind="oom") == 0
 
 
 async def test_readyz_fails_while_stopping(

@@ -36,6 +36,7 @@ def capture() -> Any:
     sentry_sdk.init()
 
 
+@pytest.mark.usefixtures("raw")  # a clean database: a burst worker drains whatever is queued
 async def test_failed_job_reaches_sentry_with_job_tags(
     server: TestServer, capture: CapturingTransport
 ) -> None:

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -71,10 +72,14 @@ def write_settings(path: Path, addr: str, **sections: dict[str, Any]) -> Path:
 
 
 class WorkerProcess:
-    """One ``seen-worker run`` process."""
+    """One ``seen-worker run`` process; ``prefix`` wraps the command (e.g. ``ip netns exec``,
+    which execs it, so ``pid`` stays the worker's own)."""
 
-    def __init__(self, settings_file: Path, log_path: Path, **env: str) -> None:
+    def __init__(
+        self, settings_file: Path, log_path: Path, prefix: Sequence[str] = (), **env: str
+    ) -> None:
         self.settings_file = settings_file
+        self.prefix = list(prefix)
         self.log_path = log_path
         self.env = {**os.environ, "SEEN_SETTINGS_FILE": str(settings_file), **env}
         self.env.pop("SEEN_CACHE_ADDR", None)
@@ -84,7 +89,7 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"],
+            [*self.prefix, sys.executable, "-m", "worker.cli", "run"],
             cwd=ROOT,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -133,11 +138,13 @@ class Fleet:
         self.settings_file = write_settings(tmp_path / "settings.toml", addr, **sections)
         self.workers: list[WorkerProcess] = []
 
-    def start(self, count: int = 1, **env: str) -> list[WorkerProcess]:
+    def start(
+        self, count: int = 1, *, prefix: Sequence[str] = (), **env: str
+    ) -> list[WorkerProcess]:
         started = []
         for _ in range(count):
             log = self.tmp_path / f"worker-{len(self.workers)}.log"
-            worker = WorkerProcess(self.settings_file, log, **env).start()
+            worker = WorkerProcess(self.settings_file, log, prefix, **env).start()
             self.workers.append(worker)
             started.append(worker)
         return started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,20 @@ def test_dockerfile_installs_from_the_lock_file() -> None:
     assert "pip install -r" not in text
 
 
-def test_dockerfile_healthcheck_uses_seen_worker_health() -> None:
+PROBE = ["python", "-m", "worker.http.probe"]
+
+
+def test_dockerfile_healthcheck_asks_the_workers_readyz() -> None:
     match = re.search(r"^HEALTHCHECK .*\n?\s*CMD (.+)$", dockerfile(), re.MULTILINE)
     assert match is not None
-    assert "seen-worker" in match.group(1)
-    assert "health" in match.group(1)
+    assert json.loads(match.group(1)) == PROBE
+    assert 'HEALTHCHECK CMD ["seen-worker", "health", "--this-host"]' in dockerfile()  # [http] off
+
+
+def test_compose_worker_healthcheck_asks_its_readyz() -> None:
+    check = compose()["services"]["worker"]["healthcheck"]
+    assert check["test"] == ["CMD", *PROBE]
+    assert float(check["timeout"].rstrip("s")) > 5  # the probe's own timeout is 5 s
 
 
 def test_compose_dragonfly_flags_and_healthcheck() -> None:

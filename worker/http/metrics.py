@@ -1,40 +1,41 @@
 """``WorkerMetrics``: the Prometheus series of one worker process, in its own registry.
 
 Per-job series (outcome, duration, queue wait, in progress) are recorded by the ARQ hooks in
-``worker.app``; totals the worker already counts (lost leases, poll errors, store outages,
-progress applies) are read from their owners at scrape time by ``_Totals``, so there is one
-count of each thing, not two. Labels are bounded: function names come from the worker's own
-function list (anything else is ``unknown``); never a job, download, user or worker id.
-Every labelled series exists at zero from start-up.
+``worker.app``, and scheduled runs of periodic jobs (``seen_cron_runs_total``) by the job
+wrapper; totals the worker or its cache manager already counts (lost leases, poll errors,
+store outages and errors, progress applies and coalescing, cache reads, locks, rate limits)
+are read from their owners at scrape time by ``worker.http.series.Totals``, so there is one
+count of each thing, not two. Labels are bounded (``worker.http.series``): function and cron
+names come from the worker's own lists (anything else is ``unknown``); never a job, download,
+user or worker id. Every labelled series exists at zero from start-up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
-from collections.abc import Iterable, Iterator
+from collections import Counter as Tally
+from collections.abc import Iterable
 from importlib import metadata
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, Metric
-from prometheus_client.registry import Collector
+from redis import exceptions as redis_exc
 
 from cache.clock import wall_ms
-from cache.download import ApplyOutcome
+from cache.errors import CacheConnectionError, CacheResponseError, store_error_kind
+from jobs.schedule import scheduled_ms
+from worker.http.series import (
+    BUCKETS,
+    CRON_OUTCOMES,
+    JOB_OUTCOMES,
+    UNKNOWN,
+    Sources,
+    Totals,
+)
 
-JOB_OUTCOMES = ("complete", "failed", "retried", "cancelled", "stale")
-PROGRESS_OUTCOMES = ("applied", "stale", "duplicate", "final", "rejected")
-STORES = ("queue", "cache")
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-"""Seconds: from a fast ping to a ten-minute maintenance run."""
-UNKNOWN = "unknown"
-
-
-class Sources(Protocol):
-    """What the totals are read from (``worker.runtime.WorkerRuntime`` provides it)."""
-
-    def metric_totals(self) -> dict[str, Any]: ...
+__all__ = ["BUCKETS", "JOB_OUTCOMES", "UNKNOWN", "Sources", "WorkerMetrics", "build_version"]
 
 
 def build_version() -> str:
@@ -44,46 +45,28 @@ def build_version() -> str:
         return UNKNOWN
 
 
-class _Totals(Collector):
-    """Counters owned elsewhere, read when Prometheus scrapes."""
-
-    def __init__(self, sources: Sources) -> None:
-        self.sources = sources
-
-    def collect(self) -> Iterator[Metric]:
-        t = self.sources.metric_totals()
-        lost = CounterMetricFamily(
-            "seen_job_leases_lost", "Job leases this worker lost (job cancelled)"
-        )
-        lost.add_metric([], t.get("leases_lost", 0))
-        polls = CounterMetricFamily(
-            "seen_poll_errors", "Poll iterations that failed for a reason other than an outage"
-        )
-        polls.add_metric([], t.get("poll_errors", 0))
-        outages = CounterMetricFamily(
-            "seen_store_outages", "Store outages this worker rode out", labels=["store"]
-        )
-        for store in STORES:
-            outages.add_metric([store], t.get("outages", {}).get(store, 0))
-        progress = CounterMetricFamily(
-            "seen_progress_updates",
-            "Progress updates applied by this worker, by what the apply script did",
-            labels=["outcome"],
-        )
-        applies: dict[ApplyOutcome, int] = t.get("progress", {})
-        for name in PROGRESS_OUTCOMES:
-            progress.add_metric([name], applies.get(ApplyOutcome[name.upper()], 0))
-        yield from (lost, polls, outages, progress)
-
-    def describe(self) -> Iterable[Metric]:
-        return []
+def store_failure(exc: BaseException) -> BaseException | None:
+    """The store failure behind ``exc`` (itself or a cause, e.g. the ``Retry`` a job raised
+    when the store was away), or None when the job failed for another reason."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, CacheConnectionError | CacheResponseError | redis_exc.RedisError):
+            return current
+        current = current.__cause__  # raised *from* it: an error met while handling one is not
+    return None
 
 
 class WorkerMetrics:
-    """The registry and series of one worker process; ``functions`` bound the label values."""
+    """The registry and series of one worker process; ``functions`` and ``crons`` (the
+    periodic jobs' names) bound the label values."""
 
-    def __init__(self, functions: Iterable[str], sources: Sources) -> None:
+    def __init__(
+        self, functions: Iterable[str], sources: Sources, crons: Iterable[str] = ()
+    ) -> None:
         self.functions = frozenset(functions)
+        self.crons = frozenset(crons)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.jobs = Counter(
@@ -116,7 +99,18 @@ class WorkerMetrics:
             self.duration.labels(name)
             self.queue_wait.labels(name)
             self.in_progress.labels(name)
-        r.register(_Totals(sources))
+        self.cron_runs = Counter(
+            "seen_cron_runs",
+            "Scheduled runs of periodic jobs, by how they ended",
+            ["cron", "outcome"],
+            registry=r,
+        )
+        for cron in sorted(self.crons):
+            for outcome in CRON_OUTCOMES:
+                self.cron_runs.labels(cron, outcome)
+        self.job_store_errors: Tally[str] = Tally()
+        """Store failures job bodies raised (also behind a ``Retry``), by kind."""
+        r.register(Totals(sources, self.job_store_errors))
         self._started: dict[str, tuple[str, float]] = {}
 
     def function(self, name: object) -> str:
@@ -138,18 +132,35 @@ class WorkerMetrics:
             self.duration.labels(name).observe(time.perf_counter() - started)
         return name
 
-    def wrap(self, name: str, coroutine: Any) -> Any:
-        """A job coroutine that records its start (queue wait, in progress) and its run time;
-        the outcome is recorded by the ARQ hooks, which see ARQ's verdict."""
+    def wrap(self, name: str, coroutine: Any, *, cron: bool = False) -> Any:
+        """A job coroutine that records its start (queue wait, in progress), its run time and
+        the store failures it raised; the outcome is recorded by the ARQ hooks, which see
+        ARQ's verdict. With ``cron``, a scheduled run (ARQ's cron id) is also counted in
+        ``seen_cron_runs_total`` (``ran``, ``failed``, ``handed_back`` when cancelled, or what
+        the run left in ``ctx["run_outcome"]``: ``skipped``, ``deferred``)."""
 
         async def job(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
             job_id = str(ctx.get("job_id"))
             ctx["function"] = name
+            scheduled = cron and scheduled_ms(name, job_id) is not None
             self.job_started(job_id, name, ctx.get("score"))
+            outcome = "failed"
             try:
-                return await coroutine(ctx, *args, **kwargs)
+                result = await coroutine(ctx, *args, **kwargs)
+                outcome = ctx.get("run_outcome", "ran")
+                return result
+            except asyncio.CancelledError:
+                outcome = "handed_back"
+                raise
+            except Exception as exc:
+                failure = store_failure(exc)
+                if failure is not None:
+                    self.job_store_errors[store_error_kind(failure)] += 1
+                raise
             finally:
                 self.job_ran(job_id)
+                if scheduled:
+                    self.cron_ended(name, outcome)
 
         job.__qualname__ = getattr(coroutine, "__qualname__", name)
         job.__name__ = name
@@ -158,3 +169,7 @@ class WorkerMetrics:
 
     def job_ended(self, function: object, outcome: str) -> None:
         self.jobs.labels(self.function(function), outcome).inc()
+
+    def cron_ended(self, cron: str, outcome: str) -> None:
+        if cron in self.crons and outcome in CRON_OUTCOMES:
+            self.cron_runs.labels(cron, outcome).inc()

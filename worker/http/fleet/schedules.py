@@ -1,0 +1,151 @@
+"""Periodic jobs: each one's recent slots with their state, its run history, its last success.
+
+Built from what ``jobs.schedule`` and ``jobs.slotrun`` leave on the queue store: the slot
+claims ``seen:cron:<job>:<slot>`` (``run:<id>`` owed or running, ``done:<id>`` closed; they
+live two periods plus a minute) and the capped run history ``seen:cronlog:<job>`` (newest
+first; each run's slot, outcome and the owed slots it ``covered``). Where a claim has expired the
+history decides; a slot older than a full history is not shown (it can no longer be judged).
+``models.SLOT_STATES`` says what each state means. One pipelined round trip for every job.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from cache.codec import as_text
+from cache.errors import translate_errors
+from cache.keys import KeyBuilder
+from jobs.config import MaintenanceSettings
+from jobs.schedule import scheduled_ms, slot_of
+from worker.http.fleet.models import RunView, Schedule, SlotView
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_run(raw: bytes | str) -> RunView | None:
+    """One history entry; None when it is not what ``SlotRun`` records."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(entry, dict) or not isinstance(entry.get("job_id"), str):
+        return None
+    seconds = entry.get("seconds")
+    covered = entry.get("covered")
+    return RunView(
+        job_id=entry["job_id"],
+        slot=_int(entry.get("slot")),
+        outcome=str(entry.get("outcome", "?")),
+        started_ms=_int(entry.get("started_ms")) or 0,
+        seconds=float(seconds) if isinstance(seconds, int | float) else None,
+        worker=entry.get("worker") if isinstance(entry.get("worker"), str) else None,
+        job_try=_int(entry.get("try")),
+        covered=tuple(s for s in covered if _int(s) is not None)
+        if isinstance(covered, list)
+        else (),
+    )
+
+
+def last_success_ms(runs: list[RunView]) -> int | None:
+    """When the newest successful run finished (its start plus its duration)."""
+    for run in runs:
+        if run.outcome == "ok":
+            return run.started_ms + round((run.seconds or 0.0) * 1000)
+    return None
+
+
+def slot_state(
+    name: str,
+    period: int,
+    slot: int,
+    claim: str | None,
+    runs: list[RunView],
+    now_ms: int,
+    grace_ms: int,
+) -> SlotView:
+    """The state of one slot from its claim (if it still exists) and the run history."""
+    start_ms = slot * period * 1000
+    if start_ms > now_ms:
+        return SlotView(slot, start_ms, "expected")
+    own = [r for r in runs if r.slot == slot]
+    cover = next((r for r in runs if r.outcome == "ok" and slot in r.covered), None)
+    succeeded = next((r for r in own if r.outcome == "ok"), None)
+    failed = next((r for r in own if r.outcome.startswith("error")), None)
+    if claim is not None:
+        state, _, job_id = claim.partition(":")
+        if state == "run":
+            return SlotView(slot, start_ms, "claimed", job_id)
+        if failed is not None and failed.job_id == job_id:
+            return SlotView(slot, start_ms, "failed", job_id)
+        scheduled = scheduled_ms(name, job_id)
+        if scheduled is not None and slot_of(scheduled, period) == slot:
+            return SlotView(slot, start_ms, "done", job_id)
+        # closed by a later run (or a manual one): the claim names that run
+        return SlotView(slot, start_ms, "done", own[0].job_id if own else None, job_id)
+    if succeeded is not None:
+        return SlotView(slot, start_ms, "done", succeeded.job_id)
+    if cover is not None:
+        return SlotView(slot, start_ms, "done", own[0].job_id if own else None, cover.job_id)
+    if failed is not None:
+        return SlotView(slot, start_ms, "failed", failed.job_id)
+    if own:
+        return SlotView(slot, start_ms, "skipped", own[0].job_id)
+    if now_ms - start_ms < grace_ms:
+        return SlotView(slot, start_ms, "expected")
+    return SlotView(slot, start_ms, "missed")
+
+
+async def read_schedules(
+    queue: Redis,
+    keys: KeyBuilder,
+    maintenance: MaintenanceSettings,
+    names: list[str],
+    now_ms: int,
+    *,
+    slots: int,
+    history: int,
+    grace_s: float,
+) -> list[Schedule]:
+    """Every enabled periodic job in ``names``: the last ``slots`` slots and the next one."""
+    enabled = [(name, maintenance.period(name)) for name in names if maintenance.period(name) > 0]
+    keep = max(1, maintenance.history)
+    windows: list[range] = []
+    with translate_errors(keys.key("cronlog"), operation="read schedules"):
+        async with queue.pipeline(transaction=False) as pipe:
+            for name, period in enabled:
+                current = now_ms // (period * 1000)
+                window = range(current - slots + 1, current + 2)
+                windows.append(window)
+                for slot in window:
+                    pipe.get(keys.cron_slot(name, slot))
+                pipe.lrange(keys.cron_history(name), 0, keep - 1)
+            replies = await pipe.execute()
+    out: list[Schedule] = []
+    at = 0
+    for (name, period), window in zip(enabled, windows, strict=True):
+        claims = [None if r is None else as_text(r) for r in replies[at : at + len(window)]]
+        raw_runs = replies[at + len(window)]
+        at += len(window) + 1
+        runs = [run for run in (parse_run(r) for r in raw_runs) if run is not None]
+        oldest_known = runs[-1].started_ms if len(raw_runs) >= keep and runs else None
+        grace_ms = round(min(grace_s, period) * 1000)
+        views = []
+        for slot, claim in zip(window, claims, strict=True):
+            if oldest_known is not None and slot * period * 1000 < oldest_known and claim is None:
+                continue  # older than the whole kept history: cannot be judged
+            views.append(slot_state(name, period, slot, claim, runs, now_ms, grace_ms))
+        out.append(
+            Schedule(
+                name=name,
+                period_s=period,
+                slots=views,
+                history=runs[:history],
+                last_success_ms=last_success_ms(runs),
+            )
+        )
+    return out
