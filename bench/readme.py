@@ -22,6 +22,17 @@ def _figures(metrics: dict[str, float], limit: int = 4) -> str:
     return ", ".join(shown)
 
 
+def _partial(report: dict[str, Any]) -> str:
+    """A note when only some benchmarks ran and the rest come from an earlier full run."""
+    partial = report.get("partial_run")
+    if not partial:
+        return ""
+    return (
+        f" Only {', '.join(partial['modules_run'])} ran at that time; the other rows are from "
+        f"the full run of {partial['other_results_from']}."
+    )
+
+
 def markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = [
@@ -29,7 +40,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Python {m.get('python')}, {report['server']}; {report['started']}, "
         f"{report['seconds']} s{' (QUICK)' if report.get('quick') else ''}. "
         "Ratios are against the baseline measured in the same run "
-        "(full figures in `bench/results/latest.json`).",
+        "(full figures in `bench/results/latest.json`)." + _partial(report),
         "",
         "| benchmark | figures | ratio | baseline |",
         "| --- | --- | --- | --- |",

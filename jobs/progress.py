@@ -1,6 +1,8 @@
 """ARQ jobs of the progress pipeline.
 
-- ``update_progress(update)``: apply one update (JSON object, docs/wire-format.md).
+- ``update_progress(update)``: apply one update (JSON object, docs/wire-format.md); the updates
+  of ``update_progress`` jobs running at the same moment are applied together in one round
+  trip (``progress_applier``), so a producer that only knows section 3 gets the batch speed.
 - ``update_progress_batch(updates)``: apply a list of updates in one round trip.
 - ``apply_pending_progress(shard)``: the coalescing drain job ``ProgressPublisher`` enqueues.
 - ``repair_pending_progress()``: reschedule drains lost to a producer crash (run periodically).
@@ -14,6 +16,7 @@ raises ``arq.worker.Retry`` with backoff: applying is idempotent, so re-running 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -23,8 +26,9 @@ from arq.worker import Function, Retry, func
 from pydantic import ValidationError
 
 from cache.backoff import Backoff, Jitter
-from cache.download import ApplyOutcome, ProgressUpdate
+from cache.download import ApplyOutcome, DownloadCache, ProgressUpdate
 from cache.errors import CacheConnectionError, CacheOutOfMemoryError
+from cache.microbatch import MicroBatcher
 from jobs.client import (
     BATCH_FUNCTION,
     DRAIN_FUNCTION,
@@ -44,6 +48,22 @@ MAX_BATCH = 10_000
 STORE_RETRY = Backoff(0.2, 10.0, jitter=Jitter.NONE)
 """ARQ retry delays of a job that found the store away: 0.2 s doubling per try, up to 10 s."""
 """Most updates one ``update_progress_batch`` job may carry."""
+
+
+_APPLIERS: weakref.WeakKeyDictionary[DownloadCache, MicroBatcher[ProgressUpdate, ApplyOutcome]]
+_APPLIERS = weakref.WeakKeyDictionary()
+
+
+def progress_applier(download: DownloadCache) -> MicroBatcher[ProgressUpdate, ApplyOutcome]:
+    """The batch apply ``update_progress`` jobs share: updates of jobs that run together go
+    to the store in one round trip (``bulk_update_progress``), each job keeping its own
+    outcome and its own error. Made on first use, one per download cache (no import-time
+    state beyond this registry)."""
+    applier = _APPLIERS.get(download)
+    if applier is None:
+        applier = MicroBatcher(download.bulk_update_progress)
+        _APPLIERS[download] = applier
+    return applier
 
 
 def worker_functions() -> list[Function]:
@@ -117,7 +137,7 @@ async def update_progress(ctx: JobContext, *args: Any, **kwargs: Any) -> str:
         ) from exc
     manager = ctx["cache"]
     async with _store_retry(ctx):
-        outcome = await manager.download.set_progress(update)
+        outcome = await progress_applier(manager.download).submit(update)
     if outcome is ApplyOutcome.REJECTED:
         reason = f"download {update.job_id} belongs to another user than {update.user_id}"
         letter = _letter(ctx, UPDATE_FUNCTION, reason, update.model_dump(mode="json"))

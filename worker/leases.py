@@ -99,11 +99,16 @@ class JobLeases:
         if lease is not None:
             lease.phase = phase
 
-    def ended(self, job_id: str) -> None:
-        """The run is over (finished, failed or cancelled): stop watching its lease."""
-        lease = self.held.pop(job_id, None)
-        if lease is not None and lease.timer is not None:
-            lease.timer.cancel()
+    def ended(self, job_id: str, lease: JobLease | None = None) -> None:
+        """The run is over (finished, failed or cancelled): stop watching its lease. With
+        ``lease``, only that run's: a run that ends late (its store call hung) must not drop
+        the lease of a newer run of the same job on this worker."""
+        held = self.held.get(job_id)
+        if held is None or (lease is not None and held is not lease):
+            return
+        del self.held[job_id]
+        if held.timer is not None:
+            held.timer.cancel()
 
     def token(self, job_id: str) -> bytes | None:
         """The token of a lease this worker still holds; None when lost or never held."""

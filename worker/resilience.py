@@ -10,10 +10,13 @@
 - ``in_progress_timeout_s`` is the job lease (``worker.job_lease``), renewed by the runtime's
   beats, instead of the longest function timeout + 10 s (python-arq/arq#402).
 - ARQ's shared health key is not written; each worker keeps its own heartbeat (#276, #291).
+- Jobs are claimed and finished in batches (``worker.engine``): one script claims every due
+  id a poll read, one script finishes every job that ended while the last finish was on its
+  way; ARQ's keys, records and results are unchanged.
 - Each claimed job carries a lease token (``worker.leases``): leases are renewed only by their
   holder, a job whose lease is lost is cancelled here, and finishing a job (result, queue
-  removal) is a WATCHed transaction that only the lease holder can commit. A stale owner can
-  neither extend nor finish a job another worker has taken over.
+  removal) is applied only while its lease still holds the token. A stale owner can neither
+  extend nor finish a job another worker has taken over.
 - Every stop path is bounded: SIGTERM gives running jobs ``worker.shutdown_grace``, then
   cancels them (re-cancelling, bounded), then shuts down (bounded); a thread-backed exit
   deadline ends the process at grace + ``STOP_MARGIN_S`` whatever happens.
@@ -33,23 +36,26 @@ import asyncio
 import json
 import logging
 import signal
+from asyncio import FIRST_COMPLETED
 from typing import Any
 
-from arq.constants import abort_jobs_ss, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.constants import job_key_prefix
 from arq.utils import timestamp_ms, to_ms
 from arq.worker import Worker
-from redis.exceptions import ResponseError, WatchError
 
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait, wait_bounded
 from jobs.deadletter import letter_for_record, push_dead_letters
+from worker.engine.claim import Claimed, claim_batch
+from worker.engine.finish import Finish, Finisher
+from worker.engine.run import RUN_TOKEN, run_claimed
 from worker.exit_deadline import (
     CANCEL_JOBS_WITHIN_S,
     SHUTDOWN_WITHIN_S,
     STOP_MARGIN_S,
     ExitDeadline,
 )
-from worker.leases import in_progress_key
+from worker.leases import JobLease, in_progress_key
 from worker.outage import is_store_outage, wait_until_reachable
 from worker.runtime import WorkerRuntime
 from worker.settings import Settings
@@ -60,27 +66,15 @@ FINISH_ATTEMPTS = 5
 """A finish re-checks its lease this often when its WATCH fires (our own renewals do that)."""
 
 
-class _AbortingTasks(set[str]):
-    """ARQ's ``aborting_tasks``; ARQ removes a job from it just before counting it failed,
-    which is how an aborted (cancelled) job is told from a failed one."""
-
-    removed = False
-
-    def remove(self, element: str) -> None:
-        super().remove(element)
-        self.removed = True
+CLAIM_ROUNDS = 4
+"""Most claim calls per poll (each a batch of up to the free concurrency)."""
 
 
 class SeenWorker(Worker):
     """The worker ``seen-worker run`` starts. Needs ``ctx["settings"]`` and ``ctx["runtime"]``."""
 
-    last_outcome: str | None = None
-    """The outcome ARQ counted last (``worker.runtime`` reads it in ``on_job_end``)."""
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._counts = {"complete": 0, "failed": 0, "retried": 0}
         super().__init__(*args, **kwargs)
-        self.aborting_tasks = _AbortingTasks()
         self.stale_job_ids: set[str] = set()
         """Jobs whose finish was refused (lease lost), until ``after_job_end`` counts them."""
         self.settings: Settings = self.ctx["settings"]
@@ -90,6 +84,7 @@ class SeenWorker(Worker):
         self.exit_deadline = ExitDeadline()
         self.runtime.leases.body_of = self.job_tasks.get
         self._stopping = False
+        self._finisher: Finisher | None = None
         self.stale_finishes = 0
         """Finishes refused because this worker no longer held the job's lease."""
         self.poll_errors = 0
@@ -97,40 +92,12 @@ class SeenWorker(Worker):
             self.settings.worker.backoff_base, self.settings.worker.backoff_cap
         )
 
-    # ARQ's job counters, noting which one moved last
-    def _count(self, outcome: str, value: int) -> None:
-        if value > self._counts[outcome]:
-            aborting = self.__dict__.get("aborting_tasks")
-            if outcome == "failed" and isinstance(aborting, _AbortingTasks) and aborting.removed:
-                aborting.removed = False
-                self.last_outcome = "cancelled"
-            else:
-                self.last_outcome = outcome
-        self._counts[outcome] = value
-
     @property
-    def jobs_complete(self) -> int:
-        return self._counts["complete"]
-
-    @jobs_complete.setter
-    def jobs_complete(self, value: int) -> None:
-        self._count("complete", value)
-
-    @property
-    def jobs_failed(self) -> int:
-        return self._counts["failed"]
-
-    @jobs_failed.setter
-    def jobs_failed(self, value: int) -> None:
-        self._count("failed", value)
-
-    @property
-    def jobs_retried(self) -> int:
-        return self._counts["retried"]
-
-    @jobs_retried.setter
-    def jobs_retried(self, value: int) -> None:
-        self._count("retried", value)
+    def finisher(self) -> Finisher:
+        """The batch finish on the queue store (created with the pool, on first use)."""
+        if self._finisher is None or self._finisher.client is not self.pool:
+            self._finisher = Finisher(self.pool, self.queue_name)
+        return self._finisher
 
     async def main(self) -> None:
         if self._pool is not None:
@@ -189,51 +156,93 @@ class SeenWorker(Worker):
         )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """ARQ's ``start_jobs``, giving the concurrency permit back when the store fails."""
-        for job_id_b in job_ids:
-            await self.sem.acquire()
-            if self.job_counter >= self.max_jobs:
-                self.sem.release()
+        """Claim as many of ``job_ids`` as there is free concurrency for (``_claim_ids``).
+
+        While jobs keep coming (a round claimed as many as it had room for), this poll goes
+        on for up to ``poll_delay``: when a slot frees, due ids are read again and claimed at
+        once, instead of leaving the slot idle until the next poll. ARQ's poll loop sleeps
+        only what is left of ``poll_delay``, so a busy worker stays busy; aborts, cron and
+        the burst check still run at least once per ``2 * poll_delay``."""
+        full = await self._claim_ids(job_ids)
+        if self.burst and self.max_burst_jobs >= 0:
+            return  # ARQ counts burst jobs per poll read
+        deadline = self.loop.time() + self.poll_delay_s
+        while full and self.allow_pick_jobs and not self._stopping:
+            left = deadline - self.loop.time()
+            if left <= 0:
                 return
-            self.job_counter += 1
-            try:
-                started = await self._claim_and_start(job_id_b.decode())
-            except BaseException:
-                self._release_sem_dec_counter_on_complete()
-                raise
-            if not started:
-                self._release_sem_dec_counter_on_complete()
+            if self.job_counter >= self.max_jobs:
+                running = [t for t in self.tasks.values() if not t.done()]
+                if running:
+                    await asyncio.wait(running, timeout=left, return_when=FIRST_COMPLETED)
+                self._reap_done_tasks()
+                if self.job_counter >= self.max_jobs:
+                    continue
+            now = timestamp_ms()
+            due = await self.pool.zrangebyscore(
+                self.queue_name, min=float("-inf"), max=now, start=0, num=self.queue_read_limit
+            )
+            full = await self._claim_ids(due)
 
-    async def _claim_and_start(self, job_id: str) -> bool:
-        key = in_progress_key(job_id)
-        leases = self.runtime.leases
-        token = leases.new_token()
-        async with self.pool.pipeline(transaction=True) as pipe:
-            await pipe.watch(key)
-            ongoing = await pipe.exists(key)
-            score = await pipe.zscore(self.queue_name, job_id)
-            if ongoing or not score or score > timestamp_ms():
-                log.debug("job %s already running elsewhere, finished or deferred", job_id)
-                return False
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.psetex(key, leases.lease_ms, token)
+    async def _claim_ids(self, job_ids: list[bytes]) -> bool:
+        """Claim as many of ``job_ids`` as there is free concurrency for, in batches of one
+        script call each (``worker.engine.claim``), and start a run for each claimed one;
+        True when every free slot was filled (more work is likely waiting).
+
+        Ids of jobs running here are skipped (they stay queued until finished). When ids of a
+        batch are held elsewhere (other workers read the same oldest ids), the next ids are
+        tried at once, up to ``CLAIM_ROUNDS`` calls. Permits of ids not claimed, and of a
+        whole batch when the store fails, are given back."""
+        running = self.tasks
+        ids = [i for i in (b.decode() for b in job_ids) if i not in running]
+        position = 0
+        for _round in range(CLAIM_ROUNDS):
+            free = min(len(ids) - position, self.max_jobs - self.job_counter)
+            if free <= 0:
+                break
+            batch = ids[position : position + free]
+            position += free
+            claimed, sent_at = await self._claim(batch)
+            for job in claimed:
+                self._start_claimed(job, sent_at)
+        return bool(ids) and self.job_counter >= self.max_jobs
+
+    async def _claim(self, batch: list[str]) -> tuple[list[Claimed], float]:
+        taken = 0
+        try:
+            for _ in batch:
+                await self.sem.acquire()
+                taken += 1
+                self.job_counter += 1
+            leases = self.runtime.leases
             sent_at = self.loop.time()
-            try:
-                await pipe.execute()
-            except (ResponseError, WatchError) as exc:
-                if is_store_outage(exc):  # e.g. out of memory: back off, do not spin
-                    raise
-                log.debug("job %s started elsewhere meanwhile", job_id)
-                return False
-        leases.granted(job_id, token, sent_at)
-        task = self.loop.create_task(self.run_job(job_id, int(score)))
-        leases.attach(job_id, task)
-        task.add_done_callback(lambda _: self._run_ended(job_id))
-        self.tasks[job_id] = task
-        return True
+            claimed = await claim_batch(
+                self.pool,
+                self.queue_name,
+                [(job_id, leases.new_token()) for job_id in batch],
+                now_ms=timestamp_ms(),
+                lease_ms=leases.lease_ms,
+                honour_aborts=self.allow_abort_jobs,
+            )
+        except BaseException:
+            for _ in range(taken):
+                self._release_sem_dec_counter_on_complete()
+            raise
+        for _ in range(taken - len(claimed)):
+            self._release_sem_dec_counter_on_complete()
+        return claimed, sent_at
 
-    def _run_ended(self, job_id: str) -> None:
-        self.runtime.leases.ended(job_id)
+    def _start_claimed(self, job: Claimed, sent_at: float) -> None:
+        job_id = job.job_id
+        leases = self.runtime.leases
+        lease = leases.granted(job_id, job.token, sent_at)
+        task = self.loop.create_task(run_claimed(self, job))
+        lease.task = task
+        task.add_done_callback(lambda _: self._run_ended(lease))
+        self.tasks[job_id] = task
+
+    def _run_ended(self, lease: JobLease) -> None:
+        self.runtime.leases.ended(lease.job_id, lease)
         self._release_sem_dec_counter_on_complete()
 
     # -- finishing: only the lease holder may --------------------------------------------
@@ -247,8 +256,8 @@ class SeenWorker(Worker):
         incr_score: int | None,
         keep_in_progress: float | None,
     ) -> None:
-        """ARQ's ``finish_job`` as a transaction that commits only while we hold the lease."""
-        in_progress = in_progress_key(job_id)
+        """ARQ's ``finish_job`` through the batch finish: it commits only while we hold the
+        lease (``worker.engine.finish``)."""
         # A scheduled run cancelled by our stop hands its slot back and deletes its own marker
         # (``jobs.slotrun``) so its retry starts at once: nothing is left to finish here.
         if (
@@ -256,30 +265,19 @@ class SeenWorker(Worker):
             and keep_in_progress is not None
             and self._stopping
             and self.runtime.leases.token(job_id)
-            and not await self.pool.exists(in_progress)
+            and not await self.pool.exists(in_progress_key(job_id))
         ):
             log.debug("job %s: handed back at shutdown", job_id)
             return
-
-        def queue(tr: Any) -> None:
-            delete_keys = []
-            if keep_in_progress is None:
-                delete_keys.append(in_progress)
-            else:
-                tr.pexpire(in_progress, to_ms(keep_in_progress))
-            if finish:
-                if result_data:
-                    expire = None if keep_result_forever else result_timeout_s
-                    tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-                delete_keys += [retry_key_prefix + job_id, job_key_prefix + job_id]
-                tr.zrem(abort_jobs_ss, job_id)
-                tr.zrem(self.queue_name, job_id)
-            elif incr_score:
-                tr.zincrby(self.queue_name, incr_score, job_id)
-            if delete_keys:
-                tr.delete(*delete_keys)
-
-        await self._finish_as_holder(job_id, queue)
+        ttl = None if keep_result_forever or result_timeout_s is None else to_ms(result_timeout_s)
+        await self._finish_as_holder(
+            job_id,
+            keep_lease_ms=None if keep_in_progress is None else to_ms(keep_in_progress),
+            over=finish,
+            result=result_data if finish else None,
+            result_ttl_ms=ttl,
+            incr_score=incr_score,
+        )
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """ARQ's ``finish_failed_job``, committed only while we hold the lease, after
@@ -292,40 +290,35 @@ class SeenWorker(Worker):
             except (ValueError, AttributeError):
                 function = None
             self.runtime.metrics.job_ended(function, "failed")
+        keep_result = self.keep_result_forever or self.keep_result_s > 0
+        await self._finish_as_holder(
+            job_id,
+            keep_lease_ms=None,
+            over=True,
+            result=result_data if keep_result else None,
+            result_ttl_ms=None if self.keep_result_forever else to_ms(self.keep_result_s),
+        )
 
-        def queue(tr: Any) -> None:
-            tr.delete(retry_key_prefix + job_id, in_progress_key(job_id), job_key_prefix + job_id)
-            tr.zrem(abort_jobs_ss, job_id)
-            tr.zrem(self.queue_name, job_id)
-            keep_result = self.keep_result_forever or self.keep_result_s > 0
-            if result_data is not None and keep_result:
-                expire = 0 if self.keep_result_forever else self.keep_result_s
-                tr.set(result_key_prefix + job_id, result_data, px=to_ms(expire))
-
-        await self._finish_as_holder(job_id, queue)
-
-    async def _finish_as_holder(self, job_id: str, queue: Any) -> None:
+    async def _finish_as_holder(
+        self,
+        job_id: str,
+        *,
+        keep_lease_ms: int | None,
+        over: bool,
+        result: bytes | None,
+        result_ttl_ms: int | None,
+        incr_score: int | None = None,
+    ) -> None:
         leases = self.runtime.leases
         token = leases.token(job_id)  # None: lost, or never claimed through this worker
-        key = in_progress_key(job_id)
-        for _attempt in range(FINISH_ATTEMPTS):
-            if token is None:
-                break
-            async with self.pool.pipeline(transaction=True) as tr:
-                await tr.watch(key)
-                if await tr.get(key) != token:
-                    break
-                tr.multi()  # type: ignore[no-untyped-call]
-                queue(tr)
-                try:
-                    await tr.execute()
-                except WatchError:
-                    # touched between GET and EXEC: by our own renewal (PEXPIRE counts as a
-                    # change for WATCH) or by a new owner; look again
-                    token = leases.token(job_id)
-                    continue
-            leases.ended(job_id)  # finished: a renewal now on its way must not count as lost
-            return
+        run = RUN_TOKEN.get()
+        if run is not None and run[0] == job_id and run[1] != token:
+            token = None  # a newer run of the job holds it here now: this run is stale
+        if token is not None:
+            finish = Finish(job_id, token, keep_lease_ms, over, result, result_ttl_ms, incr_score)
+            if await self.finisher.submit(finish):
+                leases.ended(job_id)  # finished: a renewal now on its way must not count as lost
+                return
         self.stale_finishes += 1
         self.stale_job_ids.add(job_id)
         log.warning(

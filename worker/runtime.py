@@ -184,8 +184,8 @@ class WorkerRuntime:
     async def on_job_end(self, ctx: dict[str, Any]) -> None:
         self.running.discard(ctx["job_id"])
         self.leases.phase(ctx["job_id"], "finishing")
-        # ARQ bumps one of its counters and calls this hook with no await in between
-        ctx["outcome"] = getattr(self._source, "last_outcome", None)
+        # SeenWorker's run puts the outcome it decided in ctx (plain ARQ: none, not counted)
+        ctx.setdefault("outcome", None)
 
     async def after_job_end(self, ctx: dict[str, Any]) -> None:
         outcome = ctx.get("outcome")
