@@ -93,7 +93,14 @@ def ids_in_two_shards() -> tuple[list[str], list[str]]:
 async def plant_beats(manager: CacheManager) -> None:
     """A stale heartbeat (30 s old, still stored) and an expired one (only its index entry)."""
     now = int(time.time() * 1000)
-    old = WorkerBeat(worker_id="w-stale", host="h", pid=7, last_beat_ms=now - 30_000, done=4)
+    old = WorkerBeat(  # up since long before the schedule window: its empty slots are missed
+        worker_id="w-stale",
+        host="h",
+        pid=7,
+        started_ms=now - 30 * 86_400_000,
+        last_beat_ms=now - 30_000,
+        done=4,
+    )
     async with manager.client.pipeline(transaction=False) as pipe:
         add_beat(pipe, manager.keys, old, 120)
         await pipe.execute()
@@ -302,3 +309,28 @@ async def test_views_and_series_after_known_work(
     assert value(om["seen_fleet_workers"], state="stale") == 2
 
     await lock.release()
+
+
+async def test_slots_before_a_fresh_fleet_are_not_missed(
+    manager: CacheManager, settings: Settings
+) -> None:
+    """A worker that started a moment ago, no run recorded yet: the slots whose grace ran out
+    before it are not judged (not "missed"); with a worker up for days they are."""
+    now = int(time.time() * 1000)
+    current = slot_of(now, PERIOD)
+    beat = WorkerBeat(worker_id="w-new", host="h", pid=8, started_ms=now, last_beat_ms=now)
+    async with manager.client.pipeline(transaction=False) as pipe:
+        add_beat(pipe, manager.keys, beat, 60)
+        await pipe.execute()
+    (schedule,) = await FleetReader(manager.client, manager, settings).schedules()
+    assert {s.slot for s in schedule.slots} <= {current, current + 1}
+    assert {s.slot: s.state for s in schedule.slots}[current + 1] == "expected"
+    assert schedule.counts["missed"] == 0
+
+    old = WorkerBeat(worker_id="w-old", host="h", pid=9, started_ms=now - 30 * 86_400_000)
+    async with manager.client.pipeline(transaction=False) as pipe:
+        add_beat(pipe, manager.keys, old.model_copy(update={"last_beat_ms": now}), 60)
+        await pipe.execute()
+    (schedule,) = await FleetReader(manager.client, manager, settings).schedules()
+    assert len(schedule.slots) == settings.fleet.schedule_slots + 1
+    assert schedule.counts["missed"] >= settings.fleet.schedule_slots - 1

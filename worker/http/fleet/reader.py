@@ -14,6 +14,7 @@ from cache.clock import wall_ms
 from cache.manager import CacheManager
 from jobs.stats import JobCounters, job_counters
 from worker.cron import SCHEDULED
+from worker.heartbeat import read_beats
 from worker.http.fleet.bounds import concurrently, deadline
 from worker.http.fleet.deadletters import count_dead_letters, read_grouped
 from worker.http.fleet.downloads import read_downloads
@@ -125,6 +126,8 @@ class FleetReader:
         """Each enabled periodic job: recent slots with their state, run history, last success."""
         fleet = self.settings.fleet
         async with deadline("schedules", self._timeout):
+            beats = await read_beats(self.queue, self.keys, limit=MAX_WORKERS, include_expired=True)
+            first_worker = min((b.started_ms for b in beats if b.started_ms > 0), default=None)
             return await read_schedules(
                 self.queue,
                 self.keys,
@@ -134,6 +137,7 @@ class FleetReader:
                 slots=fleet.schedule_slots,
                 history=fleet.history,
                 grace_s=fleet.cron_grace,
+                first_worker_ms=first_worker,
             )
 
     async def dead_letters(self, limit: int, payload_chars: int = 300) -> DeadLetters:

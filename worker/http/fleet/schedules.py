@@ -4,7 +4,9 @@ Built from what ``jobs.schedule`` and ``jobs.slotrun`` leave on the queue store:
 claims ``seen:cron:<job>:<slot>`` (``run:<id>`` owed or running, ``done:<id>`` closed; they
 live two periods plus a minute) and the capped run history ``seen:cronlog:<job>`` (newest
 first; each run's slot, outcome and the owed slots it ``covered``). Where a claim has expired the
-history decides; a slot older than a full history is not shown (it can no longer be judged).
+history decides; a slot older than a full history is not shown (it can no longer be judged),
+nor a slot whose grace ran out before the fleet left any trace (its oldest recorded run, its
+earliest worker start): after a fresh deployment the slots before it are not "missed".
 ``models.SLOT_STATES`` says what each state means. One pipelined round trip for every job.
 """
 
@@ -110,8 +112,10 @@ async def read_schedules(
     slots: int,
     history: int,
     grace_s: float,
+    first_worker_ms: int | None = None,
 ) -> list[Schedule]:
-    """Every enabled periodic job in ``names``: the last ``slots`` slots and the next one."""
+    """Every enabled periodic job in ``names``: the last ``slots`` slots and the next one.
+    ``first_worker_ms``: when the earliest worker still in the heartbeat index started."""
     enabled = [(name, maintenance.period(name)) for name in names if maintenance.period(name) > 0]
     keep = max(1, maintenance.history)
     windows: list[range] = []
@@ -133,11 +137,17 @@ async def read_schedules(
         at += len(window) + 1
         runs = [run for run in (parse_run(r) for r in raw_runs) if run is not None]
         oldest_known = runs[-1].started_ms if len(raw_runs) >= keep and runs else None
+        traces = [t for t in (first_worker_ms, runs[-1].started_ms if runs else None) if t]
+        tracked_since = min(traces, default=None)
         grace_ms = round(min(grace_s, period) * 1000)
         views = []
         for slot, claim in zip(window, claims, strict=True):
-            if oldest_known is not None and slot * period * 1000 < oldest_known and claim is None:
+            start = slot * period * 1000
+            if oldest_known is not None and start < oldest_known and claim is None:
                 continue  # older than the whole kept history: cannot be judged
+            untracked = tracked_since is not None and start + grace_ms <= tracked_since
+            if untracked and claim is None and not any(slot in (r.slot, *r.covered) for r in runs):
+                continue  # its grace ran out before any worker or run of the fleet
             views.append(slot_state(name, period, slot, claim, runs, now_ms, grace_ms))
         out.append(
             Schedule(
