@@ -114,11 +114,13 @@ def stored_letter(raw: bytes) -> StoredLetter:
 
 
 async def read_stored(manager: CacheManager, limit: int) -> tuple[list[StoredLetter], int]:
-    """The newest ``limit`` entries (none for ``limit <= 0``) and the list's whole length,
-    from one transaction, so ids, rows and total describe the same moment."""
+    """The newest ``limit`` entries (none for ``limit <= 0``) and the list's whole length, in
+    one round trip. Not a MULTI: Redis refuses a transaction on a store over ``maxmemory``,
+    and a full store is exactly when an operator reads the dead letters. Ids come from each
+    entry's own text, so a length read a moment apart never mislabels a row."""
     key = manager.keys.dead_letter()
     with translate_errors(key, operation="LRANGE dead letter"):
-        async with manager.client.pipeline(transaction=True) as tx:
+        async with manager.client.pipeline(transaction=False) as tx:
             if limit > 0:
                 tx.lrange(key, 0, limit - 1)
             tx.llen(key)
