@@ -107,6 +107,7 @@ class SeenWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
+            await self._await_free_slot()
             self._reap_done_tasks()
             await super()._poll_iteration()
         except asyncio.CancelledError as exc:
@@ -125,6 +126,20 @@ class SeenWorker(Worker):
         else:
             self.runtime.outage.recovered()
             self._poll_backoff.reset()
+
+    async def _await_free_slot(self) -> None:
+        """With every slot busy, wait (up to ``poll_delay``) for a job to end before polling.
+
+        ARQ's poll skips its read when no slot is free and then sleeps a whole ``poll_delay``:
+        slots that free during that sleep stayed idle until it ended, which left a busy worker
+        idle for a large share of the time. Waiting here instead lets the poll read and claim
+        as soon as a slot frees; the poll (heartbeat, aborts, cron) still runs once per
+        ``poll_delay`` at least, as ARQ's loop then sleeps only what is left of it."""
+        if not self.allow_pick_jobs or self._stopping or self.job_counter < self.max_jobs:
+            return
+        running = [t for t in self.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=self.poll_delay_s, return_when=FIRST_COMPLETED)
 
     def _reap_done_tasks(self) -> None:
         """Read finished job tasks before ARQ polls. ARQ reads them (``t.result()``) only after
