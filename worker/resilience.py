@@ -107,6 +107,7 @@ class SeenWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
+            await self._await_free_slot()
             self._reap_done_tasks()
             await super()._poll_iteration()
         except asyncio.CancelledError as exc:
@@ -125,6 +126,20 @@ class SeenWorker(Worker):
         else:
             self.runtime.outage.recovered()
             self._poll_backoff.reset()
+
+    async def _await_free_slot(self) -> None:
+        """With every slot busy, wait (up to ``poll_delay``) for a job to end before polling.
+
+        ARQ's poll skips its read when no slot is free and then sleeps a whole ``poll_delay``:
+        slots that free during that sleep stayed idle until it ended, which left a busy worker
+        idle for a large share of the time. Waiting here instead lets the poll read and claim
+        as soon as a slot frees; the poll (heartbeat, aborts, cron) still runs once per
+        ``poll_delay`` at least, as ARQ's loop then sleeps only what is left of it."""
+        if not self.allow_pick_jobs or self._stopping or self.job_counter < self.max_jobs:
+            return
+        running = [t for t in self.tasks.values() if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=self.poll_delay_s, return_when=FIRST_COMPLETED)
 
     def _reap_done_tasks(self) -> None:
         """Read finished job tasks before ARQ polls. ARQ reads them (``t.result()``) only after
@@ -159,11 +174,15 @@ class SeenWorker(Worker):
         """Claim as many of ``job_ids`` as there is free concurrency for (``_claim_ids``).
 
         While jobs keep coming (a round claimed as many as it had room for), this poll goes
-        on for up to ``poll_delay``: when a slot frees, due ids are read again and claimed at
-        once, instead of leaving the slot idle until the next poll. ARQ's poll loop sleeps
-        only what is left of ``poll_delay``, so a busy worker stays busy; aborts, cron and
-        the burst check still run at least once per ``2 * poll_delay``."""
-        full = await self._claim_ids(job_ids)
+        on for up to ``poll_delay``: when a slot frees, it is filled at once instead of left
+        idle until the next poll. The ids a read returned beyond the free slots are tried
+        first (one round trip, the claim, instead of a read and a claim: the claim checks
+        each id's score, lease and record, so an id that ran, finished or was deferred since
+        the read is simply not claimed); only when they cannot fill the free slots are due
+        ids read again. They are at most ``poll_delay`` old. ARQ's poll loop sleeps only what
+        is left of ``poll_delay``, so a busy worker stays busy; aborts, cron and the burst
+        check still run at least once per ``2 * poll_delay``."""
+        full, rest = await self._claim_ids(job_ids)
         if self.burst and self.max_burst_jobs >= 0:
             return  # ARQ counts burst jobs per poll read
         deadline = self.loop.time() + self.poll_delay_s
@@ -178,16 +197,21 @@ class SeenWorker(Worker):
                 self._reap_done_tasks()
                 if self.job_counter >= self.max_jobs:
                     continue
+            if rest:
+                full, rest = await self._claim_ids(rest)
+                if full or self._stopping:
+                    continue
             now = timestamp_ms()
             due = await self.pool.zrangebyscore(
                 self.queue_name, min=float("-inf"), max=now, start=0, num=self.queue_read_limit
             )
-            full = await self._claim_ids(due)
+            full, rest = await self._claim_ids(due)
 
-    async def _claim_ids(self, job_ids: list[bytes]) -> bool:
+    async def _claim_ids(self, job_ids: list[bytes]) -> tuple[bool, list[bytes]]:
         """Claim as many of ``job_ids`` as there is free concurrency for, in batches of one
         script call each (``worker.engine.claim``), and start a run for each claimed one;
-        True when every free slot was filled (more work is likely waiting).
+        returns (every free slot was filled, so more work is likely waiting; the ids not
+        tried, for the next free slots).
 
         Ids of jobs running here are skipped (they stay queued until finished). When ids of a
         batch are held elsewhere (other workers read the same oldest ids), the next ids are
@@ -205,7 +229,8 @@ class SeenWorker(Worker):
             claimed, sent_at = await self._claim(batch)
             for job in claimed:
                 self._start_claimed(job, sent_at)
-        return bool(ids) and self.job_counter >= self.max_jobs
+        full = bool(ids) and self.job_counter >= self.max_jobs
+        return full, [i.encode() for i in ids[position:]]
 
     async def _claim(self, batch: list[str]) -> tuple[list[Claimed], float]:
         taken = 0

@@ -13,40 +13,68 @@
 --          due, not queued or held by another run: nothing is changed for it), score (string,
 --          the due time as stored), record (string; "" when the record is missing), try
 --          (integer, after the increment), aborted (1 when the id was in the abort set)
--- Every key is declared; the keys span ARQ's prefixes (no common hashtag): the queue store is
--- one instance, never a cluster (docs/dragonfly.md, "The batch claim").
+-- The reads are batched: one ZMSCORE for every id's score and one MGET for the claimed ids'
+-- records (the script is atomic, so reading them together is the same as one by one); the
+-- lease SET NX, INCR and EXPIRE stay per id. Every key is declared; the keys span ARQ's
+-- prefixes (no common hashtag): the queue store is one instance, never a cluster
+-- (docs/dragonfly.md, "The batch claim").
+local unpack = table.unpack or unpack
+local CHUNK = 500
 local now = tonumber(ARGV[1])
 local check_abort = ARGV[4] == '1' and redis.call('ZCARD', KEYS[2]) > 0
-local out = {}
 local n = (#KEYS - 2) / 3
+local ids = {}
 for i = 1, n do
-  local id = ARGV[3 + 2 * i]
-  local token = ARGV[4 + 2 * i]
-  local k = 3 * i
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  local claimed = false
+  ids[i] = ARGV[3 + 2 * i]
+end
+local scores = {}
+for first = 1, n, CHUNK do
+  local last = math.min(first + CHUNK - 1, n)
+  local part = redis.call('ZMSCORE', KEYS[1], unpack(ids, first, last))
+  for j = 1, last - first + 1 do
+    scores[first + j - 1] = part[j]
+  end
+end
+local claimed = {}
+local record_keys = {}
+for i = 1, n do
+  local score = scores[i]
   if score and tonumber(score) <= now then
-    claimed = redis.call('SET', KEYS[k], token, 'PX', ARGV[2], 'NX')
-  end
-  if claimed then
-    local record = redis.call('GET', KEYS[k + 1]) or ''
-    local try = redis.call('INCR', KEYS[k + 2])
-    redis.call('EXPIRE', KEYS[k + 2], ARGV[3])
-    local aborted = 0
-    if check_abort then
-      aborted = redis.call('ZREM', KEYS[2], id)
+    if redis.call('SET', KEYS[3 * i], ARGV[4 + 2 * i], 'PX', ARGV[2], 'NX') then
+      claimed[#claimed + 1] = i
+      record_keys[#record_keys + 1] = KEYS[3 * i + 1]
     end
-    out[#out + 1] = 1
-    out[#out + 1] = score
-    out[#out + 1] = record
-    out[#out + 1] = try
-    out[#out + 1] = aborted
-  else
-    out[#out + 1] = 0
-    out[#out + 1] = ''
-    out[#out + 1] = ''
-    out[#out + 1] = 0
-    out[#out + 1] = 0
   end
+end
+local records = {}
+for first = 1, #record_keys, CHUNK do
+  local last = math.min(first + CHUNK - 1, #record_keys)
+  local part = redis.call('MGET', unpack(record_keys, first, last))
+  for j = 1, last - first + 1 do
+    records[first + j - 1] = part[j]
+  end
+end
+local out = {}
+for i = 1, n do
+  out[5 * i - 4] = 0
+  out[5 * i - 3] = ''
+  out[5 * i - 2] = ''
+  out[5 * i - 1] = 0
+  out[5 * i] = 0
+end
+for c = 1, #claimed do
+  local i = claimed[c]
+  local retry = KEYS[3 * i + 2]
+  local try = redis.call('INCR', retry)
+  redis.call('EXPIRE', retry, ARGV[3])
+  local aborted = 0
+  if check_abort then
+    aborted = redis.call('ZREM', KEYS[2], ids[i])
+  end
+  out[5 * i - 4] = 1
+  out[5 * i - 3] = scores[i]
+  out[5 * i - 2] = records[c] or ''
+  out[5 * i - 1] = try
+  out[5 * i] = aborted
 end
 return out

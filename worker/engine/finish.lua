@@ -15,17 +15,40 @@
 --                    of a retry (0: none)
 -- returns: an array with one integer per id: 1 finished, 0 refused (lease not held with the
 --          token: expired or taken over; nothing of that job is changed)
--- Every key is declared; the keys span ARQ's prefixes (no common hashtag): see claim.lua.
+-- Batched: one MGET reads every lease before anything is written (the script is atomic, and a
+-- batch never holds two finishes with the same token, so this equals reading them one by one),
+-- one DEL removes every deleted key and one ZREM the finished ids; the result SET, a kept
+-- lease's PEXPIRE and a retry's ZINCRBY stay per job. Every key is declared; the keys span
+-- ARQ's prefixes (no common hashtag): see claim.lua.
 local unpack = table.unpack or unpack
+local CHUNK = 500
+local n = (#KEYS - 2) / 4
+local leases = {}
+local lease_keys = {}
+for i = 1, n do
+  lease_keys[i] = KEYS[3 + 4 * (i - 1)]
+end
+for first = 1, n, CHUNK do
+  local last = math.min(first + CHUNK - 1, n)
+  local part = redis.call('MGET', unpack(lease_keys, first, last))
+  for j = 1, last - first + 1 do
+    leases[first + j - 1] = part[j]
+  end
+end
 local out = {}
 local over = {}
-local n = (#KEYS - 2) / 4
+local dels = {}
 for i = 1, n do
   local a = 6 * (i - 1)
   local id = ARGV[a + 1]
   local k = 3 + 4 * (i - 1)
-  if redis.call('GET', KEYS[k]) == ARGV[a + 2] then
+  if leases[i] == ARGV[a + 2] then
     local keep = tonumber(ARGV[a + 3])
+    if keep < 0 then
+      dels[#dels + 1] = KEYS[k]
+    else
+      redis.call('PEXPIRE', KEYS[k], keep)
+    end
     if ARGV[a + 4] == '1' then
       local result = ARGV[a + 5]
       if result ~= '' then
@@ -35,32 +58,24 @@ for i = 1, n do
           redis.call('SET', KEYS[k + 1], result)
         end
       end
-      if keep < 0 then
-        redis.call('DEL', KEYS[k], KEYS[k + 2], KEYS[k + 3])
-      else
-        redis.call('PEXPIRE', KEYS[k], keep)
-        redis.call('DEL', KEYS[k + 2], KEYS[k + 3])
-      end
+      dels[#dels + 1] = KEYS[k + 2]
+      dels[#dels + 1] = KEYS[k + 3]
       over[#over + 1] = id
-    else
-      if ARGV[a + 6] ~= '0' then
-        redis.call('ZINCRBY', KEYS[1], ARGV[a + 6], id)
-      end
-      if keep < 0 then
-        redis.call('DEL', KEYS[k])
-      else
-        redis.call('PEXPIRE', KEYS[k], keep)
-      end
+    elseif ARGV[a + 6] ~= '0' then
+      redis.call('ZINCRBY', KEYS[1], ARGV[a + 6], id)
     end
     out[i] = 1
   else
     out[i] = 0
   end
 end
+for first = 1, #dels, CHUNK do
+  redis.call('DEL', unpack(dels, first, math.min(first + CHUNK - 1, #dels)))
+end
 if #over > 0 then
   local abort = redis.call('ZCARD', KEYS[2]) > 0
-  for first = 1, #over, 500 do
-    local last = math.min(first + 499, #over)
+  for first = 1, #over, CHUNK do
+    local last = math.min(first + CHUNK - 1, #over)
     redis.call('ZREM', KEYS[1], unpack(over, first, last))
     if abort then
       redis.call('ZREM', KEYS[2], unpack(over, first, last))
