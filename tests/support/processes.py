@@ -174,9 +174,13 @@ def worker_settings(addr: str, **sections: dict[str, Any]) -> Settings:
 
 
 async def run_burst_worker(settings: Settings, **overrides: Any) -> Worker:
-    """Run a real ARQ worker until the queue is empty; returns it (counters: jobs_complete...)."""
+    """Run a real ARQ worker until the queue is empty; returns it (counters: jobs_complete...).
+
+    Without its cron jobs (pass ``cron_jobs`` to have them): a schedule whose slot falls inside
+    the run (``repair_pending_progress`` at every full minute, the periodic jobs) would add a
+    job to the counters the tests compare, depending on the second the test ran at."""
     kwargs = build_worker_settings(settings)
-    kwargs.update(burst=True, handle_signals=False, poll_delay=0.01, **overrides)
+    kwargs.update(burst=True, handle_signals=False, poll_delay=0.01, cron_jobs=[], **overrides)
     worker = Worker(**kwargs)
     try:
         await worker.async_run()
