@@ -140,7 +140,7 @@ class CacheManager:
             key = self.keys.health_probe(nonce)
             echoed = await self.scripts.run("probe", [key], [nonce, 10_000])
             ok = echoed in (nonce, nonce.encode())
-            info = await self._info("server")
+            info = await self.info("server")
             server = f"{info.get('server_name', 'redis')} {info.get('redis_version', '?')}"
             return HealthReport(
                 ok=ok,
@@ -152,8 +152,9 @@ class CacheManager:
         except CacheError as exc:
             return HealthReport(ok=False, error=str(exc))
 
-    async def _info(self, section: str | None = None) -> dict[str, Any]:
-        """INFO of the store; of a cluster, every primary's merged (``stats.merge_info``)."""
+    async def info(self, section: str | None = None) -> dict[str, Any]:
+        """INFO of the store as one: of a cluster, every primary's merged (``stats.merge_info``;
+        a bare INFO on the cluster client would answer for some nodes, each on its own)."""
         with translate_errors(None, operation="INFO"):
             if self.service.cluster:
                 args = (section,) if section else ()
@@ -166,7 +167,7 @@ class CacheManager:
 
     async def stats(self) -> CacheStats:
         """Parsed INFO plus the counters the specialised caches registered."""
-        info = await self._info()
+        info = await self.info()
         with translate_errors(None, operation="DBSIZE"):
             if self.service.cluster:  # redis-py sums the primaries' replies
                 dbsize = int(await self.client.dbsize(target_nodes=RedisCluster.PRIMARIES))

@@ -27,6 +27,7 @@ from tests.support.cluster import TestCluster
 from tests.support.processes import ROOT, run_burst_worker, worker_settings, write_settings
 from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
+from worker.http.fleet.store import read_store
 from worker.queue_store import QueueStoreError, refuse_cluster
 
 pytestmark = pytest.mark.cluster
@@ -99,6 +100,25 @@ async def test_stats_add_up_every_primary(manager: CacheManager, raw: Redis) -> 
     stats = await manager.stats()
     assert stats.keys == len(keys)
     assert stats.keys == await raw.dbsize()  # the test client sums DBSIZE over primaries too
+
+
+async def test_the_dashboard_store_view_adds_up_every_primary(
+    manager: CacheManager, cluster: TestCluster
+) -> None:
+    """The fleet view's memory and hit figures are the whole cluster's, not one node's."""
+    keys = [f"seen:{k}" for k in SPREAD]
+    await manager.service.mset(dict.fromkeys(keys, "x" * 1000))
+    for key in keys:  # one hit per key: the hits land on every primary
+        await manager.service.get(key)
+    view = await read_store(manager)
+    assert view.ok and view.keyspace_hits is not None and view.keyspace_hits >= len(keys)
+    per_node = [cluster.node_for_slot(slot_of(k)).port for k in keys]
+    assert len(set(per_node)) == 3
+    memory = 0
+    for node in cluster.primaries():
+        with cluster.admin(node) as client:
+            memory += int(client.info("memory")["used_memory"])
+    assert view.used_memory is not None and view.used_memory > memory / 2  # all three, not one
 
 
 async def test_queue_on_a_cluster_node_is_refused(cluster: TestCluster) -> None:

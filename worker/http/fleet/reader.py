@@ -86,7 +86,7 @@ class FleetReader:
                 )
             )
             counters = group.create_task(job_counters(self.queue, self.keys))
-            store = group.create_task(read_store(self.manager.client))
+            store = group.create_task(read_store(self.manager))
             dead = group.create_task(count_dead_letters(self.manager))
         return Overview(
             at_ms=now,

@@ -1,6 +1,7 @@
 """The cache store's figures for the overview: memory, hit rate, evictions (from INFO).
 
-INFO is parsed defensively (``cache.stats.parse_info``: a missing or odd field is 0 or None),
+INFO is the cache manager's (``CacheManager.info``: a cluster's primaries added up) and is
+parsed defensively (``cache.stats.parse_info``: a missing or odd field is 0 or None),
 and a store that refuses INFO (some managed offerings rename or disable it) gives a view with
 ``ok=False`` and the reason instead of failing the page. An unreachable store is not hidden:
 its error propagates, as for every other read.
@@ -10,17 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
-from cache.errors import CacheResponseError, translate_errors
+from cache.errors import CacheResponseError
+from cache.manager import CacheManager
 from cache.stats import parse_info
 from worker.http.fleet.models import StoreView
 
 
-async def read_store(client: Redis) -> StoreView:
+async def read_store(manager: CacheManager) -> StoreView:
     try:
-        with translate_errors(None, operation="INFO"):
-            info: dict[str, Any] = await client.info()
+        info: dict[str, Any] = await manager.info()
     except CacheResponseError as exc:
         return StoreView(ok=False, error=str(exc))
     stats = parse_info(info if isinstance(info, dict) else {})
