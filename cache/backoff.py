@@ -3,8 +3,9 @@
 Every wait that repeats uses it, each with its own numbers: a blocking lock acquire
 (``locks.retry_base``/``retry_cap``, equal jitter), the catalog fill's waiters (x1.5 per step,
 +-25% spread), the worker's reconnects to an unreachable store (``worker.backoff_base``/
-``backoff_cap``, equal jitter) and a progress job's ARQ retry when the store is away (no
-jitter: the delay is a function of the try).
+``backoff_cap``, equal jitter), the dashboard's event-stream reader after a failed read (0.1 s
+to 2 s, equal jitter) and a progress job's ARQ retry when the store is away (no jitter: the
+delay is a function of the try).
 
 Not this one: the per-command retry policy of the connection pool (``cache/client.py``) is
 redis-py's own ``EqualJitterBackoff``, because redis-py's ``Retry`` takes only its own

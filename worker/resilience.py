@@ -62,10 +62,6 @@ from worker.settings import Settings
 
 log = logging.getLogger("seen.worker")
 
-FINISH_ATTEMPTS = 5
-"""A finish re-checks its lease this often when its WATCH fires (our own renewals do that)."""
-
-
 CLAIM_ROUNDS = 4
 """Most claim calls per poll (each a batch of up to the free concurrency)."""
 
@@ -137,9 +133,13 @@ class SeenWorker(Worker):
         ``poll_delay`` at least, as ARQ's loop then sleeps only what is left of it."""
         if not self.allow_pick_jobs or self._stopping or self.job_counter < self.max_jobs:
             return
+        await self._wait_for_a_job_to_end(self.poll_delay_s)
+
+    async def _wait_for_a_job_to_end(self, within_s: float) -> None:
+        """Until one running job ends, at most ``within_s`` seconds."""
         running = [t for t in self.tasks.values() if not t.done()]
         if running:
-            await asyncio.wait(running, timeout=self.poll_delay_s, return_when=FIRST_COMPLETED)
+            await asyncio.wait(running, timeout=within_s, return_when=FIRST_COMPLETED)
 
     def _reap_done_tasks(self) -> None:
         """Read finished job tasks before ARQ polls. ARQ reads them (``t.result()``) only after
@@ -191,9 +191,7 @@ class SeenWorker(Worker):
             if left <= 0:
                 return
             if self.job_counter >= self.max_jobs:
-                running = [t for t in self.tasks.values() if not t.done()]
-                if running:
-                    await asyncio.wait(running, timeout=left, return_when=FIRST_COMPLETED)
+                await self._wait_for_a_job_to_end(left)
                 self._reap_done_tasks()
                 if self.job_counter >= self.max_jobs:
                     continue

@@ -20,16 +20,15 @@ import logging
 from contextvars import ContextVar
 from typing import Any
 
-from arq.constants import keep_cronjob_progress
+from arq.constants import keep_cronjob_progress, retry_key_prefix
 from arq.jobs import SerializationError, deserialize_job_raw, serialize_result
 from arq.utils import args_to_string, ms_to_datetime, timestamp_ms, truncate
 from arq.worker import JobExecutionFailed, Retry, RetryJob, Worker
 
-from worker.engine.claim import Claimed
+from worker.engine.claim import RETRY_TTL_S, Claimed
 
 logger = logging.getLogger("arq.worker")  # ARQ's own per-job lines, unchanged
 _NO_RESULT = object()
-RETRY_TTL_S = 88400
 RUN_TOKEN: ContextVar[tuple[str, bytes] | None] = ContextVar("seen_run_token", default=None)
 """(job id, token) of the run the current task belongs to (its finish and hooks inherit it),
 so a late finish of an older run can never use the token of a newer run of the same job."""
@@ -93,7 +92,7 @@ async def run_claimed(worker: Worker, claimed: Claimed) -> None:
 
     if enqueue_job_try and enqueue_job_try > job_try:
         job_try = enqueue_job_try
-        await worker.pool.setex(f"arq:retry:{job_id}", RETRY_TTL_S, str(job_try))
+        await worker.pool.setex(retry_key_prefix + job_id, RETRY_TTL_S, str(job_try))
 
     max_tries = worker.max_tries if function.max_tries is None else function.max_tries
     if job_try > max_tries:

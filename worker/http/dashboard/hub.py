@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from cache.backoff import Backoff
 from cache.download import EventFollower
 from cache.errors import CacheError
 from cache.manager import CacheManager
@@ -30,7 +31,8 @@ from worker.http.dashboard.frames import item, progress_frame, snapshot_frame
 
 log = logging.getLogger("seen.dashboard.hub")
 
-ERROR_BACKOFF_S = (0.1, 0.5, 1.0, 2.0)
+ERROR_BACKOFF = (0.1, 2.0)
+"""Seconds: first and largest wait between reads after a failed one (``cache.backoff``)."""
 CLOSE_WITHIN_S = 2.0
 SNAPSHOT_REUSE_S = 10.0
 """A snapshot this young is reused (with the batches since) instead of read again."""
@@ -218,14 +220,13 @@ class EventHub:
         return cursors.encode([self.follower.positions.get(k, "0-0") for k in self.keys])
 
     async def _run(self) -> None:
-        failures = 0
+        backoff = Backoff(*ERROR_BACKOFF)
         while True:
             try:
                 events = await self.follower.read()
-                failures = 0
+                backoff.reset()
             except Exception as exc:  # the reader must outlive any one bad read
-                delay = ERROR_BACKOFF_S[min(failures, len(ERROR_BACKOFF_S) - 1)]
-                failures += 1
+                delay = backoff.next()
                 if isinstance(exc, CacheError | OSError):
                     log.warning("event streams unreadable (%s); retrying in %.1fs", exc, delay)
                 else:
