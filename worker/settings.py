@@ -139,7 +139,45 @@ class SentrySettings(_Section):
         return SecretStr(text)
 
 
-class HttpSettings(_Section):
+def _listen_addr(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"must be host:port with a port in 0..65535, got {value!r}")
+    return value
+
+
+def _token(value: SecretStr | None) -> SecretStr | None:
+    """A blank token is no token; surrounding whitespace (a file's newline) is not part of it."""
+    if value is None:
+        return None
+    text = value.get_secret_value().strip()
+    return SecretStr(text) if text else None
+
+
+def _long_token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and len(value.get_secret_value().encode()) < 32:
+        raise ValueError("must be at least 32 bytes (seen-worker dashboard --new-token)")
+    return value
+
+
+ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
+"""``host:port`` to bind; port 0 picks a free port, an IPv6 host is written in brackets."""
+Token = Annotated[SecretStr | None, AfterValidator(_token)]
+LongToken = Annotated[SecretStr | None, AfterValidator(_token), AfterValidator(_long_token)]
+"""A token that guards a non-loopback dashboard: at least 32 bytes when set."""
+
+
+class _Listener(_Section):
+    """A section that binds an HTTP server on ``addr``."""
+
+    addr: ListenAddr
+
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.addr.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+class HttpSettings(_Listener):
     """The worker's own HTTP endpoint: ``/metrics``, ``/livez``, ``/readyz``.
 
     Loopback by default. ``metrics_token`` makes ``/metrics`` require ``Authorization: Bearer
@@ -147,32 +185,15 @@ class HttpSettings(_Section):
     """
 
     enabled: bool = Field(True, description="serve /metrics, /livez, /readyz")
-    addr: str = Field("127.0.0.1:9464", description="host:port to bind; port 0 picks a free port")
-    metrics_token: SecretStr | None = Field(
+    addr: ListenAddr = Field(
+        "127.0.0.1:9464", description="host:port to bind; port 0 picks a free port"
+    )
+    metrics_token: Token = Field(
         None, description="bearer token /metrics requires; unset = no token"
     )
 
-    @field_validator("addr")
-    @classmethod
-    def _check_addr(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"must be host:port with a port in 0..65535, got {value!r}")
-        return value
 
-    @field_validator("metrics_token")
-    @classmethod
-    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        return value
-
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.addr.rpartition(":")
-        return host.strip("[]"), int(port)
-
-
-class DashboardSettings(_Section):
+class DashboardSettings(_Listener):
     """``seen-worker dashboard`` (docs/dashboard.md): where it binds, who may read and act.
 
     Loopback by default; any other bind refuses to start without ``token`` (at least 32 bytes,
@@ -181,9 +202,11 @@ class DashboardSettings(_Section):
     or ``--token-file``; read-only unless ``allow_actions``.
     """
 
-    addr: str = Field("127.0.0.1:9470", description="host:port to bind; port 0 = any free port")
-    token: SecretStr | None = Field(None, description="bearer/login token; required off loopback")
-    metrics_token: SecretStr | None = Field(None, description="bearer token of /metrics")
+    addr: ListenAddr = Field(
+        "127.0.0.1:9470", description="host:port to bind; port 0 = any free port"
+    )
+    token: LongToken = Field(None, description="bearer/login token; required off loopback")
+    metrics_token: LongToken = Field(None, description="bearer token of /metrics")
     allow_actions: bool = Field(False, description="requeue dead letters, run periodic jobs now")
     max_sse_clients: Count = Field(100, description="open live-download streams at most")
     client_queue: Count = Field(256, description="event batches buffered per SSE client")
@@ -196,28 +219,6 @@ class DashboardSettings(_Section):
     payload_chars: Count = Field(300, description="payload characters a page shows")
     page_limit: Count = Field(200, description="rows a table shows")
     shutdown_timeout: Seconds = Field(3.0, description="seconds the server gets to stop")
-
-    @field_validator("addr")
-    @classmethod
-    def _check_addr(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"must be host:port with a port in 0..65535, got {value!r}")
-        return value
-
-    @field_validator("token", "metrics_token")
-    @classmethod
-    def _check_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is None or not value.get_secret_value().strip():
-            return None
-        text = value.get_secret_value().strip()
-        if len(text.encode()) < 32:
-            raise ValueError("must be at least 32 bytes (seen-worker dashboard --new-token)")
-        return SecretStr(text)
-
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.addr.rpartition(":")
-        return host.strip("[]"), int(port)
 
 
 class LogSettings(_Section):

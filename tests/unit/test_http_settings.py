@@ -31,6 +31,9 @@ def test_port_zero_ipv6_and_blank_token(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("SEEN_HTTP_METRICS_TOKEN", "t0ken")
     token = load_settings().http.metrics_token
     assert token is not None and token.get_secret_value() == "t0ken"
+    monkeypatch.setenv("SEEN_HTTP_METRICS_TOKEN", "t0ken\n")  # as read from a file
+    token = load_settings().http.metrics_token
+    assert token is not None and token.get_secret_value() == "t0ken"
 
 
 def test_loopback_hosts() -> None:
