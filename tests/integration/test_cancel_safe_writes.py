@@ -7,11 +7,10 @@ normally). Every client we create uses ``CancelSafeWrites`` instead.
 
 from __future__ import annotations
 
-import asyncio
-
 from cache.client import CancelSafeWrites, create_client
 from cache.config import CacheSettings
 from tests.conftest import TestServer
+from tests.support.cancellation import cancel_commands
 from worker.app import create_queue_pool
 from worker.settings import load_settings
 
@@ -22,18 +21,7 @@ async def test_every_cancelled_command_ends_cancelled(server: TestServer) -> Non
     client = create_client(CacheSettings(addr=server.addr))
     try:
         await client.ping()
-        swallowed = cancelled = 0
-        for i in range(TRIALS):
-            task = asyncio.ensure_future(client.set("seen:test:cancel", "v"))
-            for _ in range(i % 12):  # land the cancellation at every stage of the command
-                await asyncio.sleep(0)
-            if task.cancel():
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    cancelled += 1
-                else:
-                    swallowed += 1
+        cancelled, swallowed = await cancel_commands(client, TRIALS)
         assert swallowed == 0, f"{swallowed} cancelled commands returned normally"
         assert cancelled > TRIALS // 2  # the trials did cancel commands in flight
         assert await client.ping()  # connections broken by cancellation are replaced

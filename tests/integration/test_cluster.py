@@ -7,7 +7,6 @@ primary, and a queue store on a cluster node is refused at start-up.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from cache.errors import CacheError
 from cache.manager import CacheManager
 from jobs.client import enqueue_job, enqueue_update
 from jobs.deadletter import read_dead_letters
+from tests.support.cancellation import cancel_commands
 from tests.support.cluster import TestCluster
 from tests.support.processes import ROOT, run_burst_worker, worker_settings, write_settings
 from tests.support.updates import upd
@@ -182,18 +182,7 @@ async def test_cancelled_commands_end_cancelled_on_the_cluster(cluster: TestClus
     client = create_client(CacheSettings(addr=cluster.addr))
     try:
         await client.ping()
-        swallowed = cancelled = 0
-        for i in range(1500):
-            task = asyncio.ensure_future(client.set("seen:test:cancel", "v"))
-            for _ in range(i % 12):  # land the cancellation at every stage of the command
-                await asyncio.sleep(0)
-            if task.cancel():
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    cancelled += 1
-                else:
-                    swallowed += 1
+        cancelled, swallowed = await cancel_commands(client, 1500)
         assert swallowed == 0, f"{swallowed} cancelled commands returned normally"
         assert cancelled > 150  # many landed in flight (the rest found the command done)
         assert await client.set("seen:test:cancel", "after")  # broken connections replaced

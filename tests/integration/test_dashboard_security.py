@@ -114,9 +114,10 @@ def test_non_loopback_bind_refused_without_tokens(server: TestServer) -> None:
         dashboard_settings(server.url, token="short")
 
 
-def test_cli_refuses_non_loopback_without_token(server: TestServer) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "dashboard", "--addr", "0.0.0.0:0"],
+def dashboard_cli(server: TestServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """``seen-worker dashboard ARGS`` against ``server``, in a clean environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "dashboard", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -124,41 +125,24 @@ def test_cli_refuses_non_loopback_without_token(server: TestServer) -> None:
         env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"},
         check=False,
     )
+
+
+def test_cli_refuses_non_loopback_without_token(server: TestServer) -> None:
+    out = dashboard_cli(server, "--addr", "0.0.0.0:0")
     assert out.returncode == 2, out
     assert "not a loopback address" in out.stderr
-    token = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "dashboard", "--new-token"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        check=True,
-    ).stdout.strip()
+    new = dashboard_cli(server, "--new-token")
+    assert new.returncode == 0, new
+    token = new.stdout.strip()
     assert len(token) >= 43
 
 
 def test_cli_token_file_is_checked(server: TestServer, tmp_path: Path) -> None:
     short = tmp_path / "short.token"
     short.write_text("too-short\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "dashboard", "--token-file", str(short)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    out = dashboard_cli(server, "--token-file", str(short))
     assert out.returncode == 2 and "at least 32 bytes" in out.stderr, out
-    missing = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "dashboard", "--token-file", str(tmp_path / "no")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"},
-        check=False,
-    )
+    missing = dashboard_cli(server, "--token-file", str(tmp_path / "no"))
     assert missing.returncode == 2 and "cannot read token file" in missing.stderr, missing
 
 
