@@ -153,11 +153,15 @@ class EmbeddedServer:
                 raise EmbeddedServerError(
                     f"{self.binary} exited at start on port {self.port}: {err.strip()} {log}"
                 )
-            if _answers_ping(self.port):
+            if self._answers():
                 return self
             time.sleep(0.02)
         self.kill()
         raise EmbeddedServerError(f"{self.binary} did not answer PING within {self.start_timeout}s")
+
+    def _answers(self) -> bool:
+        """The server answers PING (what ``start`` waits for)."""
+        return _answers_ping(self.port)
 
     def log_tail(self, lines: int = 20) -> str:
         if self._dir is None:

@@ -23,7 +23,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,7 @@ from typing import NoReturn, Self
 
 import pytest
 
-from worker.embedded import find_server_binary
-from worker.processes import stop_process
+from worker.embedded import EmbeddedServer
 
 IP_TIMEOUT_S = 10.0
 SUBNET = "10.213.77"
@@ -179,21 +177,23 @@ def existing_namespaces(prefix: str) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.startswith(prefix)]
 
 
-class StoreProcess:
+class StoreProcess(EmbeddedServer):
     """A private redis-server/valkey-server on a lab host (``SEEN_TEST_SERVER`` or the one the
     harness would pick), listening on the host's address and on a unix socket: the test
     process, which stays in the root namespace, reads the store through the socket file, so it
-    never sends a packet into the lab."""
+    never sends a packet into the lab. ``EmbeddedServer`` run inside the host's namespace."""
 
     PORT = 6379
 
     def __init__(self, host: Host, binary: str | None = None, start_timeout: float = 10.0) -> None:
+        super().__init__(
+            binary or os.environ.get("SEEN_TEST_SERVER") or None,
+            self.PORT,
+            start_timeout=start_timeout,
+        )
         self.host = host
-        self.binary = find_server_binary(binary or os.environ.get("SEEN_TEST_SERVER") or None)
-        self.start_timeout = start_timeout
-        self.dir = Path(tempfile.mkdtemp(prefix="seen-ns-"))  # short: unix socket paths are
-        self.socket = self.dir / "store.sock"  # limited to ~100 characters
-        self.proc: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.mkdtemp(prefix="seen-ns-")  # short: unix socket paths are
+        self.socket = Path(self._dir) / "store.sock"  # limited to ~100 characters
 
     @property
     def addr(self) -> str:
@@ -204,6 +204,12 @@ class StoreProcess:
     def unix_url(self) -> str:
         return f"unix://{self.socket}?db=0"
 
+    def _args(self) -> list[str]:
+        args = super()._args()
+        args[args.index("--bind") + 1] = self.host.addr
+        unix = ["--unixsocket", str(self.socket), "--unixsocketperm", "700"]
+        return [*self.host.exec_prefix(), *args, *unix]
+
     def _answers(self) -> bool:
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -213,49 +219,6 @@ class StoreProcess:
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:
             return False
-
-    def start(self) -> Self:
-        args = [
-            *self.host.exec_prefix(), self.binary,
-            "--port", str(self.PORT), "--bind", self.host.addr, "--protected-mode", "no",
-            "--unixsocket", str(self.socket), "--unixsocketperm", "700",
-            "--dir", str(self.dir), "--logfile", "server.log",
-            "--daemonize", "no", "--appendonly", "no", "--save", "",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            args,
-            cwd=self.dir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + self.start_timeout
-        while not self._answers():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                log = self.log_tail()
-                self.stop()
-                raise LabError(f"{self.binary} did not start on {self.host.netns}: {log}")
-            time.sleep(0.02)
-        return self
-
-    def log_tail(self, lines: int = 20) -> str:
-        path = self.dir / "server.log"
-        text = path.read_text(errors="replace") if path.is_file() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self) -> None:
-        """SIGTERM, bounded wait, SIGKILL; then remove its folder."""
-        if self.proc is not None:
-            stop_process(self.proc, 5.0)
-            self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def sweep_orphans(prefix: str) -> list[str]:
