@@ -107,3 +107,38 @@ async def test_engine_scripts_touch_only_declared_keys(server: TestServer, raw: 
     assert [p for p in problems if "span hashtags" not in p] == []
     assert await raw.zscore("arq:queue", "y") == 501
     assert 0 < await raw.pttl("arq:in-progress:y") <= 60_000
+
+
+async def test_batches_past_one_chunk_keep_every_id_in_order(
+    server: TestServer, raw: Redis
+) -> None:
+    """Batches longer than the scripts' 500-argument chunks (ZMSCORE, MGET, DEL, ZREM), on the
+    server's own Lua and under Lua 5.4: every id claimed and finished, replies in order."""
+    ids = [f"j{i:04d}" for i in range(1203)]
+    due = ids[::2]  # every other id is due: chunks of scores and of records differ
+    async with raw.pipeline(transaction=False) as pipe:
+        for i, job_id in enumerate(ids):
+            pipe.set(f"arq:job:{job_id}", RECORD + job_id.encode())
+            pipe.zadd("arq:queue", {job_id: 1 if i % 2 == 0 else 10**13})
+        await pipe.execute()
+    keys, args = _claim_call(ids[:600], 10**12)
+    lua54 = Lua54Runner(raw)._execute(_as_script(CLAIM), keys, args)
+    tokens = [(job_id, f"tok-{job_id}".encode()) for job_id in ids[600:]]
+    client = Redis.from_url(server.url)  # bytes, as the worker's queue pool
+    try:
+        claimed = await claim_batch(
+            client, "arq:queue", tokens, now_ms=10**12, lease_ms=5000, honour_aborts=False
+        )
+        finisher = Finisher(client, "arq:queue")
+        done = [Finish(j, f"tok-{j}".encode(), None, True, b"r", 60_000) for j in due]
+        finished = await finisher._send(done)
+    finally:
+        await client.aclose()
+    assert [lua54[5 * i] for i in range(600)] == [1 - i % 2 for i in range(600)]
+    records = [lua54[5 * i + 2] for i in range(0, 600, 2)]
+    assert records == [RECORD + job_id.encode() for job_id in ids[:600:2]]
+    assert [c.job_id for c in claimed] == [j for j in ids[600:] if j in set(due)]
+    assert all(c.record == RECORD + c.job_id.encode() for c in claimed)
+    assert finished == [True] * len(due)
+    assert await raw.zcard("arq:queue") == len(ids) - len(due)
+    assert not await raw.exists(*(f"arq:in-progress:{j}" for j in due))

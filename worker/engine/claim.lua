@@ -20,6 +20,23 @@
 -- (docs/dragonfly.md, "The batch claim").
 local unpack = table.unpack or unpack
 local CHUNK = 500
+-- One command per CHUNK arguments (Lua's unpack has a stack limit), replies joined in order.
+local function chunked(command, first_arg, list)
+  local out = {}
+  for first = 1, #list, CHUNK do
+    local last = math.min(first + CHUNK - 1, #list)
+    local part
+    if first_arg then
+      part = redis.call(command, first_arg, unpack(list, first, last))
+    else
+      part = redis.call(command, unpack(list, first, last))
+    end
+    for j = 1, last - first + 1 do
+      out[first + j - 1] = part[j]
+    end
+  end
+  return out
+end
 local now = tonumber(ARGV[1])
 local check_abort = ARGV[4] == '1' and redis.call('ZCARD', KEYS[2]) > 0
 local n = (#KEYS - 2) / 3
@@ -27,14 +44,7 @@ local ids = {}
 for i = 1, n do
   ids[i] = ARGV[3 + 2 * i]
 end
-local scores = {}
-for first = 1, n, CHUNK do
-  local last = math.min(first + CHUNK - 1, n)
-  local part = redis.call('ZMSCORE', KEYS[1], unpack(ids, first, last))
-  for j = 1, last - first + 1 do
-    scores[first + j - 1] = part[j]
-  end
-end
+local scores = chunked('ZMSCORE', KEYS[1], ids)
 local claimed = {}
 local record_keys = {}
 for i = 1, n do
@@ -46,14 +56,7 @@ for i = 1, n do
     end
   end
 end
-local records = {}
-for first = 1, #record_keys, CHUNK do
-  local last = math.min(first + CHUNK - 1, #record_keys)
-  local part = redis.call('MGET', unpack(record_keys, first, last))
-  for j = 1, last - first + 1 do
-    records[first + j - 1] = part[j]
-  end
-end
+local records = chunked('MGET', nil, record_keys)
 local out = {}
 for i = 1, n do
   out[5 * i - 4] = 0
