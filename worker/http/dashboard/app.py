@@ -107,6 +107,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     guard = Guard(token)
     env = _env()
     periodic = _periodic_jobs(settings)
+    functions = {f.name for f in _job_functions(settings)}  # what a requeue may enqueue
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -209,8 +210,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
             return page(request, "login.html", 400, error=str(exc))
         given = (form.get("token") or [""])[0].strip()
         if not guard.check_token(given):
-            client = request.client.host if request.client else "?"
-            log.warning("dashboard: failed login from %s", client)
+            log.warning("dashboard: failed login from %s", _who(request))
             return page(request, "login.html", 403, error="wrong token")
         response = RedirectResponse("/", 303)
         set_session_cookie(response, guard, secure=request.url.scheme == "https")
@@ -241,26 +241,22 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         return form, None
 
     def _refuse(request: Request, status: int, reason: str) -> Response:
-        client = request.client.host if request.client else "?"
-        log.warning("dashboard: action %s from %s refused: %s", request.url.path, client, reason)
+        path = request.url.path
+        log.warning("dashboard: action %s from %s refused: %s", path, _who(request), reason)
         return PlainTextResponse(reason + "\n", status)
-
-    def _who(request: Request) -> str:
-        return request.client.host if request.client else "?"
 
     async def requeue(request: Request) -> Response:
         form, refusal = await _action_allowed(request)
         if refusal is not None or form is None:
             return refusal or _refuse(request, 400, "no form")
         state = st(request)
-        known = {f.name for f in _job_functions(settings)}
         try:
             result = await requeue_dead_letters(
                 state.manager,
                 state.queue,
                 settings.queue.name,
                 form.get("id", []),
-                known=known,
+                known=functions,
                 limit=cfg.max_action_items,
                 who=_who(request),
             )
@@ -337,6 +333,10 @@ def _periodic_jobs(settings: Settings) -> set[str]:
     from worker.cron import SCHEDULED
 
     return {f.__name__ for f in SCHEDULED if settings.maintenance.period(f.__name__) > 0}
+
+
+def _who(request: Request) -> str:
+    return request.client.host if request.client else "?"
 
 
 def _job_functions(settings: Settings) -> list[Any]:
