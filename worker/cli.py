@@ -273,7 +273,7 @@ def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
     if args.token_file:
         try:
             with open(args.token_file, encoding="utf-8") as fh:
-                overrides["token"] = fh.read().strip()
+                overrides["token"] = fh.read()  # settings strip it (a file's newline)
         except OSError as exc:
             print(f"seen-worker dashboard: cannot read token file: {exc}", file=sys.stderr)
             return 2

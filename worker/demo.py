@@ -33,11 +33,11 @@ from worker.embedded import EmbeddedServer
 from worker.heartbeat import read_beats
 from worker.processes import stop_processes
 from worker.settings import Settings, load_settings
+from worker.simulation import Simulation
+from worker.watch import WatchState, follow, render
 
 if TYPE_CHECKING:
     from worker.http.dashboard.server import DashboardServer
-from worker.simulation import Simulation
-from worker.watch import WatchState, follow, render
 
 TICK_S = 0.5
 READY_TIMEOUT_S = 30.0

@@ -40,3 +40,10 @@ def test_loopback_hosts() -> None:
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.9.1", "::1", "localhost"))
     anywhere = ("0.0.0.0", "::", "10.0.0.5", "example.org")  # noqa: S104 (only a string)
     assert not any(is_loopback(h) for h in anywhere)
+
+
+def test_dashboard_token_from_a_file_loses_its_newline_and_must_be_long() -> None:
+    token = load_settings(dashboard={"token": "k" * 40 + "\n"}).dashboard.token
+    assert token is not None and token.get_secret_value() == "k" * 40
+    with pytest.raises(SettingsError, match="at least 32 bytes"):
+        load_settings(dashboard={"token": "short\n"})
