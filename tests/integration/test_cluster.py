@@ -7,8 +7,6 @@ primary, and a queue store on a cluster node is refused at start-up.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from jobs.client import enqueue_job, enqueue_update
 from jobs.deadletter import read_dead_letters
 from tests.support.cancellation import cancel_commands
 from tests.support.cluster import TestCluster
-from tests.support.processes import ROOT, run_burst_worker, worker_settings, write_settings
+from tests.support.processes import run_burst_worker, run_cli, worker_settings, write_settings
 from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
 from worker.http.fleet.store import read_store
@@ -145,16 +143,9 @@ def test_worker_with_a_cluster_queue_fails_at_start_up(
         tmp_path / "settings.toml", cluster.addr, queue={"addr": cluster.nodes[0].addr}
     )
     env = {"SEEN_SETTINGS_FILE": str(settings), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "run"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        timeout=45,
-        check=False,
-    )
+    done = run_cli("run", env=env, timeout=45)
     assert done.returncode == 1
-    assert b"is a Redis Cluster node" in done.stderr
+    assert "is a Redis Cluster node" in done.stderr
 
 
 async def test_worker_jobs_with_the_cache_on_a_cluster(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,7 @@ from tests.support.dashboard import (
     dashboard_settings,
     running_dashboard,
 )
-from tests.support.processes import ROOT
+from tests.support.processes import run_cli
 from worker.http.dashboard.security import CSP
 from worker.http.dashboard.server import DashboardConfigError, DashboardServer
 from worker.settings import SettingsError
@@ -116,14 +115,8 @@ def test_non_loopback_bind_refused_without_tokens(server: TestServer) -> None:
 
 def dashboard_cli(server: TestServer, *args: str) -> subprocess.CompletedProcess[str]:
     """``seen-worker dashboard ARGS`` against ``server``, in a clean environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "dashboard", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=30,
-        env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"},
-        check=False,
+    return run_cli(
+        "dashboard", *args, env={"SEEN_CACHE_ADDR": server.addr, "PATH": "/usr/bin:/bin"}
     )
 
 

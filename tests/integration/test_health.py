@@ -6,14 +6,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
-from tests.conftest import ROOT, TestServer
+from tests.conftest import TestServer
+from tests.support.processes import run_cli
 from worker.embedded import free_port
 from worker.health import check, evaluate
 from worker.heartbeat import WorkerBeat, add_beat, read_beats, remove_beat
@@ -119,15 +119,7 @@ async def test_index_drops_long_dead_workers(manager: CacheManager, raw: Redis) 
 def _cli(server: TestServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SEEN_CACHE_ADDR": server.addr}
     env.pop("SEEN_SETTINGS_FILE", None)
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_cli(*args, env=env)
 
 
 async def test_health_and_stats_commands(manager: CacheManager, server: TestServer) -> None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -48,7 +46,7 @@ from tests.support.netns import (
     unavailable,
 )
 from tests.support.partition import Write, read_writes
-from tests.support.processes import ROOT, Fleet
+from tests.support.processes import Fleet, run_cli
 from tests.support.updates import upd
 from tests.support.waiting import items, wait_until
 from worker.heartbeat import WorkerBeat, now_ms, read_beats
@@ -131,16 +129,8 @@ def _health(lab: Lab, host: str, fleet: Fleet, worker_id: str) -> tuple[int, dic
     """``seen-worker health --json --worker-id`` run on ``host``: (exit code, verdict)."""
     env = {**os.environ, "SEEN_SETTINGS_FILE": str(fleet.settings_file), **ENV}
     env.pop("SEEN_CACHE_ADDR", None)
-    cmd = [sys.executable, "-m", "worker.cli", "health", "--json", "--worker-id", worker_id]
-    done = subprocess.run(
-        [*lab.hosts[host].exec_prefix(), *cmd],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    args = ("health", "--json", "--worker-id", worker_id)
+    done = run_cli(*args, env=env, prefix=lab.hosts[host].exec_prefix())
     return done.returncode, json.loads(done.stdout)
 
 

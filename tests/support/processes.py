@@ -162,6 +162,22 @@ class Fleet:
         self.stop_all()
 
 
+def run_cli(
+    *args: str, env: dict[str, str], prefix: Sequence[str] = (), timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """``seen-worker ARGS`` (``python -m worker.cli``) to its end, output captured as text;
+    ``prefix`` runs it elsewhere (``ip netns exec <host>``)."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "worker.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def queue_pool(addr: str) -> ArqRedis:
     """A producer's client on the queue store (JSON job format)."""
     return create_queue_pool(load_settings(cache={"addr": addr}))

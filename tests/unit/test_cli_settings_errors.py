@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,15 +37,7 @@ COMMANDS = [
 
 def seen_worker(args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("SEEN_")}
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=ROOT,
-        env={**clean, "SEEN_CACHE_ADDR": "127.0.0.1:1", **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_cli(*args, env={**clean, "SEEN_CACHE_ADDR": "127.0.0.1:1", **env})
 
 
 def assert_refused(done: subprocess.CompletedProcess[str], env: str, names: str) -> None:
