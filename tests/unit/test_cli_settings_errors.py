@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tests.support.processes import run_cli
-
-ROOT = Path(__file__).resolve().parents[2]
 
 BAD = [
     ("SEEN_WORKER_JOB_LEASE", "inf", "worker.job_lease"),
