@@ -118,7 +118,6 @@ async def test_reads_locks_and_rate_limits_count_the_known_work(
     private_server: EmbeddedServer, tmp_path: Path, port: int
 ) -> None:
     sections: dict[str, Any] = {"http": http(port), "warmup": METERED}
-    sections["maintenance"] = {"repair_every": 0}
     pool = queue_pool(private_server.addr)
     try:
         with Fleet(tmp_path, private_server.addr, **sections) as fleet:
@@ -143,7 +142,7 @@ async def test_coalescing_drains_count_the_published_updates(
 ) -> None:
     """Ten downloads published once each by a producer: the worker's drain jobs consume
     exactly ten pending updates, in exactly as many drain jobs as the producer enqueued."""
-    sections: dict[str, Any] = {"http": http(port), "maintenance": {"repair_every": 0}}
+    sections: dict[str, Any] = {"http": http(port)}
     pool = queue_pool(private_server.addr)
     manager = await CacheManager.from_url(private_server.url)
     try:
@@ -195,7 +194,7 @@ async def test_cron_runs_by_outcome_match_the_run_history(
     same slot, as a worker with a skewed clock would enqueue) is skipped."""
     name = "log_cache_stats"
     sections: dict[str, Any] = {"http": http(port)}
-    sections["maintenance"] = {"stats_every": 1, "repair_every": 0, "history": 100}
+    sections["maintenance"] = {"stats_every": 1, "history": 100}
     raw = Redis.from_url(private_server.url)
     pool = queue_pool(private_server.addr)
     try:

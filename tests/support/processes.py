@@ -53,10 +53,13 @@ def write_settings(path: Path, addr: str, **sections: dict[str, Any]) -> Path:
         },
         "health": {"stale_after": 1.5},
         "http": {"addr": "127.0.0.1:0"},
+        # no schedules unless a test asks: a slot at a full minute would add a job to the
+        # counts tests compare, depending on the second a test ran at
         "maintenance": {
             "cleanup_every": 0,
             "stats_every": 0,
             "warmup_every": 0,
+            "repair_every": 0,
             "warmup_at_startup": False,
         },
     }
