@@ -31,10 +31,11 @@ FAST: dict[str, Any] = {
         "backoff_cap": 0.05,
         "shutdown_grace": 2.0,
     },
-    "maintenance": {
+    "maintenance": {  # no schedules: their runs would mix with the jobs a test counts
         "cleanup_every": 0,
         "stats_every": 0,
         "warmup_every": 0,
+        "repair_every": 0,
         "warmup_at_startup": False,
     },
 }
