@@ -17,7 +17,7 @@ import logging
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -41,6 +41,7 @@ from cache.config import CacheConfig, CacheSettings
 from cache.keys import validate_name
 from cache.numbers import Count, Seconds, SecondsOrZero
 from jobs.config import MaintenanceSettings, WarmupSettings
+from jobs.wire.layout import MAX_SHARDS, QueueLayout
 from worker.env_check import check_environment, env_name, nearest_setting
 
 log = logging.getLogger("seen.settings")
@@ -68,6 +69,17 @@ class QueueSettings(_Section):
     password: SecretStr | None = None
     db: int | None = Field(None, ge=0, le=15)
     name: QueueName = "arq:queue"
+    layout: Literal["arq", "sharded"] = Field(
+        "arq",
+        description='"arq" (ARQ\'s keys, one instance) or "sharded" (hashtag shards)',
+    )
+    shards: int = Field(
+        8, ge=1, le=MAX_SHARDS, description="shards of the sharded layout (ignored by arq)"
+    )
+
+    def key_layout(self) -> QueueLayout:
+        """The queue's keys (``jobs.wire.layout``)."""
+        return QueueLayout.of(self.layout, self.name, self.shards)
 
 
 class WorkerSection(_Section):

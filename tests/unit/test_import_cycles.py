@@ -62,7 +62,8 @@ LEAF_PROBE = (
 
 @pytest.mark.timeout(30)
 def test_importing_settings_loads_neither_the_store_client_nor_arq_nor_sentry() -> None:
-    """Only ``jobs.config`` (the job settings models) and its package may come along."""
+    """Only ``jobs.config`` (the job settings models), ``jobs.wire.layout`` (the queue's key
+    layout, pure) and their packages may come along."""
     out = subprocess.run(
         [sys.executable, "-c", LEAF_PROBE],
         cwd=ROOT,
@@ -71,7 +72,7 @@ def test_importing_settings_loads_neither_the_store_client_nor_arq_nor_sentry() 
         timeout=25,
         check=True,
     )
-    assert out.stdout.split() == ["jobs", "jobs.config"]
+    assert out.stdout.split() == ["jobs", "jobs.config", "jobs.wire", "jobs.wire.layout"]
 
 
 def test_the_arq_entry_point_alias_resolves_by_name() -> None:
