@@ -7,13 +7,19 @@ Each ``<name>.lua`` starts with a header comment that declares its keys and argu
     -- ARGV[1]: token
     -- returns: integer fencing token, or 0 when not acquired
 
+A batch script (the job engine's claim and finish) declares a group of keys that repeats per
+item after its fixed keys, with a header line ``-- repeat: KEYS[3..5] for each id``.
+
 Dragonfly rules, enforced here at call time and by the compatibility tests: a script gets
-exactly the keys its header declares; keys of a multi-key script share one ``{hashtag}``;
-scripts return integers, strings or arrays of them, never Lua floats.
+exactly the keys its header declares (for a batch script: its fixed keys plus whole groups);
+keys of a multi-key script share one ``{hashtag}``; scripts return integers, strings or arrays
+of them, never Lua floats. The one exception to the hashtag rule is the job engine on ARQ's own
+key layout, whose keys have none (``single_hashtag=False``; docs/dragonfly.md).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
@@ -38,6 +44,7 @@ from cache.errors import (
 
 _KEYS_DECL = re.compile(r"^--\s*KEYS\[(\d+)\]", re.MULTILINE)  # header lines "-- KEYS[i]: ..."
 _ARGV_DECL = re.compile(r"^--\s*ARGV\[(\d+)\]", re.MULTILINE)
+_REPEAT_DECL = re.compile(r"^--\s*repeat:\s*KEYS\[(\d+)\.\.(\d+)\]", re.MULTILINE)
 ScriptArg = str | bytes | int | float
 ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]
 
@@ -60,6 +67,13 @@ class Script:
     source: str
     declared_keys: int
     declared_args: int
+    keys_per_item: int = 0
+    """Keys of the group that repeats per item (0: a fixed key list of ``declared_keys``)."""
+
+    @property
+    def fixed_keys(self) -> int:
+        """Keys before the repeated group (all of them for a fixed key list)."""
+        return self.declared_keys - self.keys_per_item
 
     @cached_property
     def sha(self) -> str:
@@ -73,11 +87,24 @@ class Script:
         arg_numbers = sorted(set(int(n) for n in _ARGV_DECL.findall(header)))
         if key_numbers != list(range(1, len(key_numbers) + 1)):
             raise CacheError(f"script {name}: header must declare KEYS[1..n] in order")
-        return cls(name, source, len(key_numbers), len(arg_numbers))
+        per_item = 0
+        repeat = _REPEAT_DECL.search(header)
+        if repeat is not None:
+            first, last = int(repeat.group(1)), int(repeat.group(2))
+            if last != len(key_numbers) or not 1 <= first <= last:
+                raise CacheError(f"script {name}: repeat must name the last declared keys")
+            per_item = last - first + 1
+        return cls(name, source, len(key_numbers), len(arg_numbers), per_item)
 
 
 def load_scripts() -> dict[str, Script]:
-    """Every ``*.lua`` shipped in ``cache/scripts``, by file stem."""
+    """Every ``*.lua`` shipped in ``cache/scripts``, by file stem (the cache layer's and the
+    job queue's: ``queue_enqueue``, ``queue_claim``, ``queue_finish``); read once."""
+    return dict(_shipped_scripts())
+
+
+@functools.cache
+def _shipped_scripts() -> dict[str, Script]:
     folder = resources.files("cache").joinpath("scripts")
     found: dict[str, Script] = {}
     for entry in folder.iterdir():
@@ -111,10 +138,17 @@ class ScriptRunner:
                 await self.client.script_load(script.source)
         return len(self.scripts)
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Any:
+    async def run(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[ScriptArg] = (),
+        *,
+        single_hashtag: bool = True,
+    ) -> Any:
         """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules."""
         script = self.get(name)
-        check_keys(script, keys)
+        check_keys(script, keys, single_hashtag=single_hashtag)
         first = keys[0] if keys else None
         with translate_errors(first, operation=f"script {name}"):
             try:
@@ -123,18 +157,27 @@ class ScriptRunner:
                 await self.client.script_load(script.source)
                 return await self._evalsha(script.sha, keys, args)
 
-    async def run_many(self, name: str, calls: Sequence[ScriptCall]) -> list[Any]:
+    async def run_many(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        *,
+        single_hashtag: bool = True,
+        return_errors: bool = False,
+    ) -> list[Any]:
         """Run one script many times in a single round trip; replies in call order.
 
         Every call is checked like ``run`` (declared key count, one hashtag). A server that
         lost its scripts answers NOSCRIPT: the script is loaded and only those calls are sent
-        again. Any other error reply raises ``CacheResponseError`` naming the call's first key.
+        again. Any other error reply raises ``CacheResponseError`` (``CacheOutOfMemoryError``
+        for a full store) naming the call's first key; with ``return_errors`` that error takes
+        the call's place in the replies instead, so one failed call does not hide the others.
         """
         if not calls:
             return []
         script = self.get(name)
         for keys, _ in calls:
-            check_keys(script, keys)
+            check_keys(script, keys, single_hashtag=single_hashtag)
         sha = script.sha
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
@@ -151,7 +194,11 @@ class ScriptRunner:
                 elif isinstance(reply, Exception):
                     full = is_out_of_memory(reply)
                     kind = CacheOutOfMemoryError if full else CacheResponseError
-                    raise kind(f"script {name}: {reply}", key=calls[i][0][0]) from reply
+                    error = kind(f"script {name}: {reply}", key=calls[i][0][0])
+                    error.__cause__ = reply
+                    if not return_errors:
+                        raise error
+                    results[i] = error
                 else:
                     results[i] = reply
             if not missing:
@@ -167,13 +214,22 @@ class ScriptRunner:
         return await command("EVALSHA", sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
-def check_keys(script: Script, keys: Sequence[str]) -> None:
-    """Exactly the declared number of keys, all under one hashtag."""
-    if len(keys) != script.declared_keys:
+def check_keys(script: Script, keys: Sequence[str], *, single_hashtag: bool = True) -> None:
+    """Exactly the declared keys (whole groups for a batch script), all under one hashtag
+    unless ``single_hashtag`` is False (the job engine on ARQ's key layout)."""
+    per_item = script.keys_per_item
+    if per_item:
+        items, rest = divmod(len(keys) - script.fixed_keys, per_item)
+        if items < 1 or rest:
+            raise CacheError(
+                f"script {script.name} takes {script.fixed_keys} keys and then groups of "
+                f"{per_item}, got {len(keys)}"
+            )
+    elif len(keys) != script.declared_keys:
         raise CacheError(
             f"script {script.name} declares {script.declared_keys} keys, got {len(keys)}"
         )
-    if len(keys) > 1:
+    if single_hashtag and len(keys) > 1:
         tags = {hashtag(k) for k in keys}
         if len(tags) > 1:
             raise CacheError(

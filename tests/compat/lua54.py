@@ -28,7 +28,7 @@ import lupa.lua54 as lua54
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
-from cache.errors import translate_errors
+from cache.errors import CacheResponseError, translate_errors
 from cache.scripts import Script, ScriptArg, ScriptCall, ScriptRunner, check_keys
 from tests.compat.resp import Error, RespConnection, Status, encode_arg
 
@@ -106,9 +106,16 @@ class Lua54Runner(ScriptRunner):
             weakref.finalize(self, conn.close)
         return self._conn
 
-    async def run(self, name: str, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Any:
+    async def run(
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[ScriptArg] = (),
+        *,
+        single_hashtag: bool = True,
+    ) -> Any:
         script = self.get(name)
-        check_keys(script, keys)
+        check_keys(script, keys, single_hashtag=single_hashtag)
         with translate_errors(keys[0] if keys else None, operation=f"script {name}"):
             try:
                 return self._execute(script, list(keys), list(args))
@@ -118,9 +125,24 @@ class Lua54Runner(ScriptRunner):
                 self._conn = None
                 raise redis_exc.ConnectionError(f"Lua 5.4 runner lost the server: {exc}") from exc
 
-    async def run_many(self, name: str, calls: Sequence[ScriptCall]) -> list[Any]:
+    async def run_many(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        *,
+        single_hashtag: bool = True,
+        return_errors: bool = False,
+    ) -> list[Any]:
         """One call after the other (each atomic, as on the server)."""
-        return [await self.run(name, keys, args) for keys, args in calls]
+        replies: list[Any] = []
+        for keys, args in calls:
+            try:
+                replies.append(await self.run(name, keys, args, single_hashtag=single_hashtag))
+            except CacheResponseError as exc:
+                if not return_errors:
+                    raise
+                replies.append(exc)
+        return replies
 
     # -- execution ---------------------------------------------------------------------
     def _function(self, script: Script) -> Any:
