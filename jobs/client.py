@@ -1,11 +1,12 @@
 """The producer side: enqueue progress jobs, and ``ProgressPublisher`` (coalescing).
 
-``enqueue_job`` writes exactly what ``ArqRedis.enqueue_job`` writes (the JSON job record under
-``arq:job:<id>`` with a one-day expiry, and the id in the queue's sorted set) in one MULTI/EXEC
-round trip instead of ARQ's three. ``SET NX`` + ``ZADD NX`` keep ARQ's rule that an id is
-refused while its job exists. It ignores ARQ's result key, which only matters when re-using a
-job id after its job finished: our drain ids are never re-used that way on purpose (see
-docs/progress.md, "repair").
+``enqueue_jobs`` writes exactly what ``ArqRedis.enqueue_job`` writes (the JSON job record under
+the job key with a one-day expiry plus any deferral, and the id in the queue's sorted set,
+scored by the time it may start) with one script call per queue shard (``queue_enqueue.lua``),
+all in one round trip, instead of ARQ's three round trips per job. It keeps ARQ's rule that an
+id is refused while a job or a result with that id exists (de-duplication by id). The keys
+come from the queue's layout (``jobs.wire.layout``): ARQ's own, or hashtag shards, where each
+shard's call touches one hashtag (one slot on a Redis Cluster, one thread on Dragonfly).
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
+from arq.constants import default_queue_name, expires_extra_ms
 from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from cache.clock import wall_ms
 from cache.download import ProgressUpdate, PublishOutcome, new_drain_id
-from cache.errors import CacheError, translate_errors
+from cache.errors import CacheError
 from cache.keys import validate_name
 from cache.manager import CacheManager
+from cache.scripts import ScriptArg, ScriptCall, ScriptRunner
 from jobs.errors import InvalidPayloadError, PublishError
 from jobs.serializer import serialize
+from jobs.wire.layout import QueueLayout, QueueShard
 
 UPDATE_FUNCTION = "update_progress"
 BATCH_FUNCTION = "update_progress_batch"
@@ -49,27 +52,46 @@ def job_record(function: str, args: Sequence[Any], enqueue_ms: int | None = None
 
 
 async def enqueue_jobs(
-    queue: Redis, jobs: Sequence[JobSpec], *, queue_name: str = default_queue_name
+    queue: Redis,
+    jobs: Sequence[JobSpec],
+    *,
+    queue_name: str = default_queue_name,
+    layout: QueueLayout | None = None,
+    defer_until_ms: int | None = None,
+    scripts: ScriptRunner | None = None,
 ) -> list[bool]:
-    """Enqueue several jobs in one transaction; per job, False when its id already exists."""
+    """Enqueue several jobs in one round trip; per job, False when its id is taken (a job or a
+    result with that id exists). ``layout`` says where the queue's keys are (default: ARQ's
+    layout on ``queue_name``); ``defer_until_ms`` is when they may start (default: now);
+    ``scripts`` is the caller's runner on ``queue`` (default: a new one)."""
     if not jobs:
         return []
-    validate_name(queue_name, "queue name")
+    layout = layout or QueueLayout.arq(validate_name(queue_name, "queue name"))
     for _, _, job_id in jobs:
         validate_name(job_id, "job id")
     now = wall_ms()
-    with translate_errors(queue_name, operation="enqueue"):
-        async with queue.pipeline(transaction=True) as tx:
-            for function, args, job_id in jobs:
-                tx.set(
-                    job_key_prefix + job_id,
-                    job_record(function, args, now),
-                    px=expires_extra_ms,
-                    nx=True,
-                )
-                tx.zadd(queue_name, {job_id: now}, nx=True)
-            replies = await tx.execute()
-    return [bool(r) for r in replies[0::2]]
+    score = now if defer_until_ms is None else max(int(defer_until_ms), 1)
+    ttl = max(0, score - now) + expires_extra_ms
+    groups: dict[int, tuple[QueueShard, list[int]]] = {}
+    for index, (_, _, job_id) in enumerate(jobs):
+        shard = layout.for_job(job_id)
+        groups.setdefault(shard.index, (shard, []))[1].append(index)
+    calls: list[ScriptCall] = []
+    for shard, indexes in groups.values():
+        keys = [shard.queue]
+        args: list[ScriptArg] = []
+        for index in indexes:
+            function, fargs, job_id = jobs[index]
+            keys += (shard.job(job_id), shard.result(job_id))
+            args += (job_id, job_record(function, fargs, now), score, ttl)
+        calls.append((keys, args))
+    runner = scripts if scripts is not None else ScriptRunner(queue)
+    replies = await runner.run_many("queue_enqueue", calls, single_hashtag=layout.kind == "sharded")
+    done = [False] * len(jobs)
+    for (_, indexes), reply in zip(groups.values(), replies, strict=True):
+        for index, status in zip(indexes, reply, strict=True):
+            done[index] = status == 1
+    return done
 
 
 async def enqueue_job(
@@ -78,10 +100,18 @@ async def enqueue_job(
     *args: Any,
     job_id: str | None = None,
     queue_name: str = default_queue_name,
+    layout: QueueLayout | None = None,
+    defer_until_ms: int | None = None,
 ) -> str | None:
-    """Enqueue one job; returns its id, or None when a job with ``job_id`` already exists."""
+    """Enqueue one job; returns its id, or None when its id is taken."""
     jid = job_id or uuid.uuid4().hex
-    done = await enqueue_jobs(queue, [(function, args, jid)], queue_name=queue_name)
+    done = await enqueue_jobs(
+        queue,
+        [(function, args, jid)],
+        queue_name=queue_name,
+        layout=layout,
+        defer_until_ms=defer_until_ms,
+    )
     return jid if done[0] else None
 
 
@@ -130,7 +160,8 @@ class ProgressPublisher:
     Every drain applies every pending update of its shard, so after producers stop and the queue
     drains, each download holds its highest-seq update (docs/progress.md).
 
-    ``queue`` is the client of the store holding ARQ's queue (default: the cache's).
+    ``queue`` is the client of the store holding the queue (default: the cache's) and
+    ``layout`` its key layout (default: ARQ's, on ``queue_name``).
     """
 
     def __init__(
@@ -139,10 +170,12 @@ class ProgressPublisher:
         queue: Redis | None = None,
         *,
         queue_name: str = default_queue_name,
+        layout: QueueLayout | None = None,
     ) -> None:
         self.cache = cache
         self.queue = queue if queue is not None else cache.client
-        self.queue_name = queue_name
+        self.layout = layout or QueueLayout.arq(queue_name)
+        self.queue_name = self.layout.name
         self._drains_to_enqueue: dict[str, int] = {}
         self.enqueued = 0
 
@@ -180,7 +213,7 @@ class ProgressPublisher:
         owed = dict(self._drains_to_enqueue)
         jobs: list[JobSpec] = [(DRAIN_FUNCTION, [shard], jid) for jid, shard in owed.items()]
         try:
-            await enqueue_jobs(self.queue, jobs, queue_name=self.queue_name)
+            await enqueue_jobs(self.queue, jobs, layout=self.layout)
         except CacheError as exc:
             raise PublishError(
                 f"stored the update(s) but could not enqueue {len(jobs)} drain job(s) "

@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
 
-from arq.connections import ArqRedis
 from arq.typing import WorkerCoroutine
+from redis.asyncio import Redis
 
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs.config import MaintenanceSettings, WarmupSettings
+from jobs.wire.layout import QueueLayout
 
 
 class QueueSection(Protocol):
@@ -31,6 +32,8 @@ class QueueSection(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    def key_layout(self) -> QueueLayout: ...
 
 
 class JobSettings(Protocol):
@@ -46,10 +49,14 @@ class JobSettings(Protocol):
     def warmup(self) -> WarmupSettings: ...
 
 
-class LeaseTokens(Protocol):
-    """The job leases of this worker process (``worker.leases.JobLeases``)."""
+class RunLease(Protocol):
+    """The lease one run of a job holds (``worker.engine``): its key and token."""
 
-    def token(self, job_id: str) -> bytes | None: ...
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def token(self) -> bytes: ...
 
 
 class JobRuntime(Protocol):
@@ -61,17 +68,16 @@ class JobRuntime(Protocol):
     @property
     def state(self) -> str: ...
 
-    @property
-    def leases(self) -> LeaseTokens: ...
-
 
 class JobContext(TypedDict, total=False):
     """ARQ's ``ctx`` as the jobs see it (see the module docstring for who fills which key)."""
 
     cache: CacheManager
     """The process's one cache manager."""
-    redis: ArqRedis
-    """ARQ's client of the queue store."""
+    redis: Redis
+    """The client of the queue store (ARQ's ``ArqRedis`` under plain ARQ)."""
+    layout: QueueLayout
+    """Where the queue's keys are (``queue.layout``); see ``queue_layout``."""
     settings: JobSettings
     runtime: JobRuntime
     queue_scripts: ScriptRunner
@@ -83,6 +89,8 @@ class JobContext(TypedDict, total=False):
     score: int
     run_outcome: str
     """Set by a periodic run that ended without running its body (``jobs.slotrun``)."""
+    lease: RunLease
+    """This run's job lease (the key and the token it holds), when the engine claimed it."""
 
 
 P = ParamSpec("P")
@@ -93,3 +101,13 @@ def arq_job(job: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> WorkerCo
     """``job`` as ARQ's ``func``/``cron`` take it: ARQ types ``ctx`` as a plain dict, which is
     what a ``JobContext`` is at run time."""
     return cast(WorkerCoroutine, job)
+
+
+def queue_layout(ctx: JobContext) -> QueueLayout:
+    """The queue's key layout: ``ctx["layout"]``, else ARQ's layout on the queue name the
+    settings give (a context built by hand, or plain ARQ before start-up filled it in)."""
+    layout = ctx.get("layout")
+    if layout is not None:
+        return layout
+    settings = ctx.get("settings")
+    return settings.queue.key_layout() if settings is not None else QueueLayout.arq()

@@ -38,7 +38,7 @@ from jobs.client import (
     describe,
     enqueue_jobs,
 )
-from jobs.context import JobContext, arq_job
+from jobs.context import JobContext, arq_job, queue_layout
 from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
 from jobs.errors import InvalidPayloadError
 
@@ -201,16 +201,14 @@ async def apply_pending_progress(ctx: JobContext, shard: Any) -> dict[str, Any]:
     async with _store_retry(ctx):
         report = await manager.download.drain(shard, str(ctx["job_id"]))
         if report.handoff_id is not None:
-            queue = ctx["redis"]
             spec = (DRAIN_FUNCTION, [shard], report.handoff_id)
-            await enqueue_jobs(queue, [spec], queue_name=queue.default_queue_name)
+            await enqueue_jobs(ctx["redis"], [spec], layout=queue_layout(ctx))
     return asdict(report)
 
 
 async def repair_pending_progress(ctx: JobContext) -> int:
     """Enqueue a drain for every shard with pending updates whose drain is missing or older
     than ``download.pending_lease`` (a producer died between its put and its enqueue)."""
-    queue = ctx["redis"]
-    publisher = ProgressPublisher(ctx["cache"], queue, queue_name=queue.default_queue_name)
+    publisher = ProgressPublisher(ctx["cache"], ctx["redis"], layout=queue_layout(ctx))
     async with _store_retry(ctx):
         return await publisher.repair()

@@ -12,7 +12,14 @@ Reading is strict about the record: UTF-8 JSON whose fields have the types and r
 ``jobs.record`` checks. A record that fails raises ``InvalidJobRecordError``, an ARQ
 ``DeserializationError``, so ARQ fails that one job instead of tripping over a field later.
 NaN and the infinities (which Python's ``json`` reads and writes) are still accepted inside the
-arguments: results echo the arguments, and the job's payload validation refuses them itself.
+arguments: the job's payload validation refuses them itself; a result echoes them as ``null``.
+
+Speed: records and results are read and written with orjson (a job's record is read and its
+result written once per job; the stdlib's ``json`` was a tenth of the engine's time per job).
+Whatever orjson declines (NaN or Infinity tokens, integers beyond 64 bits, dictionary keys that
+are not strings) goes through the stdlib, so what is accepted and refused is unchanged; the
+only differences in the bytes written are non-ASCII text written as UTF-8 instead of escaped,
+and NaN or an infinity in a result written as ``null`` (valid JSON).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import orjson
 from arq.jobs import DeserializationError, SerializationError
 from pydantic import BaseModel
 
@@ -60,6 +68,10 @@ def _default(value: Any) -> Any:
 def serialize(obj: Any) -> bytes:
     """ARQ ``job_serializer``."""
     try:
+        return orjson.dumps(obj, default=_default)
+    except (TypeError, orjson.JSONEncodeError):
+        pass  # a key that is not a string, an integer beyond 64 bits: the stdlib's rules
+    try:
         return json.dumps(obj, default=_default, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:
         raise JobSerializationError(str(exc)) from exc
@@ -67,6 +79,10 @@ def serialize(obj: Any) -> bytes:
 
 def parse_record(data: bytes | bytearray | memoryview | str) -> Any:
     """The JSON value of ``data`` (strict UTF-8); ``InvalidJobRecordError`` when it is none."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass  # NaN or Infinity tokens, huge numbers, bad UTF-8: the stdlib says what it takes
     try:
         text = data if isinstance(data, str) else bytes(data).decode("utf-8")
         return json.loads(text)

@@ -35,13 +35,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
 from cache.clock import wall_s
 from cache.errors import CacheError, translate_errors
 from cache.scripts import ScriptRunner
-from jobs.context import JobContext
+from jobs.context import JobContext, queue_layout
 from jobs.guard import RunGuard
 from jobs.schedule import ClaimState, SlotClaims, now_ms, owed_window, scheduled_ms, slot_of
 from jobs.shield import complete
@@ -157,12 +156,13 @@ class SlotRun:
             await self._release()
 
     async def hand_back(
-        self, queue: Redis | None, stopping: bool, token: bytes | None = None
+        self, queue: Redis | None, stopping: bool, lease: tuple[str, bytes | None]
     ) -> None:
         """Cancelled before the body finished: free the slot for this job id's retry.
 
-        ``token`` is this run's lease token (``SeenWorker``): the marker is deleted only while
-        it still holds it (compare-and-delete), so a retry's marker is never touched."""
+        ``lease`` is this run's lease key and token (the engine's; no token under plain ARQ):
+        the marker is deleted only while it still holds the token (compare-and-delete), so a
+        retry's marker is never touched."""
         try:
             await self.guard.release(self.name, self.job_id)
         except CacheError as exc:
@@ -171,7 +171,7 @@ class SlotRun:
             return
         self.holds_guard = False
         if stopping and self.period > 0 and queue is not None:
-            key = in_progress_key_prefix + self.job_id
+            key, token = lease
             if token is None:  # claimed by plain ARQ: its marker holds no token
                 with translate_errors(key, operation="DEL"):
                     await queue.delete(key)
@@ -201,14 +201,19 @@ class SlotRun:
         self.holds_guard = False
 
 
-def lease_token(ctx: JobContext) -> bytes | None:
-    """This run's job lease token, when ``SeenWorker`` claimed it (``worker.leases``)."""
-    runtime = ctx.get("runtime")
-    return runtime.leases.token(ctx.get("job_id", "")) if runtime is not None else None
+def run_lease(ctx: JobContext) -> tuple[str, bytes | None]:
+    """This run's lease key and token: the engine's (``ctx["lease"]``), or under plain ARQ the
+    in-progress key of ARQ's layout, which holds no token."""
+    lease = ctx.get("lease")
+    if lease is not None:
+        return lease.key, lease.token
+    return queue_layout(ctx).for_job(str(ctx.get("job_id", ""))).in_progress(
+        str(ctx.get("job_id", ""))
+    ), None
 
 
 def stopping(ctx: JobContext) -> bool:
-    """Is this worker stopping? (``SeenWorker`` sets its runtime's state on SIGTERM/SIGINT.)"""
+    """Is this worker stopping? (The engine sets its runtime's state on SIGTERM/SIGINT.)"""
     runtime = ctx.get("runtime")
     return runtime is not None and runtime.state == "stopping"
 
@@ -238,7 +243,7 @@ async def run_slot(
         body_started = now_ms()
         result.update(await body())
     except asyncio.CancelledError:
-        step = run.hand_back(ctx.get("redis"), stopping(ctx), lease_token(ctx))
+        step = run.hand_back(ctx.get("redis"), stopping(ctx), run_lease(ctx))
         await complete(step, f"{name}: hand-back", cancelled=True)
         raise
     except Exception as exc:

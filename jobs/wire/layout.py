@@ -115,6 +115,12 @@ class QueueLayout:
     def count(self) -> int:
         return len(self.shards)
 
+    @property
+    def paused_key(self) -> str:
+        """``<name>:paused``: while it exists, workers claim no job of this queue (the
+        dashboard's and ``seen-worker queue pause``'s switch; one key for every shard)."""
+        return f"{self.name}:paused"
+
     def shard_index(self, job_id: str) -> int:
         """The shard of ``job_id``: 0 in ARQ's layout, else CRC-32 of its UTF-8 bytes mod n."""
         return 0 if len(self.shards) == 1 else shard_of(job_id, len(self.shards))
