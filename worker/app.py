@@ -1,33 +1,42 @@
-"""Builds the ARQ worker configuration from ``Settings``: functions, cron jobs, hooks.
+"""The worker process, composed: ``SeenWorker`` owns every resource ``seen-worker run`` uses.
 
-The job context (``ctx``) carries ``settings``, ``runtime`` (the ``WorkerRuntime``: id,
-heartbeats, leases, counters), ``worker_id``, and from start-up on ``cache`` (the process's one
-``CacheManager``), ``redis`` (ARQ's queue store client) and ``queue_scripts`` (our scripts on
-the queue store). Locks, slot claims, heartbeats and job counters live on the queue store, so an
-evicting cache instance never holds them.
+``SeenWorker(settings).run()`` starts, in order: the queue store's client (waiting up to
+``worker.startup_timeout`` for it), Sentry, the cache manager (waiting for the cache store),
+``/metrics`` ``/livez`` ``/readyz``, heartbeats, the start-up warmup, then the job engine
+(``worker.engine``), with every collaborator handed to it at construction. It returns after a
+stop (``stop()``: SIGTERM/SIGINT under ``seen-worker run``) or, in burst mode, once the queue
+is empty, having closed all of them (bounded). Start-up objects are frozen out of the cyclic
+garbage collector before the first job (``gc.freeze``): full collections would otherwise walk
+them again and again while jobs run.
 
-Per-function timeouts stay short (``ping`` 5 s, maintenance ``maintenance.timeout``, the rest
-``worker.job_timeout``); a dead worker's job is picked up after ``worker.job_lease`` whatever the
-timeouts (see ``worker.runtime``).
+``arq worker.settings.WorkerSettings`` (ARQ's own CLI) still works: ``build_worker_settings``
+gives ARQ's ``Worker`` the same functions, periodic jobs and heartbeats on ARQ's key layout.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import gc
 import logging
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
+from arq.cron import CronJob
 from arq.worker import Function, func
 
+from cache.cancellation import cancel_and_wait
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, probe, progress, serializer
 from jobs.context import JobContext, arq_job
+from jobs.deadletter import make_dead_letter, push_dead_letters
 from worker.cron import build_cron_jobs
+from worker.engine import Engine, EngineConfig
+from worker.engine.functions import Defaults, function_table
+from worker.engine.schedule import Periodic
 from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
 from worker.outage import wait_until_reachable
@@ -37,6 +46,9 @@ from worker.sentry import init_sentry, instrument
 from worker.settings import Settings, load_settings
 
 log = logging.getLogger("seen.worker")
+
+CLOSE_WITHIN_S = 2.5
+"""What closing the stores and the HTTP server may take after the engine stopped."""
 
 
 def queue_redis_settings(settings: Settings) -> RedisSettings:
@@ -56,7 +68,8 @@ def queue_redis_settings(settings: Settings) -> RedisSettings:
 
 
 def create_queue_pool(settings: Settings) -> ArqRedis:
-    """ARQ's client on our pool: socket timeouts, retries with backoff, health checks."""
+    """The queue store's client (ARQ's ``ArqRedis`` on our pool: socket timeouts, retries with
+    backoff, health checks), which jobs get as ``ctx["redis"]``."""
     return ArqRedis(
         create_pool(settings.queue_cache_settings()),
         job_serializer=serializer.serialize,
@@ -84,65 +97,261 @@ def job_functions(settings: Settings) -> list[Function]:
     ]
 
 
-async def on_startup(ctx: dict[str, Any]) -> None:
-    """Completes the job context (``jobs.context.JobContext``): ``build_worker_settings`` put
-    ``settings``, ``runtime`` and ``worker_id`` in, ARQ ``redis``; here ``queue_scripts`` and
-    ``cache`` join them."""
-    settings: Settings = ctx["settings"]
-    runtime: WorkerRuntime = ctx["runtime"]
-    queue: ArqRedis = ctx["redis"]
-    await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
-    init_sentry(settings, runtime.worker_id)
-    scripts = ScriptRunner(queue)
-    manager = await CacheManager.connect(settings, verify=False)
-    ctx.update(queue_scripts=scripts, cache=manager)
-    runtime.progress_outcomes = manager.download.outcomes
-    runtime.manager = manager
-    await start_http(ctx)
-    await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
-    await runtime.start(queue, scripts)
-    if settings.maintenance.warmup_at_startup:
-        startup: JobContext = {
+def periodic_schedules(cron_jobs: Sequence[CronJob], settings: Settings) -> list[Periodic]:
+    """The engine's schedules of the periodic jobs ``build_cron_jobs`` declares."""
+    cfg = settings.maintenance
+    periods = {"repair_pending_progress": cfg.repair_every}
+    return [Periodic(c.name, periods.get(c.name) or cfg.period(c.name)) for c in cron_jobs]
+
+
+class ManagerDeadLetters:
+    """The engine's dead letters, kept by the cache manager (``jobs.deadletter``)."""
+
+    def __init__(self, manager: CacheManager) -> None:
+        self.manager = manager
+
+    async def letter(
+        self, job_id: str, function: str, reason: str, payload: Any, job_try: int
+    ) -> None:
+        letter = make_dead_letter(
+            self.manager,
+            job_id=job_id,
+            function=function,
+            reason=reason,
+            payload=payload,
+            job_try=job_try,
+        )
+        await push_dead_letters(self.manager, [letter])
+
+
+class SeenWorker:
+    """One worker process: its stores, heartbeats, HTTP server and engine (module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        runtime: WorkerRuntime | None = None,
+        extra_functions: Sequence[Function] = (),
+        burst: bool = False,
+        max_burst_jobs: int = -1,
+        cron: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.runtime = runtime or WorkerRuntime(settings)
+        self.layout = settings.queue.key_layout()
+        self.burst = burst
+        self.max_burst_jobs = max_burst_jobs
+        functions = [*job_functions(settings), *extra_functions]
+        cron_jobs = build_cron_jobs(settings) if cron else []
+        if settings.sentry.dsn is not None:  # Sentry sees each job as it runs
+            functions, cron_jobs = instrument(functions), instrument(cron_jobs)
+        w = settings.worker
+        defaults = Defaults(w.job_timeout, w.max_tries, w.keep_result)
+        self.functions = function_table([*functions, *cron_jobs], defaults)
+        self.periodic = periodic_schedules(cron_jobs, settings)
+        crons = [c.name for c in cron_jobs]
+        self.metrics = WorkerMetrics(self.functions, self, crons)
+        self.queue: ArqRedis | None = None
+        self.scripts: ScriptRunner | None = None
+        self.manager: CacheManager | None = None
+        self.http: HttpServer | None = None
+        self.engine: Engine | None = None
+        self.ctx: dict[str, Any] = {}
+        self._stop_requested: float | None = None
+        self._stopped = False
+
+    @property
+    def worker_id(self) -> str:
+        return self.runtime.worker_id
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Stop: no new jobs, running ones get ``grace_s`` (default ``shutdown_grace``)."""
+        self.runtime.state = "stopping"
+        if self.engine is not None:
+            self.engine.stop(grace_s)
+        else:
+            self._stop_requested = (
+                self.settings.worker.shutdown_grace if grace_s is None else grace_s
+            )
+
+    async def run(self) -> None:
+        """Start, run jobs until stopped (or the burst is over), close everything (bounded).
+        Raises ``StartupTimeout`` / ``QueueStoreError`` when start-up cannot complete."""
+        try:
+            engine = await self._start()
+            if self._stop_requested is not None:
+                engine.stop(self._stop_requested)
+            gc.collect()
+            gc.freeze()
+            await engine.run()
+        finally:
+            await self.aclose()
+
+    async def _start(self) -> Engine:
+        settings = self.settings
+        runtime = self.runtime
+        w = settings.worker
+        self.queue = queue = create_queue_pool(settings)
+        await wait_until_reachable(queue.ping, runtime.outage, w.startup_timeout)
+        if self.layout.kind == "arq":
+            await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
+        init_sentry(settings, runtime.worker_id)
+        self.scripts = scripts = ScriptRunner(queue)
+        self.manager = manager = await CacheManager.connect(settings, verify=False)
+        self.ctx = {
             "cache": manager,
             "redis": queue,
             "settings": settings,
             "runtime": runtime,
             "queue_scripts": scripts,
             "worker_id": runtime.worker_id,
-            "job_id": f"startup-{runtime.worker_id}",
+            "layout": self.layout,
         }
+        await self._start_http()
+        await wait_until_reachable(manager.ping, runtime.cache_outage, w.startup_timeout)
+        engine = Engine(
+            layout=self.layout,
+            client=queue,
+            scripts=scripts,
+            functions=self.functions,
+            periodic=self.periodic,
+            config=EngineConfig(
+                max_jobs=w.max_jobs,
+                poll_delay_s=w.poll_delay,
+                job_lease_s=w.job_lease,
+                renew_every_s=w.heartbeat_interval,
+                shutdown_grace_s=w.shutdown_grace,
+                failed_result_ms=round(w.keep_result * 1000),
+                backoff_base_s=w.backoff_base,
+                backoff_cap_s=w.backoff_cap,
+                burst=self.burst,
+                max_burst_jobs=self.max_burst_jobs,
+                log_successes=settings.log.jobs == "all",
+            ),
+            context=self.ctx,
+            observer=self.metrics,
+            dead_letters=ManagerDeadLetters(manager),
+            worker_id=runtime.worker_id,
+            outage=runtime.outage,
+            on_stopping=self._stopping,
+        )
+        self.engine = engine
+        await runtime.start(queue, counts=self._store_counts, running=lambda: engine.running)
+        if settings.maintenance.warmup_at_startup:
+            await self._warmup()
+        runtime.state = "running"
+        log.info(
+            "worker %s started: cache %s, queue %s (%s) on %s, %d functions",
+            runtime.worker_id,
+            settings.cache.safe_url(),
+            settings.queue.name,
+            self.layout.describe(),
+            settings.queue_cache_settings().safe_url(),
+            len(self.functions),
+        )
+        return engine
+
+    def _stopping(self) -> None:
+        self.runtime.state = "stopping"
+
+    def _store_counts(self) -> dict[str, int]:
+        """The engine's totals as the fleet-wide counters name them."""
+        assert self.engine is not None
+        c = self.engine.counts
+        return {"done": c.complete, "failed": c.failed + c.cancelled, "retried": c.retried}
+
+    async def _start_http(self) -> None:
+        """Serve ``/metrics``, ``/livez``, ``/readyz`` (``[http]``); a port that cannot be bound
+        is logged as an error and the worker runs on without them."""
+        settings = self.settings
+        if not settings.http.enabled:
+            return
+        server = HttpServer(settings.http, self.metrics.registry, self.runtime.readiness)
         try:
-            async with asyncio.timeout(settings.maintenance.timeout):
+            await server.start()
+        except OSError as exc:
+            log.error("http.addr %s cannot be bound (%s): no /metrics", settings.http.addr, exc)
+            return
+        self.http = server
+        self.runtime.http_port = server.port
+
+    async def _warmup(self) -> None:
+        startup: JobContext = {**self.ctx, "job_id": f"startup-{self.worker_id}"}  # type: ignore[typeddict-item]
+        try:
+            async with asyncio.timeout(self.settings.maintenance.timeout):
                 done = await maintenance.warmup_cache(startup)
         except Exception:
             log.exception("start-up warmup failed; the worker carries on")
         else:
             log.info("start-up warmup: %s", done)
-    runtime.state = "running"
-    log.info(
-        "worker %s started: cache %s, queue %s on %s",
-        runtime.worker_id,
-        settings.cache.safe_url(),
-        settings.queue.name,
-        settings.queue_cache_settings().safe_url(),
-    )
+
+    def metric_totals(self) -> dict[str, Any]:
+        """Totals owned by the engine, the runtime and the cache manager, read at scrape time
+        (``worker.http.series.Totals``)."""
+        engine, runtime, manager = self.engine, self.runtime, self.manager
+        totals: dict[str, Any] = {
+            "leases_lost": engine.leases.lost_total if engine is not None else 0,
+            "poll_errors": engine.poll_errors if engine is not None else 0,
+            "outages": {"queue": runtime.outage.outages, "cache": runtime.cache_outage.outages},
+            "store_errors": {
+                "queue": dict(runtime.outage.errors),
+                "cache": dict(runtime.cache_outage.errors),
+            },
+            "progress": dict(manager.download.outcomes) if manager is not None else {},
+        }
+        if manager is not None:
+            totals.update(
+                reads=manager.reads.snapshot(),
+                locks=manager.locks.counters(),
+                rate_limits=dict(manager.ratelimit.decisions),
+                **manager.download.coalescing_counts(),
+            )
+        return totals
+
+    async def aclose(self) -> None:
+        """Stop heartbeats (removing ours), close the cache manager, the HTTP server and the
+        queue store's connections; bounded, store or no store."""
+        if self._stopped:
+            return
+        self._stopped = True
+        gc.unfreeze()
+        await self.runtime.stop()
+        manager, self.manager = self.manager, None
+        http, self.http = self.http, None
+        queue, self.queue = self.queue, None
+        closing = []
+        if manager is not None:
+            closing.append(asyncio.ensure_future(manager.aclose()))
+        if http is not None:
+            closing.append(asyncio.ensure_future(http.aclose()))
+        if queue is not None:
+            closing.append(asyncio.ensure_future(queue.aclose(close_connection_pool=True)))
+        if closing:
+            done, pending = await asyncio.wait(closing, timeout=CLOSE_WITHIN_S)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    log.warning("closing: %s", task.exception())
+            if pending:
+                await cancel_and_wait(pending, 0.5, "closing the stores")
+        log.info("worker %s stopped", self.worker_id)
 
 
-async def start_http(ctx: dict[str, Any]) -> None:
-    """Serve ``/metrics``, ``/livez``, ``/readyz`` (``[http]``); a port that cannot be bound
-    is logged as an error and the worker runs on without them."""
+# -- ARQ's own CLI: ``arq worker.settings.WorkerSettings`` --------------------------------
+async def on_startup(ctx: dict[str, Any]) -> None:
+    """Completes ARQ's job context (``jobs.context.JobContext``): ``build_worker_settings``
+    put ``settings``, ``runtime`` and ``worker_id`` in, ARQ ``redis``; here ``queue_scripts``,
+    ``cache`` and ``layout`` join them, and heartbeats start."""
     settings: Settings = ctx["settings"]
     runtime: WorkerRuntime = ctx["runtime"]
-    if not settings.http.enabled or runtime.metrics is None:
-        return
-    server = HttpServer(settings.http, runtime.metrics.registry, runtime.readiness)
-    try:
-        await server.start()
-    except OSError as exc:
-        log.error("http.addr %s cannot be bound (%s): no /metrics", settings.http.addr, exc)
-        return
-    ctx["http"] = server
-    runtime.http_port = server.port
+    queue: ArqRedis = ctx["redis"]
+    await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
+    init_sentry(settings, runtime.worker_id)
+    manager = await CacheManager.connect(settings, verify=False)
+    ctx.update(queue_scripts=ScriptRunner(queue), cache=manager, layout=settings.queue.key_layout())
+    await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
+    await runtime.start(queue)
+    runtime.state = "running"
 
 
 async def on_shutdown(ctx: dict[str, Any]) -> None:
@@ -151,10 +360,6 @@ async def on_shutdown(ctx: dict[str, Any]) -> None:
     manager: CacheManager | None = ctx.pop("cache", None)
     if manager is not None:
         await manager.aclose()
-    server: HttpServer | None = ctx.pop("http", None)
-    if server is not None:
-        await server.aclose()
-    log.info("worker %s stopped", runtime.worker_id)
 
 
 async def on_job_start(ctx: dict[str, Any]) -> None:
@@ -165,29 +370,19 @@ async def on_job_end(ctx: dict[str, Any]) -> None:
     await ctx["runtime"].on_job_end(ctx)
 
 
-async def after_job_end(ctx: dict[str, Any]) -> None:
-    await ctx["runtime"].after_job_end(ctx)
-
-
 def build_worker_settings(
     settings: Settings, runtime: WorkerRuntime | None = None
 ) -> dict[str, Any]:
-    """Keyword arguments for ``arq.worker.Worker`` (and ``SeenWorker``)."""
+    """Keyword arguments for ARQ's ``Worker`` (``arq worker.settings.WorkerSettings``): the
+    same functions and periodic jobs on ARQ's key layout, with heartbeats. ARQ runs them with
+    its own rules (no batch claim, no tokened leases, no metrics): docs/operations.md."""
+    if settings.queue.layout != "arq":
+        raise ValueError("ARQ's own worker runs only the arq queue layout (queue.layout)")
     runtime = runtime or WorkerRuntime(settings)
     w = settings.worker
     functions = job_functions(settings)
     cron_jobs = build_cron_jobs(settings)
-    crons = [c.name for c in cron_jobs]
-    metrics = WorkerMetrics([f.name for f in functions] + crons, runtime, crons)
-    runtime.metrics = metrics
-    functions = [
-        dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine)) for j in functions
-    ]
-    cron_jobs = [
-        dataclasses.replace(j, coroutine=metrics.wrap(j.name, j.coroutine, cron=True))
-        for j in cron_jobs
-    ]
-    if settings.sentry.dsn is not None:  # outermost: Sentry sees the job as ARQ runs it
+    if settings.sentry.dsn is not None:
         functions, cron_jobs = instrument(functions), instrument(cron_jobs)
     return {
         "functions": functions,
@@ -206,9 +401,8 @@ def build_worker_settings(
         "on_shutdown": on_shutdown,
         "on_job_start": on_job_start,
         "on_job_end": on_job_end,
-        "after_job_end": after_job_end,
         "handle_signals": True,
-        "allow_abort_jobs": True,  # Job.abort() cancels a running job (counted "cancelled")
+        "allow_abort_jobs": True,
         "job_completion_wait": w.shutdown_grace,
         "health_check_key": runtime.keys.worker_arq_health(runtime.worker_id),
         "health_check_interval": w.heartbeat_interval,

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -66,27 +66,43 @@ def run_async(coro: Coroutine[Any, Any, int], use_uvloop: bool = True) -> int:
 
 # -- run ------------------------------------------------------------------------------------
 async def run_worker(settings: Settings) -> int:
-    """Run the worker until SIGTERM/SIGINT; 0 after a graceful stop, 1 if start-up failed."""
-    from worker.app import build_worker_settings, create_queue_pool
+    """Run the worker until SIGTERM/SIGINT; 0 after a graceful stop, 1 if start-up failed.
+
+    The first signal stops the worker gracefully (running jobs get ``worker.shutdown_grace``)
+    and arms a thread-backed exit deadline (grace + ``STOP_MARGIN_S``) that ends the process
+    whatever happens; a second signal is logged and changes nothing."""
+    from worker.app import SeenWorker
+    from worker.exit_deadline import STOP_MARGIN_S, ExitDeadline
     from worker.queue_store import QueueStoreError
-    from worker.resilience import SeenWorker
     from worker.runtime import WorkerRuntime
     from worker.sentry import init_sentry
 
     runtime = WorkerRuntime(settings)
     init_sentry(settings, runtime.worker_id)
-    kwargs = build_worker_settings(settings, runtime)
-    worker = SeenWorker(**kwargs, redis_pool=create_queue_pool(settings))
-    code = 0
+    worker = SeenWorker(settings, runtime=runtime)
+    deadline = ExitDeadline()
+    grace = settings.worker.shutdown_grace
+
+    def on_signal(signum: signal.Signals) -> None:
+        if deadline.armed:
+            log.info("stop already under way (%s again)", signum.name)
+            return
+        log.info("%s: stopping; running jobs get %.1fs", signum.name, grace)
+        deadline.arm(grace + STOP_MARGIN_S)
+        worker.stop()
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
     try:
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.async_run()
+        await worker.run()
     except (StartupTimeout, QueueStoreError) as exc:
         log.error("start-up failed: %s", exc)
-        code = 1
+        return 1
     finally:
-        await worker.close()
-    return code
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:

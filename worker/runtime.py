@@ -1,18 +1,14 @@
-"""Per-process worker state: identity, heartbeat loop, job leases and job counters.
+"""Per-process worker state: identity, state, heartbeats and the fleet-wide job counters.
 
-One ``WorkerRuntime`` per worker process, in the ARQ context as ``ctx["runtime"]``. It is driven
-by the ARQ hooks (``worker.app``), so heartbeats, leases and counters work under ``seen-worker
-run`` and under ``arq worker.settings.WorkerSettings`` alike; job totals (done/failed/retried)
-need ``SeenWorker``, which attaches itself as their source.
+One ``WorkerRuntime`` per worker process, in the job context as ``ctx["runtime"]``. Its loop
+beats every ``worker.heartbeat_interval`` in one pipelined round trip to the queue store that
+- writes the heartbeat (``worker.heartbeat``: who, since when, state, jobs running and ended),
+- adds this worker's new job counts to the fleet-wide ``seen:jobs:stats``.
 
-Every beat is one pipelined round trip to the queue store that
-- writes the heartbeat (``worker.heartbeat``),
-- renews the lease of every running job: ARQ's ``arq:in-progress:<id>`` key gets
-  ``worker.job_lease`` again, so a job of a killed worker is picked up by another worker at most
-  ``job_lease`` after the kill instead of after the longest job timeout plus 10 s
-  (python-arq/arq#402). Jobs ``SeenWorker`` claimed carry a token and are renewed only while
-  the token is theirs (``worker.leases``); jobs of plain ARQ are renewed by key,
-- adds this worker's new done/failed/retried counts to the fleet-wide ``seen:jobs:stats``.
+What it counts comes from whoever runs the jobs, handed over at ``start``: the engine's totals
+under ``seen-worker run``; under ``arq worker.settings.WorkerSettings`` (plain ARQ) the ARQ hooks
+track the running jobs and nothing is counted. Job leases are the engine's
+(``worker.engine.leases``), renewed by its own keeper.
 """
 
 from __future__ import annotations
@@ -24,40 +20,30 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from arq.constants import in_progress_key_prefix
 from redis.asyncio import Redis
 
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
-from cache.download import ApplyOutcome
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
-from cache.manager import CacheManager
-from cache.scripts import ScriptRunner
 from jobs.stats import JOB_OUTCOMES
 from worker.heartbeat import WorkerBeat, add_beat, now_ms, remove_beat
-from worker.http.metrics import WorkerMetrics
-from worker.leases import JobLeases
 from worker.outage import OutageLog, is_store_outage
 from worker.settings import Settings
 
 log = logging.getLogger("seen.worker.runtime")
 
-FLUSH_EVERY_S = 1.0
-"""``after_job_end`` pushes job counts at most this often; beats push the rest."""
 STOP_TIMEOUT_S = 1.5
 """Longest the last beat (counts + heartbeat removal) may take at shutdown."""
 STOP_LOOP_WITHIN_S = 1.0
 """Longest the heartbeat task gets to end once cancelled."""
 
 
-class CounterSource(Protocol):
-    jobs_complete: int
-    jobs_failed: int
-    jobs_retried: int
+Counts = Callable[[], Mapping[str, int]]
+"""Jobs ended so far by this process, by ``seen:jobs:stats`` field (done, failed, retried)."""
 
 
 def make_worker_id() -> str:
@@ -67,7 +53,7 @@ def make_worker_id() -> str:
 
 
 class WorkerRuntime:
-    """Identity and background duties of one worker process."""
+    """Identity, state and heartbeats of one worker process."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
@@ -77,63 +63,26 @@ class WorkerRuntime:
         self.started_ms = now_ms()
         self.state = "starting"
         self.running: set[str] = set()
-        self.leases = JobLeases(self.worker_id, settings.worker.job_lease)
-        self.outage = OutageLog(
-            "queue store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
+        """Jobs running under plain ARQ (its hooks); the engine reports its own count."""
+        backoff = settings.worker
+        self.outage = OutageLog("queue store", Backoff(backoff.backoff_base, backoff.backoff_cap))
+        self.cache_outage = OutageLog(
+            "cache store", Backoff(backoff.backoff_base, backoff.backoff_cap)
         )
         self.beats = 0
         self.last_beat_at: float | None = None
         """``time.monotonic()`` of the last beat that reached the store."""
-        self.cache_outage = OutageLog(
-            "cache store", Backoff(settings.worker.backoff_base, settings.worker.backoff_cap)
-        )
-        self.metrics: WorkerMetrics | None = None
-        """Set by ``worker.app.build_worker_settings`` (it knows the function names)."""
-        self.progress_outcomes: Mapping[ApplyOutcome, int] = {}
-        """The cache manager's apply counts (``DownloadCache.outcomes``), set at start-up."""
-        self.manager: CacheManager | None = None
-        """The process's cache manager, set at start-up: its counters feed the metrics."""
         self.http_port: int | None = None
         """The port ``/metrics`` is served on (the bound one when ``http.addr`` says 0)."""
-        self._source: CounterSource | None = None
+        self._counts: Counts | None = None
+        self._running: Callable[[], int] = lambda: len(self.running)
         self._flushed = dict.fromkeys(JOB_OUTCOMES, 0)
         self._last_flush = 0.0
         self._client: Redis | None = None
-        self._scripts: ScriptRunner | None = None
         self._task: asyncio.Task[None] | None = None
 
-    # -- wiring ---------------------------------------------------------------------------
-    def attach(self, source: CounterSource) -> None:
-        """Use ``source``'s counters (the ARQ worker) for job totals."""
-        self._source = source
-
     def counts(self) -> dict[str, int] | None:
-        if self._source is None:
-            return None
-        s = self._source
-        return {"done": s.jobs_complete, "failed": s.jobs_failed, "retried": s.jobs_retried}
-
-    def metric_totals(self) -> dict[str, Any]:
-        """Counters owned here and by ``SeenWorker``, for ``worker.http.metrics`` scrapes."""
-        totals: dict[str, Any] = {
-            "leases_lost": self.leases.lost_total,
-            "poll_errors": getattr(self._source, "poll_errors", 0),
-            "outages": {"queue": self.outage.outages, "cache": self.cache_outage.outages},
-            "store_errors": {
-                "queue": dict(self.outage.errors),
-                "cache": dict(self.cache_outage.errors),
-            },
-            "progress": dict(self.progress_outcomes),
-        }
-        manager = self.manager
-        if manager is not None:
-            totals.update(
-                reads=manager.reads.snapshot(),
-                locks=manager.locks.counters(),
-                rate_limits=dict(manager.ratelimit.decisions),
-                **manager.download.coalescing_counts(),
-            )
-        return totals
+        return None if self._counts is None else dict(self._counts())
 
     def readiness(self) -> str | None:
         """None when this worker should get work, else why not (``/readyz``)."""
@@ -146,18 +95,25 @@ class WorkerRuntime:
             return f"no heartbeat reached the queue store within {stale_after:g}s"
         return None
 
-    async def start(self, client: Redis, scripts: ScriptRunner | None = None) -> None:
-        """Beat once now (best effort) and keep beating in the background; ``scripts`` is the
-        worker's runner on the same (queue) store, when it has one."""
+    async def start(
+        self,
+        client: Redis,
+        *,
+        counts: Counts | None = None,
+        running: Callable[[], int] | None = None,
+    ) -> None:
+        """Beat once now (best effort) and keep beating in the background. ``counts`` and
+        ``running`` are read at every beat (the engine's totals and running jobs)."""
         self._client = client
-        self._scripts = scripts or ScriptRunner(client)
+        self._counts = counts
+        if running is not None:
+            self._running = running
         await self._beat_logged()
         self._task = asyncio.create_task(self._loop(), name=f"heartbeat-{self.worker_id}")
 
     async def stop(self) -> None:
         """Stop beating, push the last counts and remove this worker's heartbeat (bounded)."""
         self.state = "stopping"
-        self.leases.close()
         if self._task is not None:
             await cancel_and_wait([self._task], STOP_LOOP_WITHIN_S, "heartbeat task")
             self._task = None
@@ -176,32 +132,12 @@ class WorkerRuntime:
         else:
             log.info("heartbeat of %s removed", self.worker_id)
 
-    # -- ARQ hooks ------------------------------------------------------------------------
+    # -- ARQ hooks (plain ARQ only) -------------------------------------------------------
     async def on_job_start(self, ctx: dict[str, Any]) -> None:
         self.running.add(ctx["job_id"])
-        self.leases.phase(ctx["job_id"], "body")
 
     async def on_job_end(self, ctx: dict[str, Any]) -> None:
         self.running.discard(ctx["job_id"])
-        self.leases.phase(ctx["job_id"], "finishing")
-        # SeenWorker's run puts the outcome it decided in ctx (plain ARQ: none, not counted)
-        ctx.setdefault("outcome", None)
-
-    async def after_job_end(self, ctx: dict[str, Any]) -> None:
-        outcome = ctx.get("outcome")
-        stale: set[str] = getattr(self._source, "stale_job_ids", set())
-        if ctx["job_id"] in stale:
-            stale.discard(ctx["job_id"])
-            outcome = "stale"
-        if self.metrics is not None and outcome is not None:
-            self.metrics.job_ended(ctx.get("function"), outcome)
-        if time.monotonic() - self._last_flush >= FLUSH_EVERY_S:
-            try:
-                await self.flush_counts()
-            except Exception as exc:
-                if not is_store_outage(exc):
-                    raise
-                log.debug("job counts not pushed yet: %s", exc)
 
     # -- beats ----------------------------------------------------------------------------
     def beat(self) -> WorkerBeat:
@@ -214,7 +150,7 @@ class WorkerRuntime:
             state=self.state,
             started_ms=self.started_ms,
             last_beat_ms=now_ms(),
-            running=len(self.running),
+            running=self._running(),
             **counts,
         )
 
@@ -223,7 +159,7 @@ class WorkerRuntime:
         if counts is None:
             return {}
         deltas = {k: counts[k] - self._flushed[k] for k in JOB_OUTCOMES}
-        self._flushed = counts
+        self._flushed = {k: counts[k] for k in JOB_OUTCOMES}
         return deltas
 
     def _give_back(self, deltas: dict[str, int]) -> None:
@@ -250,19 +186,13 @@ class WorkerRuntime:
         self._last_flush = time.monotonic()
 
     async def beat_once(self) -> None:
-        """Lease renewal (one round trip), then heartbeat + plain leases + job counts (one)."""
-        assert self._client is not None and self._scripts is not None
-        worker = self.settings.worker
-        lease_ms = self.leases.lease_ms
-        await self.leases.renew(self._scripts)
+        """Heartbeat and job counts, one round trip."""
+        assert self._client is not None
         deltas = self._take_deltas()
         try:
             with translate_errors(self.keys.worker_heartbeat(self.worker_id), operation="beat"):
                 async with self._client.pipeline(transaction=False) as pipe:
-                    add_beat(pipe, self.keys, self.beat(), worker.heartbeat_ttl)
-                    for job_id in self.running:
-                        if job_id not in self.leases.held:  # claimed by plain ARQ: no token
-                            pipe.pexpire(in_progress_key_prefix + job_id, lease_ms)
+                    add_beat(pipe, self.keys, self.beat(), self.settings.worker.heartbeat_ttl)
                     for name, delta in deltas.items():
                         if delta:
                             pipe.hincrby(self.keys.job_stats(), name, delta)

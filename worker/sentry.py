@@ -20,11 +20,14 @@ import sentry_sdk
 from arq.cron import CronJob
 from arq.worker import Function, Retry, RetryJob
 from sentry_sdk.integrations.arq import ArqIntegration
+from sentry_sdk.integrations.logging import ignore_logger
 from sentry_sdk.transport import Transport
 
 from worker.settings import Settings
 
 FILTERED = "[Filtered]"
+JOB_LOGGER = "seen.worker.jobs"
+"""The engine's per-job log (``worker.engine.run``)."""
 _SECRET_NAME = re.compile(
     r"pass(word|wd)?|secret|token|authorization|^auth$|api[_-]?key|dsn|cookie|credential"
     r"|private[_-]?key|session[_-]?id",
@@ -93,6 +96,9 @@ def init_sentry(
     if transport is not None:
         options["transport"] = transport
     sentry_sdk.init(**options)
+    # a failed job is sent once, by its wrapper (with the job's tags); the engine's log line
+    # about the same failure must not become a second event
+    ignore_logger(JOB_LOGGER)
     if worker_id:
         sentry_sdk.set_tag("worker_id", worker_id)
     return True

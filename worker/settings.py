@@ -236,6 +236,11 @@ class DashboardSettings(_Listener):
 class LogSettings(_Section):
     level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     json_lines: bool = Field(False, alias="json")
+    jobs: Literal["failures", "all"] = Field(
+        "failures",
+        description='per-job log lines: "failures" (failed, retried, cancelled, dead-lettered) '
+        'or "all" (also one line per completed job)',
+    )
 
 
 class FleetSettings(_Section):

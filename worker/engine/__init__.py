@@ -1,9 +1,13 @@
-"""The batched job engine of ``SeenWorker``: claim due jobs in batches, finish them in batches.
+"""The job engine: a worker loop of its own over ARQ's job format (docs/architecture.md).
 
-ARQ claims each job with a WATCH/MULTI transaction, reads its record and counts its try in a
-second one and finishes it in a third (about 17 store commands and 3-4 round trips per job).
-Here one script claims every due id a poll read (``claim``), and the finishes of all jobs that
-end while a finish is on its way are sent together in one script (``finish``), each still
-guarded by its lease token. Keys, records and results stay ARQ's own (docs/wire-format.md), so
-plain ARQ producers, ``Job.result()``/``Job.status()`` and plain ARQ workers work alongside.
+``Engine`` (``engine``) composes the parts: ``poll`` (which due ids to try, fairly across
+shards), ``claim`` and ``finish`` (one script call per shard for a batch), ``runners`` (a fixed
+set of long-lived runners instead of a Task per job), ``run`` (ARQ's rules for how a job ends),
+``leases`` (tokened leases, renewed in batches), ``watchdog`` (one timer for every deadline),
+``schedule`` (periodic jobs) and ``functions`` (the job table). Keys come from the queue's layout
+(``jobs.wire.layout``), scripts from the project's one runner (``cache.scripts``).
 """
+
+from worker.engine.engine import Engine, EngineConfig
+
+__all__ = ["Engine", "EngineConfig"]

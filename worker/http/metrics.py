@@ -1,8 +1,8 @@
 """``WorkerMetrics``: the Prometheus series of one worker process, in its own registry.
 
-Per-job series (outcome, duration, queue wait, in progress) are recorded by the ARQ hooks in
-``worker.app``, and scheduled runs of periodic jobs (``seen_cron_runs_total``) by the job
-wrapper; totals the worker or its cache manager already counts (lost leases, poll errors,
+Per-job series (outcome, duration, queue wait, in progress) and scheduled runs of periodic jobs
+(``seen_cron_runs_total``) are recorded by the engine, which calls this as its observer;
+totals the worker or its cache manager already counts (lost leases, poll errors,
 store outages and errors, progress applies and coalescing, cache reads, locks, rate limits)
 are read from their owners at scrape time by ``worker.http.series.Totals``, so there is one
 count of each thing, not two. Labels are bounded (``worker.http.series``): function and cron
@@ -12,20 +12,16 @@ user or worker id. Every labelled series exists at zero from start-up.
 
 from __future__ import annotations
 
-import asyncio
 import platform
-import time
 from collections import Counter as Tally
 from collections.abc import Iterable
 from importlib import metadata
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis import exceptions as redis_exc
 
-from cache.clock import wall_ms
 from cache.errors import CacheConnectionError, CacheResponseError, store_error_kind
-from jobs.schedule import scheduled_ms
+from worker.http.jobseries import JobSeries
 from worker.http.series import (
     BUCKETS,
     CRON_OUTCOMES,
@@ -69,42 +65,12 @@ class WorkerMetrics:
         self.crons = frozenset(crons)
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.jobs = Counter(
-            "seen_jobs", "Jobs ended, by function and outcome", ["function", "outcome"], registry=r
-        )
-        self.duration = Histogram(
-            "seen_job_duration_seconds",
-            "Time a job's function ran",
-            ["function"],
-            buckets=BUCKETS,
-            registry=r,
-        )
-        self.queue_wait = Histogram(
-            "seen_job_queue_wait_seconds",
-            "Time from when a job was due (its queue score) to its start",
-            ["function"],
-            buckets=BUCKETS,
-            registry=r,
-        )
-        self.in_progress = Gauge(
-            "seen_jobs_in_progress", "Jobs running now", ["function"], registry=r
-        )
+        self.series = JobSeries(self.functions | {UNKNOWN}, JOB_OUTCOMES, BUCKETS)
+        r.register(self.series)
         info = Gauge(
             "seen_build_info", "Always 1; labels say what runs", ["version", "python"], registry=r
         )
         info.labels(build_version(), platform.python_version()).set(1)
-        # The labelled series, made once: ``labels()`` takes a lock and builds a tuple on
-        # every call, a cost each job paid four times.
-        self._ended: dict[tuple[str, str], Any] = {}
-        self._series: dict[str, tuple[Any, Any, Any]] = {}
-        for name in sorted(self.functions | {UNKNOWN}):
-            for outcome in JOB_OUTCOMES:
-                self._ended[name, outcome] = self.jobs.labels(name, outcome)
-            self._series[name] = (
-                self.in_progress.labels(name),
-                self.queue_wait.labels(name),
-                self.duration.labels(name),
-            )
         self.cron_runs = Counter(
             "seen_cron_runs",
             "Scheduled runs of periodic jobs, by how they ended",
@@ -117,70 +83,40 @@ class WorkerMetrics:
         self.job_store_errors: Tally[str] = Tally()
         """Store failures job bodies raised (also behind a ``Retry``), by kind."""
         r.register(Totals(sources, self.job_store_errors))
-        self._started: dict[str, tuple[str, float]] = {}
 
     def function(self, name: object) -> str:
         return name if isinstance(name, str) and name in self.functions else UNKNOWN
 
-    def job_started(self, job_id: str, function: object, due_ms: object) -> None:
-        name = self.function(function)
-        self._started[job_id] = (name, time.perf_counter())
-        in_progress, queue_wait, _ = self._series[name]
-        in_progress.inc()
-        if isinstance(due_ms, int | float) and not isinstance(due_ms, bool):
-            wait = (wall_ms() - due_ms) / 1000
-            queue_wait.observe(max(0.0, wait))
+    # -- the engine's observer (``worker.engine.run.EngineObserver``) --------------------
+    def job_started(self, function: str, queue_wait_s: float) -> None:
+        series = self.series.of.get(function) or self.series.of[UNKNOWN]
+        series.in_progress += 1
+        series.queue_wait.observe(queue_wait_s)
 
-    def job_ran(self, job_id: str) -> str:
-        """The function ended (before its finish is committed); returns its label."""
-        name, started = self._started.pop(job_id, (UNKNOWN, None))
-        if started is not None:
-            in_progress, _, duration = self._series[name]
-            in_progress.dec()
-            duration.observe(time.perf_counter() - started)
-        return name
+    def job_ran(
+        self,
+        function: str,
+        seconds: float,
+        *,
+        error: BaseException | None,
+        scheduled_outcome: str | None,
+    ) -> None:
+        """The body ended: its run time, the store failure it raised (also behind a
+        ``Retry``), and for a scheduled run of a periodic job how the run ended."""
+        series = self.series.of.get(function) or self.series.of[UNKNOWN]
+        series.in_progress -= 1
+        series.duration.observe(seconds)
+        if error is not None:
+            failure = store_failure(error)
+            if failure is not None:
+                self.job_store_errors[store_error_kind(failure)] += 1
+        if scheduled_outcome is not None:
+            self.cron_ended(self.function(function), scheduled_outcome)
 
-    def wrap(self, name: str, coroutine: Any, *, cron: bool = False) -> Any:
-        """A job coroutine that records its start (queue wait, in progress), its run time and
-        the store failures it raised; the outcome is recorded by the ARQ hooks, which see
-        ARQ's verdict. With ``cron``, a scheduled run (ARQ's cron id) is also counted in
-        ``seen_cron_runs_total`` (``ran``, ``failed``, ``handed_back`` when cancelled, or what
-        the run left in ``ctx["run_outcome"]``: ``skipped``, ``deferred``)."""
-
-        async def job(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
-            job_id = str(ctx.get("job_id"))
-            ctx["function"] = name
-            scheduled = cron and scheduled_ms(name, job_id) is not None
-            self.job_started(job_id, name, ctx.get("score"))
-            outcome = "failed"
-            try:
-                result = await coroutine(ctx, *args, **kwargs)
-                outcome = ctx.get("run_outcome", "ran")
-                return result
-            except asyncio.CancelledError:
-                outcome = "handed_back"
-                raise
-            except Exception as exc:
-                failure = store_failure(exc)
-                if failure is not None:
-                    self.job_store_errors[store_error_kind(failure)] += 1
-                raise
-            finally:
-                self.job_ran(job_id)
-                if scheduled:
-                    self.cron_ended(name, outcome)
-
-        job.__qualname__ = getattr(coroutine, "__qualname__", name)
-        job.__name__ = name
-        job.__wrapped__ = coroutine  # type: ignore[attr-defined]
-        return job
-
-    def job_ended(self, function: object, outcome: str) -> None:
-        name = self.function(function)
-        series = self._ended.get((name, outcome))
-        if series is None:
-            series = self._ended[name, outcome] = self.jobs.labels(name, outcome)
-        series.inc()
+    def job_ended(self, function: str, outcome: str) -> None:
+        series = self.series.of.get(function) or self.series.of[UNKNOWN]
+        if outcome in series.ended:
+            series.ended[outcome] += 1
 
     def cron_ended(self, cron: str, outcome: str) -> None:
         if cron in self.crons and outcome in CRON_OUTCOMES:
