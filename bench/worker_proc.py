@@ -14,11 +14,10 @@ import time
 import uuid
 from typing import Any
 
-from arq.worker import Worker, func
+from arq.worker import func
 from redis.asyncio import Redis
 
-from worker.app import build_worker_settings, create_queue_pool
-from worker.resilience import SeenWorker
+from worker.app import SeenWorker
 from worker.settings import Settings, load_settings
 
 MAX_JOBS = 200
@@ -45,11 +44,8 @@ def bench_settings(addr: str, queue: str) -> Settings:
     )
 
 
-def ours(settings: Settings, burst: bool) -> Worker:
-    kwargs = build_worker_settings(settings)
-    kwargs["functions"] = [*kwargs["functions"], func(noop, name="noop")]
-    kwargs.update(handle_signals=False, burst=burst)
-    return SeenWorker(**kwargs, redis_pool=create_queue_pool(settings))
+def ours(settings: Settings, burst: bool) -> SeenWorker:
+    return SeenWorker(settings, extra_functions=[func(noop, name="noop")], burst=burst, cron=False)
 
 
 async def enqueue_raw(client: Redis, queue: str, jobs: int, due_ms: int | None = None) -> None:
@@ -67,8 +63,7 @@ async def enqueue_raw(client: Redis, queue: str, jobs: int, due_ms: int | None =
 
 async def _main(addr: str, queue: str) -> None:
     worker = ours(bench_settings(addr, queue), burst=True)
-    await worker.async_run()
-    await worker.close()
+    await worker.run()
 
 
 if __name__ == "__main__":

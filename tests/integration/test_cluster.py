@@ -162,7 +162,7 @@ async def test_worker_jobs_with_the_cache_on_a_cluster(
             worker = await run_burst_worker(settings)
         finally:
             await queue.aclose()
-    assert (worker.jobs_complete, worker.jobs_failed) == (20, 1)
+    assert (worker.complete, worker.failed) == (20, 1)
     states = await manager.download.get_many([f"cl-{i}" for i in range(20)])
     assert [s.seq if s else None for s in states] == [5] * 20
     assert [d.job_id for d in await read_dead_letters(manager)] == [bad]

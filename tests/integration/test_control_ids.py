@@ -76,7 +76,7 @@ async def test_wire_job_whose_download_id_ends_in_a_newline_is_dead_lettered(
 
     worker = await run_burst_worker(worker_settings(server.addr), max_tries=1)
 
-    assert (worker.jobs_complete, worker.jobs_failed) == (1, 1)
+    assert (worker.complete, worker.failed) == (1, 1)
     assert await manager.download.get_progress("dl-ok") is not None
     assert not [k for k in await all_keys(raw) if "dl-w" in k]
     letters = await read_dead_letters(manager)

@@ -4,14 +4,16 @@ stale finish is refused; the token is in the in-progress key; renewal is by hold
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.integration.test_worker import fast_settings, make_worker
+from tests.integration.test_worker import fast_settings, make_worker, running
 from tests.support.processes import queue_pool
 from tests.support.waiting import wait_until
+from worker.app import SeenWorker
 
 
 async def test_a_taken_over_job_is_cancelled_and_cannot_finish(
@@ -19,9 +21,8 @@ async def test_a_taken_over_job_is_cancelled_and_cannot_finish(
 ) -> None:
     worker = make_worker(fast_settings(server.addr))
     pool = queue_pool(server.addr)
-    task = asyncio.create_task(worker.async_run())
     key = "arq:in-progress:taken"
-    try:
+    async with running(worker):
         job = await pool.enqueue_job("sleepy", 5.0, _job_id="taken")
         assert job is not None
 
@@ -30,31 +31,29 @@ async def test_a_taken_over_job_is_cancelled_and_cannot_finish(
 
         await wait_until(started, 5, "the job to start")
         token = await raw.get(key)
-        assert token is not None and token.startswith(worker.runtime.worker_id + ":")
+        assert token is not None and token.startswith(worker.worker_id + ":")
         await raw.set(key, "another-worker:run", px=10_000)  # someone else holds it now
 
+        engine = worker.engine
+        assert engine is not None
+
         async def cancelled() -> bool:
-            return worker.stale_finishes == 1 and not worker.tasks
+            return engine.counts.stale == 1 and not engine.leases.held
 
         await wait_until(cancelled, 3, "the job to be cancelled and its finish refused")
-        assert worker.runtime.leases.lost_total == 1
+        assert engine.leases.lost_total == 1
         assert await raw.get(key) == "another-worker:run"  # the stale owner deleted nothing
         assert await raw.zscore("arq:queue", "taken") is not None  # still queued for its owner
         assert not await raw.exists("arq:result:taken")
         assert "lease lost" in caplog.text and "no longer holds its lease" in caplog.text
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
-        await pool.aclose()
+    await pool.aclose()
 
 
 async def test_renewal_keeps_the_token_and_finish_clears_it(server: TestServer, raw: Redis) -> None:
     worker = make_worker(fast_settings(server.addr))
     pool = queue_pool(server.addr)
-    task = asyncio.create_task(worker.async_run())
     key = "arq:in-progress:renewed"
-    try:
+    async with running(worker):
         job = await pool.enqueue_job("sleepy", 1.5, _job_id="renewed")
         assert job is not None
 
@@ -67,13 +66,11 @@ async def test_renewal_keeps_the_token_and_finish_clears_it(server: TestServer, 
         assert await raw.get(key) == token and 0 < await raw.pttl(key) <= 600
         assert await job.result(timeout=5, poll_delay=0.05) == "slept"
         assert not await raw.exists(key)
-        assert worker.stale_finishes == 0 and worker.runtime.leases.lost_total == 0
-        assert not worker.runtime.leases.held
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
-        await pool.aclose()
+        engine = worker.engine
+        assert engine is not None
+        assert engine.counts.stale == 0 and engine.leases.lost_total == 0
+        await wait_until(_nothing_held(worker), 2, "the finish to be confirmed")
+    await pool.aclose()
 
 
 async def test_own_renewals_never_refuse_a_finish(server: TestServer, raw: Redis) -> None:
@@ -82,21 +79,25 @@ async def test_own_renewals_never_refuse_a_finish(server: TestServer, raw: Redis
     settings = fast_settings(server.addr, worker={"heartbeat_interval": 0.01, "max_jobs": 20})
     worker = make_worker(settings)
     pool = queue_pool(server.addr)
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with running(worker):
         jobs = [await pool.enqueue_job("sleepy", 0.02, _job_id=f"busy-{i}") for i in range(300)]
 
         async def all_done() -> bool:
             return not await raw.zcard("arq:queue")
 
         await wait_until(all_done, 60, "every job to finish")
+        engine = worker.engine
+        assert engine is not None
         assert worker.runtime.beats > 20  # renewals really ran alongside the finishes
-        assert worker.stale_finishes == 0
-        assert worker.runtime.leases.lost_total == 0
+        assert engine.counts.stale == 0
+        assert engine.leases.lost_total == 0
         results = [await j.result(timeout=5) for j in jobs if j is not None]
         assert results == ["slept"] * 300
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
-        await pool.aclose()
+    await pool.aclose()
+
+
+def _nothing_held(worker: SeenWorker) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return worker.engine is not None and not worker.engine.leases.held
+
+    return check

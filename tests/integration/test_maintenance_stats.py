@@ -3,10 +3,10 @@ active downloads (also through ``seen-worker stats``)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
-from dataclasses import dataclass
 
 import pytest
 from redis.asyncio import Redis
@@ -75,15 +75,6 @@ async def test_queue_age_of_an_empty_or_all_running_queue(raw: Redis) -> None:
     assert stats.oldest_age_s is None and stats.complete
 
 
-@dataclass
-class Counts:
-    """A worker's job totals, as ``SeenWorker`` keeps them."""
-
-    jobs_complete: int = 0
-    jobs_failed: int = 0
-    jobs_retried: int = 0
-
-
 async def test_job_counters_add_up_across_workers(
     manager: CacheManager, raw: Redis, server: TestServer
 ) -> None:
@@ -91,10 +82,9 @@ async def test_job_counters_add_up_across_workers(
     settings = load_settings(cache={"addr": server.addr})
     for done, failed, retried in ((3, 1, 0), (2, 0, 4)):
         runtime = WorkerRuntime(settings)
-        counts = Counts()
-        runtime.attach(counts)
-        await runtime.start(raw)
-        counts.jobs_complete, counts.jobs_failed, counts.jobs_retried = done, failed, retried
+        counts = {"done": 0, "failed": 0, "retried": 0}
+        await runtime.start(raw, counts=functools.partial(dict, counts))
+        counts.update(done=done, failed=failed, retried=retried)
         await runtime.stop()
     counters = await job_counters(raw, manager.keys)
     assert (counters.done, counters.failed, counters.retried) == (5, 1, 4)

@@ -48,7 +48,7 @@ async def test_update_progress_job_applies_and_is_idempotent(
     older = await enqueue_update(manager.client, upd("dl-1", 3))  # overtaken by seq 7
     assert again and older
     worker = await run_burst_worker(settings)
-    assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (2, 0, 0)
+    assert (worker.complete, worker.failed, worker.retried) == (2, 0, 0)
     assert [(await result(raw, j))["r"] for j in (first, again, older)] == [
         "applied",
         "duplicate",
@@ -66,7 +66,7 @@ async def test_invalid_payload_fails_once_into_dead_letter(
     no_args = await enqueue_job(manager.client, "update_progress")
     assert job_id and no_args
     worker = await run_burst_worker(worker_settings(server.url))
-    assert (worker.jobs_failed, worker.jobs_retried, worker.jobs_complete) == (2, 0, 0)
+    assert (worker.failed, worker.retried, worker.complete) == (2, 0, 0)
     failed = await result(raw, job_id)
     assert failed["s"] is False and failed["r"]["error"] == "InvalidPayloadError"
     letters = {d.job_id: d for d in await read_dead_letters(manager)}
@@ -104,7 +104,7 @@ async def test_batch_applies_valid_updates_and_dead_letters_the_rest(
     not_a_list = await enqueue_job(manager.client, "update_progress_batch", {"job_id": "dl-1"})
     assert job_id and not_a_list
     worker = await run_burst_worker(worker_settings(server.url))
-    assert worker.jobs_failed == 2 and worker.jobs_retried == 0
+    assert worker.failed == 2 and worker.retried == 0
     states = await manager.download.get_many([f"dl-{i}" for i in range(10)])
     assert all(s is not None and s.seq == 2 for s in states)
     message = (await result(raw, job_id))["r"]["message"]
@@ -156,7 +156,7 @@ async def test_publisher_coalesces_and_worker_drains(
     assert await publisher.publish(upd("dl-1", 10)) is PublishOutcome.IGNORED
     assert publisher.enqueued == 1
     worker = await run_burst_worker(worker_settings(server.url))
-    assert worker.jobs_complete == 1
+    assert worker.complete == 1
     got = await manager.download.get_progress("dl-1")
     assert got is not None and got.seq == 50
     assert await publisher.publish(upd("dl-1", 50)) is PublishOutcome.IGNORED  # already applied
@@ -183,7 +183,7 @@ async def test_repair_after_a_producer_died_between_put_and_enqueue(
     await enqueue_job(manager.client, REPAIR_FUNCTION)
     settings = worker_settings(server.url, download={"pending_lease": 0.01})
     worker = await run_burst_worker(settings)
-    assert worker.jobs_complete == 2  # the repair job, then the drain it enqueued
+    assert worker.complete == 2  # the repair job, then the drain it enqueued
     states = await manager.download.get_many(["dl-1", other])
     assert [s.seq if s else None for s in states] == [5, 9]
     assert await manager.download.pending_count() == 0

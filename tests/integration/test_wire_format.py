@@ -51,7 +51,7 @@ async def test_documented_raw_enqueue_is_applied(
     replies = await send_raw(server, doc_commands())
     assert replies[-1] == [b"OK", 1]  # EXEC: SET stored, ZADD added
     worker = await run_burst_worker(worker_settings(server.url))
-    assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+    assert (worker.complete, worker.failed) == (1, 0)
     got = await manager.download.get_progress("dl-42")
     assert got is not None
     assert (got.user_id, got.seq, got.bytes_done, got.progress_percent) == (
@@ -118,11 +118,14 @@ async def test_record_that_is_not_json_fails_alone(
     await raw.zadd("arq:queue", {"unknown-fn": now - 5})
     await enqueue_update(manager.client, upd("dl-after", 1))
     worker = await run_burst_worker(worker_settings(server.url))
-    assert worker.jobs_failed == 2 and worker.jobs_retried == 0
+    assert worker.failed == 2 and worker.retried == 0
     assert await manager.download.get_progress("dl-after") is not None  # the worker went on
     assert await raw.zcard("arq:queue") == 0 and not await raw.exists("arq:job:garbage")
     failed = json.loads(await raw.get("arq:result:garbage") or "null")
     assert failed["s"] is False and failed["f"] == "<unknown>"
     unknown = json.loads(await raw.get("arq:result:unknown-fn") or "null")
     assert unknown["s"] is False and "not found" in unknown["r"]["message"]
-    assert await read_dead_letters(manager) == []  # documented: ARQ's path, not ours
+    letters = {d.job_id: d for d in await read_dead_letters(manager)}
+    assert set(letters) == {"garbage", "unknown-fn"}  # the engine dead-letters both
+    assert letters["garbage"].reason.startswith("invalid job record: not UTF-8")
+    assert letters["unknown-fn"].reason == "function 'nope' not found"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
@@ -15,9 +16,8 @@ from jobs.stats import job_counters
 from tests.conftest import TestServer
 from tests.support.processes import queue_pool
 from tests.support.waiting import wait_until
-from worker.app import build_worker_settings, create_queue_pool
+from worker.app import SeenWorker, create_queue_pool
 from worker.embedded import EmbeddedServer
-from worker.resilience import SeenWorker
 from worker.settings import Settings, load_settings
 
 FAST: dict[str, Any] = {
@@ -62,12 +62,21 @@ EXTRA = [func(sleepy, name="sleepy", timeout=10), func(broken, name="broken", ma
 
 
 def make_worker(
-    settings: Settings, extra: Sequence[Function] = EXTRA, **overrides: Any
+    settings: Settings, extra: Sequence[Function] = EXTRA, *, burst: bool = False
 ) -> SeenWorker:
-    kwargs = build_worker_settings(settings)
-    kwargs["functions"] = [*kwargs["functions"], *extra]
-    kwargs.update(handle_signals=False, **overrides)
-    return SeenWorker(**kwargs, redis_pool=create_queue_pool(settings))
+    return SeenWorker(settings, extra_functions=extra, burst=burst, cron=False)
+
+
+@contextlib.asynccontextmanager
+async def running(worker: SeenWorker) -> AsyncIterator[asyncio.Task[None]]:
+    """``worker`` running in the background until the block ends; then stopped (no grace) and
+    waited for, bounded."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield task
+    finally:
+        worker.stop(0)
+        await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 15)
 
 
 async def test_burst_worker_runs_jobs_counts_and_cleans_up(server: TestServer, raw: Redis) -> None:
@@ -78,10 +87,8 @@ async def test_burst_worker_runs_jobs_counts_and_cleans_up(server: TestServer, r
         bad = await pool.enqueue_job("broken")
         assert ok is not None and bad is not None
         worker = make_worker(settings, burst=True)
-        worker_id = worker.ctx["worker_id"]
-        await worker.async_run()
-        assert await raw.exists(f"seen:worker:{worker_id}")
-        await worker.close()
+        worker_id = worker.worker_id
+        await worker.run()
         assert await ok.result(timeout=1) == "pong"
         info = await bad.result_info()
         assert info is not None and not info.success
@@ -98,10 +105,8 @@ async def test_burst_worker_runs_jobs_counts_and_cleans_up(server: TestServer, r
 async def test_running_job_lease_is_renewed(server: TestServer, raw: Redis) -> None:
     settings = fast_settings(server.addr)
     worker = make_worker(settings)
-    assert worker.in_progress_timeout_s == 0.6
     pool = queue_pool(server.addr)
-    task = asyncio.create_task(worker.async_run())
-    try:
+    async with running(worker):
         job = await pool.enqueue_job("sleepy", 1.5, _job_id="long")
         assert job is not None
         key = "arq:in-progress:long"
@@ -113,48 +118,49 @@ async def test_running_job_lease_is_renewed(server: TestServer, raw: Redis) -> N
         await asyncio.sleep(1.0)  # longer than the 0.6 s lease: only renewal keeps it
         assert 0 < await raw.pttl(key) <= 600
         assert await job.result(timeout=5, poll_delay=0.05) == "slept"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
-        await pool.aclose()
+    await pool.aclose()
 
 
 async def test_poll_loop_survives_the_store_going_away(private_server: EmbeddedServer) -> None:
-    worker = make_worker(fast_settings(private_server.addr))
-    try:
-        await worker._poll_iteration()
-        private_server.kill()
-        await worker._poll_iteration()  # ARQ alone raises here and the worker exits
-        await worker._poll_iteration()
+    """ARQ alone raises out of its poll loop when the store goes away, and the worker exits;
+    ours logs the outage once, backs off, and runs jobs again once the store is back."""
+    worker = make_worker(fast_settings(private_server.addr, worker={"max_jobs": 1}))
+    async with running(worker):
         outage = worker.runtime.outage
-        assert outage.down and outage.outages == 1 and outage.failures == 2
-        private_server.start()
-        await worker._poll_iteration()
-        assert not outage.down
-    finally:
-        await worker.close()
-
-
-async def test_start_jobs_gives_its_slot_back_when_the_store_fails(
-    private_server: EmbeddedServer,
-) -> None:
-    worker = make_worker(fast_settings(private_server.addr), max_jobs=1)
-    try:
+        await wait_until(lambda: _running(worker), 10, "the worker to start")
         private_server.kill()
-        for _ in range(3):
-            with pytest.raises(Exception, match=r"(?i)connect"):
-                await worker.start_jobs([b"some-job"])
-        assert worker.job_counter == 0
-        assert worker.sem._value == worker.max_jobs + 1
-    finally:
-        await worker.close()
+        await wait_until(lambda: _down(worker, 2), 10, "the outage to be noticed")
+        assert outage.outages == 1
+        private_server.start()
+        await wait_until(lambda: _up(worker), 15, "the store to be reachable again")
+        pool = queue_pool(private_server.addr)
+        try:
+            # a claim that failed during the outage gave its slot back (max_jobs is 1)
+            jobs = [await pool.enqueue_job("ping") for _ in range(3)]
+            assert all(jobs)
+            for job in jobs:
+                assert job is not None and await job.result(timeout=10) == "pong"
+        finally:
+            await pool.aclose()
+        assert worker.engine is not None and worker.engine.counts.complete == 3
+
+
+async def _running(worker: SeenWorker) -> bool:
+    return worker.runtime.state == "running"
+
+
+async def _down(worker: SeenWorker, failures: int) -> bool:
+    return worker.runtime.outage.down and worker.runtime.outage.failures >= failures
+
+
+async def _up(worker: SeenWorker) -> bool:
+    return not worker.runtime.outage.down
 
 
 async def test_close_finishes_when_the_store_is_gone(private_server: EmbeddedServer) -> None:
     settings = fast_settings(private_server.addr)
     worker = make_worker(settings)
-    task = asyncio.create_task(worker.async_run())
+    task = asyncio.create_task(worker.run())
     raw = Redis.from_url(private_server.url)
     try:
 
@@ -163,10 +169,9 @@ async def test_close_finishes_when_the_store_is_gone(private_server: EmbeddedSer
 
         await wait_until(beating, 5, "a heartbeat")
         private_server.kill()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await asyncio.wait_for(worker.close(), 10)
-        assert "cache" not in worker.ctx
+        worker.stop()
+        await asyncio.wait_for(task, 10)
+        assert worker.manager is None and worker.queue is None
     finally:
         await raw.aclose()
 
@@ -184,8 +189,7 @@ async def test_queue_on_a_separate_store(
         job = await pool.enqueue_job("log_cache_stats", _job_id="log_cache_stats:1700000000123")
         assert job is not None
         worker = make_worker(settings, burst=True)
-        await worker.async_run()
-        await worker.close()
+        await worker.run()
         assert await queue_raw.llen("seen:cronlog:log_cache_stats") == 1
         assert await queue_raw.exists("seen:jobs:stats", "seen:cronlog:log_cache_stats") == 2
         assert [k async for k in queue_raw.scan_iter("seen:cron:log_cache_stats:*")]

@@ -15,7 +15,7 @@ from tests.integration.test_worker import fast_settings, make_worker
 from tests.support.processes import queue_pool
 from tests.unit.test_sentry import CapturingTransport
 from worker.app import build_worker_settings
-from worker.sentry import init_sentry, instrument
+from worker.sentry import init_sentry
 
 DSN = "https://public@127.0.0.1/1"  # never contacted: the transport keeps events in memory
 
@@ -42,18 +42,17 @@ async def test_failed_job_reaches_sentry_with_job_tags(
 ) -> None:
     settings = fast_settings(server.addr, sentry={"dsn": DSN})
     assert init_sentry(settings, "w-test", transport=capture)
-    built = build_worker_settings(settings)["functions"]
-    assert all(hasattr(f.coroutine, "__wrapped__") for f in built)
-    # Sentry's wrapper is outermost; the metrics wrapper (worker.http.metrics) is inside it
-    assert {f.coroutine.__wrapped__.__wrapped__ for f in built} >= {maintenance.log_cache_stats}
+    built = build_worker_settings(settings)["functions"]  # ARQ's own CLI
+    assert {f.coroutine.__wrapped__ for f in built} >= {maintenance.log_cache_stats}
 
     pool = queue_pool(server.addr)
     try:
         job = await pool.enqueue_job("leaky", _job_id="leak-1")
         assert job is not None
-        worker = make_worker(settings, extra=instrument([func(leaky, name="leaky")]), burst=True)
-        await worker.async_run()
-        await worker.close()
+        worker = make_worker(settings, extra=[func(leaky, name="leaky")], burst=True)
+        ours = worker.functions
+        assert all(hasattr(f.coroutine, "__wrapped__") for f in ours.values())  # every job
+        await worker.run()
     finally:
         await pool.aclose()
     sentry_sdk.flush()

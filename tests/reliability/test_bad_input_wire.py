@@ -90,8 +90,8 @@ async def test_random_payloads_over_the_wire(
     worker = await run_burst_worker(worker_settings(server.addr), max_tries=1)
 
     assert await raw.zcard("arq:queue") == 0
-    assert worker.jobs_complete == len(expected_valid) + 1
-    assert worker.jobs_failed == len(batch) - len(expected_valid)
+    assert worker.complete == len(expected_valid) + 1
+    assert worker.failed == len(batch) - len(expected_valid)
     letters = await read_dead_letters(manager, limit=1000)
     assert len(letters) == len(batch) - len(expected_valid)
     assert all(letter.reason and letter.function == "update_progress" for letter in letters)

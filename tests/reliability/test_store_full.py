@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from arq.worker import Retry
+from arq.worker import Retry, func
 from redis import exceptions as redis_exc
 from redis._parsers.base import BaseParser
 from redis.asyncio import Redis
@@ -24,13 +24,15 @@ from cache.download import DownloadStatus
 from cache.errors import CacheOutOfMemoryError, is_out_of_memory, translate_errors
 from cache.manager import CacheManager
 from jobs.client import UPDATE_FUNCTION, enqueue_jobs
-from jobs.context import JobContext
+from jobs.context import JobContext, arq_job
 from jobs.deadletter import read_dead_letters
 from jobs.progress import update_progress
 from tests.conftest import cache_config_for
+from tests.integration.test_worker import fast_settings
 from tests.support.processes import Fleet
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
+from worker.app import SeenWorker
 from worker.embedded import EmbeddedServer
 from worker.outage import is_store_outage
 
@@ -259,3 +261,51 @@ async def test_store_filling_up_under_a_running_worker_loses_no_job(
             assert all(s is not None and s.seq == 1 for s in states)
             assert await read_dead_letters(manager) == []
         assert worker.stop() == 0
+
+
+@pytest.mark.timeout(90)
+async def test_a_store_at_its_limit_does_not_use_up_tries(
+    private_server: EmbeddedServer, client: Redis
+) -> None:
+    """The audit's case: the claim gets through, then the job's own write meets a full store.
+    Each such run used a try (40 of 40 jobs ended at try 2), so a store hovering at its limit
+    exhausted ``max_tries``. Now a run that failed only because the store refused writes gives
+    its try back and runs again after the outage: with ``max_tries`` 1, every job completes,
+    on its first try, and its write is applied once."""
+
+    runs: dict[str, int] = {}
+    full = asyncio.Event()
+
+    async def writes(ctx: JobContext, key: str) -> int:
+        runs[key] = runs.get(key, 0) + 1
+        if not full.is_set():  # the store fills up between the claim and this job's write
+            await client.config_set("maxmemory-policy", "noeviction")
+            await client.config_set("maxmemory", "1")
+            full.set()
+        return int(await ctx["cache"].service.increment(key))
+
+    jobs = [f"w-{i}" for i in range(10)]
+    settings = fast_settings(private_server.addr, worker={"max_tries": 1, "max_jobs": 4})
+    worker = SeenWorker(
+        settings, extra_functions=[func(arq_job(writes), name="writes")], cron=False
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await enqueue_jobs(client, [("writes", (f"k-{j}",), j) for j in jobs])
+        await asyncio.wait_for(full.wait(), 10)
+        await asyncio.sleep(1.0)  # polls, claims and finishes meet the full store meanwhile
+        await client.config_set("maxmemory", "0")
+
+        async def all_done() -> bool:
+            return None not in await results(client, jobs)
+
+        await wait_until(all_done, 30, "every job to finish after memory was freed")
+    finally:
+        worker.stop(0)
+        await asyncio.wait_for(task, 15)
+    finished = await results(client, jobs)
+    assert [r["s"] for r in finished] == [True] * len(jobs), finished
+    assert [r["t"] for r in finished] == [1] * len(jobs)  # every try given back
+    assert [r["r"] for r in finished] == [1] * len(jobs)  # each write applied exactly once
+    assert worker.engine is not None and worker.engine.counts.failed == 0
+    assert worker.engine.counts.retried >= 1

@@ -3,7 +3,7 @@
 - ``WorkerProcess`` / ``Fleet``: ``python -m worker.cli run`` (``SeenWorker``) with its own
   settings file (``write_settings``) and log file.
 - ``ArqWorkerProcess``: ``python -m arq worker.settings.WorkerSettings`` (plain ARQ).
-- ``run_burst_worker``: ARQ's ``Worker`` in-process, in burst mode.
+- ``run_burst_worker``: ``SeenWorker`` (the engine) in-process, in burst mode.
 
 Every process is always ended (``worker.processes.stop_process``: SIGTERM, bounded wait,
 SIGKILL) so no test leaves one behind.
@@ -21,9 +21,10 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from arq.connections import ArqRedis
-from arq.worker import Worker
+from arq.worker import Function
 
-from worker.app import build_worker_settings, create_queue_pool
+from jobs.outcome import JobCounts
+from worker.app import SeenWorker, create_queue_pool
 from worker.processes import stop_process
 from worker.settings import Settings, load_settings
 
@@ -192,20 +193,30 @@ def worker_settings(addr: str, **sections: dict[str, Any]) -> Settings:
     return load_settings(**overrides)
 
 
-async def run_burst_worker(settings: Settings, **overrides: Any) -> Worker:
-    """Run a real ARQ worker until the queue is empty; returns it (counters: jobs_complete...).
+async def run_burst_worker(
+    settings: Settings,
+    *,
+    cron: bool = False,
+    extra_functions: Sequence[Function] = (),
+    **worker_section: Any,
+) -> JobCounts:
+    """Run the worker (``SeenWorker``) until the queue is empty; returns its job counts.
+    ``worker_section`` overrides ``[worker]`` settings (``max_tries=1``); HTTP is off.
 
-    Without its cron jobs (pass ``cron_jobs`` to have them): a schedule whose slot falls inside
-    the run (``repair_pending_progress`` at every full minute, the periodic jobs) would add a
-    job to the counters the tests compare, depending on the second the test ran at."""
-    kwargs = build_worker_settings(settings)
-    kwargs.update(burst=True, handle_signals=False, poll_delay=0.01, cron_jobs=[], **overrides)
-    worker = Worker(**kwargs)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
-    return worker
+    Without its periodic jobs unless ``cron``: a schedule whose slot falls inside the run
+    (``repair_pending_progress`` at every full minute, the periodic jobs) would add a job to
+    the counts the tests compare, depending on the second the test ran at."""
+    worker_values: dict[str, Any] = {"poll_delay": 0.01, **worker_section}
+    settings = settings.model_copy(
+        update={
+            "worker": settings.worker.model_copy(update=worker_values),
+            "http": settings.http.model_copy(update={"enabled": False}),
+        }
+    )
+    worker = SeenWorker(settings, burst=True, cron=cron, extra_functions=extra_functions)
+    await worker.run()
+    assert worker.engine is not None
+    return worker.engine.counts
 
 
 class ArqWorkerProcess:

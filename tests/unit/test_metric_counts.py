@@ -5,7 +5,6 @@ store failures recorded by the job wrapper."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import pytest
@@ -97,26 +96,24 @@ def samples(metrics: WorkerMetrics, name: str) -> dict[tuple[str, ...], float]:
     return {tuple(s.labels.values()): s.value for s in family.samples if s.name == name + "_total"}
 
 
-async def test_cron_runs_by_how_the_job_ended() -> None:
+def test_cron_runs_by_how_the_job_ended() -> None:
+    """The engine reports each scheduled run's end (``job_ran``); a store failure behind a
+    ``Retry`` is counted as a store error, any other error is not."""
     metrics = WorkerMetrics(["tick", "manual"], NoTotals(), ["tick"])
-
-    async def body(ctx: dict[str, Any], how: str) -> str:
-        if how == "skip":
-            ctx["run_outcome"] = "skipped"
-        elif how == "fail":
-            raise RuntimeError("boom")
-        elif how == "store":
-            raise Retry(defer=1) from CacheOutOfMemoryError("full")
-        elif how == "cancel":
-            raise asyncio.CancelledError
-        return how
-
-    job = metrics.wrap("tick", body, cron=True)
-    for i, how in enumerate(("ran", "ran", "skip", "fail", "store", "cancel")):
-        ctx: dict[str, Any] = {"job_id": f"tick:17000000000{i:02d}", "score": 0}
-        with contextlib.suppress(RuntimeError, Retry, asyncio.CancelledError):
-            await job(ctx, how)
-    await job({"job_id": "tick-by-hand"}, "ran")  # not a scheduled run: not counted
+    store: BaseException = Retry(defer=1)
+    store.__cause__ = CacheOutOfMemoryError("full")
+    ends: list[tuple[BaseException | None, str | None]] = [
+        (None, "ran"),
+        (None, "ran"),
+        (None, "skipped"),
+        (RuntimeError("boom"), "failed"),
+        (store, "failed"),
+        (asyncio.CancelledError(), "handed_back"),
+        (None, None),  # not a scheduled run: not counted
+    ]
+    for error, scheduled in ends:
+        metrics.job_started("tick", 0.0)
+        metrics.job_ran("tick", 0.01, error=error, scheduled_outcome=scheduled)
     runs = samples(metrics, "seen_cron_runs")
     assert runs == {
         ("tick", "ran"): 2,
