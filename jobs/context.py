@@ -14,16 +14,18 @@ here by protocols (``JobSettings``, ``JobRuntime``) that ``worker.settings.Setti
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
 
-from arq.connections import ArqRedis
-from arq.typing import WorkerCoroutine
+from jobs.config import JobSection, MaintenanceSettings, WarmupSettings
 
-from cache.manager import CacheManager
-from cache.scripts import ScriptRunner
-from jobs.config import MaintenanceSettings, WarmupSettings
+if TYPE_CHECKING:  # types only: the producer API (base install, no ARQ) exports JobContext
+    from arq.connections import ArqRedis
+    from arq.typing import WorkerCoroutine
+
+    from cache.manager import CacheManager
+    from cache.scripts import ScriptRunner
 
 
 class QueueSection(Protocol):
@@ -44,6 +46,9 @@ class JobSettings(Protocol):
 
     @property
     def warmup(self) -> WarmupSettings: ...
+
+    @property
+    def jobs(self) -> Mapping[str, JobSection]: ...
 
 
 class LeaseTokens(Protocol):
@@ -92,4 +97,4 @@ R = TypeVar("R")
 def arq_job(job: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> WorkerCoroutine:
     """``job`` as ARQ's ``func``/``cron`` take it: ARQ types ``ctx`` as a plain dict, which is
     what a ``JobContext`` is at run time."""
-    return cast(WorkerCoroutine, job)
+    return cast("WorkerCoroutine", job)

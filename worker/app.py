@@ -20,16 +20,18 @@ from datetime import UTC
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.worker import Function, func
+from arq.worker import Function
 
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
-from jobs import maintenance, probe, progress, serializer
-from jobs.context import JobContext, arq_job
+from jobs import maintenance, serializer
+from jobs.arq_jobs import arq_functions
+from jobs.context import JobContext
 from worker.cron import build_cron_jobs
 from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
+from worker.job_modules import load_jobs
 from worker.outage import wait_until_reachable
 from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
@@ -66,22 +68,9 @@ def create_queue_pool(settings: Settings) -> ArqRedis:
 
 
 def job_functions(settings: Settings) -> list[Function]:
-    """Every job the worker runs (scheduled ones also run when enqueued by hand)."""
-    limits = settings.maintenance
-    return [
-        func(arq_job(probe.ping), name="ping", timeout=5, max_tries=1),
-        *progress.worker_functions(),
-        *(
-            func(
-                arq_job(job), name=job.__name__, timeout=limits.timeout, max_tries=limits.max_tries
-            )
-            for job in (
-                maintenance.cleanup_stale_progress,
-                maintenance.log_cache_stats,
-                maintenance.warmup_cache,
-            )
-        ),
-    ]
+    """Every job the worker runs (scheduled ones also run when enqueued by hand): the
+    registry's (``jobs.registry``: ours and those of ``worker.job_modules``)."""
+    return arq_functions(load_jobs(settings).resolve(settings))
 
 
 async def on_startup(ctx: dict[str, Any]) -> None:
