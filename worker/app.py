@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 from datetime import UTC
 from typing import Any
 
@@ -36,7 +37,7 @@ from worker.outage import wait_until_reachable
 from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("seen.worker")
 
@@ -214,7 +215,12 @@ class _LazyWorkerSettings(dict[str, Any]):
 
     def _fill(self) -> None:
         if not dict.__len__(self):
-            self.update(build_worker_settings(load_settings()))
+            try:
+                built = build_worker_settings(load_settings())
+            except SettingsError as exc:  # one line and exit 2, as from seen-worker
+                print(f"seen-worker: configuration error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+            self.update(built)
 
     def items(self) -> Any:
         self._fill()
