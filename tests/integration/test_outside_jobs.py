@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from tests.conftest import TestServer
 from tests.support.imports import ROOT
 from tests.support.processes import Fleet, run_cli, write_settings
-from tests.support.waiting import wait_until
+from tests.support.waiting import items, wait_until
 
 PAGE = ROOT / "docs" / "write-your-own-job.md"
 BLOCK = re.compile(
@@ -95,7 +95,7 @@ async def test_an_outside_package_runs_its_plain_and_periodic_jobs(
         assert await namespace["greet_ops"](raw) == "hello, ops", fleet.logs()
 
         async def ok_runs() -> list[dict[str, Any]]:
-            runs = [json.loads(r) for r in await raw.lrange("seen:cronlog:count_signups", 0, -1)]
+            runs = [json.loads(r) for r in await items(raw, "seen:cronlog:count_signups")]
             return [r for r in runs if r.get("outcome") == "ok"]
 
         async def three_slots() -> bool:
@@ -112,7 +112,7 @@ async def test_an_outside_package_runs_its_plain_and_periodic_jobs(
         assert {w.running for w in fleet.workers} == {True}
         assert fleet.stop_all() == [0, 0]
     # each body that ran is one "ok" run in the history (or one a stopping worker cancelled)
-    history = [json.loads(r) for r in await raw.lrange("seen:cronlog:count_signups", 0, -1)]
+    history = [json.loads(r) for r in await items(raw, "seen:cronlog:count_signups")]
     ok = [r for r in history if r.get("outcome") == "ok"]
     cancelled = [r for r in history if r.get("outcome") == "cancelled"]
     counted = int(await raw.get("team:count_signups:runs") or 0)
