@@ -10,7 +10,7 @@ What a producer or a job author uses, importable with the base install (no ARQ, 
   ``QueueLayout`` (``Settings.queue.key_layout()`` in the worker; docs/wire-format.md).
 - follow a job: ``JobHandle`` (``status``, ``info``, ``result``, ``abort``), ``JobStatus``,
   ``JobInfo``.
-- write a job: ``job``, ``periodic``, ``FromSetting``, ``JobContext``
+- write a job: ``job``, ``periodic``, ``JobContext``
   (docs/write-your-own-job.md).
 - errors: ``JobError`` and its kinds.
 
@@ -42,11 +42,10 @@ if TYPE_CHECKING:
         PublishError,
     )
     from jobs.handle import JobHandle, JobInfo, JobStatus
-    from jobs.registry import FromSetting, job, periodic
+    from jobs.registry import job, periodic
     from jobs.wire.layout import QueueLayout
 
 _API = {
-    "FromSetting": "jobs.registry",
     "InvalidPayloadError": "jobs.errors",
     "JobAbortedError": "jobs.errors",
     "JobContext": "jobs.context",
@@ -71,7 +70,6 @@ _API = {
 """Public name -> the module that defines it."""
 
 __all__ = [
-    "FromSetting",
     "InvalidPayloadError",
     "JobAbortedError",
     "JobContext",

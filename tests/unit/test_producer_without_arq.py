@@ -57,7 +57,7 @@ for name in {BLOCKED!r}:
     sys.modules[name] = None  # "import name" now raises ImportError
 import jobs, cache
 from jobs import (ProgressPublisher, JobHandle, JobStatus, QueueLayout, enqueue, enqueue_job,
-                  enqueue_jobs, enqueue_update, enqueue_update_batch, job, periodic, FromSetting,
+                  enqueue_jobs, enqueue_update, enqueue_update_batch, job, periodic,
                   JobContext, JobError, JobFailedError)
 from jobs.serializer import InvalidJobRecordError, deserialize
 from cache import CacheManager
