@@ -10,13 +10,13 @@ ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never
 RUN pip install --no-cache-dir "uv==0.13.9"
 WORKDIR /src
-# Dependencies first (cached layer), then the project itself.
+# Dependencies first (cached layer), then the project itself; [dashboard] brings [worker] too.
 COPY pyproject.toml uv.lock README.md ./
-RUN uv sync --locked --no-dev --no-install-project
+RUN uv sync --locked --no-dev --extra dashboard --no-install-project
 COPY cache ./cache
 COPY jobs ./jobs
 COPY worker ./worker
-RUN uv sync --locked --no-dev --no-editable
+RUN uv sync --locked --no-dev --extra dashboard --no-editable
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 RUN groupadd --system --gid 10001 seen \

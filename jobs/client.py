@@ -1,12 +1,17 @@
-"""The producer side: enqueue progress jobs, and ``ProgressPublisher`` (coalescing).
+"""The producer side: enqueue jobs, and ``ProgressPublisher`` (coalescing progress).
 
 ``enqueue_jobs`` writes exactly what ``ArqRedis.enqueue_job`` writes (the JSON job record under
-the job key with a one-day expiry plus any deferral, and the id in the queue's sorted set,
+the job's key with a one-day expiry plus any deferral, and the id in its queue's sorted set,
 scored by the time it may start) with one script call per queue shard (``queue_enqueue.lua``),
 all in one round trip, instead of ARQ's three round trips per job. It keeps ARQ's rule that an
-id is refused while a job or a result with that id exists (de-duplication by id). The keys
-come from the queue's layout (``jobs.wire.layout``): ARQ's own, or hashtag shards, where each
-shard's call touches one hashtag (one slot on a Redis Cluster, one thread on Dragonfly).
+id is refused while a job or a result with that id exists (de-duplication by id). The keys come
+from the queue's layout (``jobs.wire.layout``): ARQ's own (``arq:job:<id>`` and the queue
+``name``), or the job's shard's ``{<name>:<i>}:job:<id>`` and ``{<name>:<i>}:queue``, so each
+shard's call touches one hashtag: one slot on a Redis Cluster, one thread on Dragonfly.
+
+Every function takes the queue's layout as ``layout=`` (``QueueLayout``; the worker's is
+``Settings.queue.key_layout()``); ``queue_name=`` alone still means ARQ's layout with that
+name. No ARQ is needed: the record is ARQ's, written here (a test checks it against ARQ's).
 """
 
 from __future__ import annotations
@@ -15,8 +20,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from arq.constants import default_queue_name, expires_extra_ms
-from arq.jobs import serialize_job
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
@@ -27,13 +30,15 @@ from cache.keys import validate_name
 from cache.manager import CacheManager
 from cache.scripts import ScriptArg, ScriptCall, ScriptRunner
 from jobs.errors import InvalidPayloadError, PublishError
+from jobs.handle import JobHandle
 from jobs.serializer import serialize
-from jobs.wire.layout import QueueLayout, QueueShard
+from jobs.wire.layout import DEFAULT_QUEUE_NAME, JOB_EXPIRY_EXTRA_MS, QueueLayout, QueueShard
 
 UPDATE_FUNCTION = "update_progress"
 BATCH_FUNCTION = "update_progress_batch"
 DRAIN_FUNCTION = "apply_pending_progress"
 REPAIR_FUNCTION = "repair_pending_progress"
+"""The names producers enqueue; the jobs are declared with them (``jobs.progress``)."""
 
 JobSpec = tuple[str, Sequence[Any], str]
 """(function, args, job id) of one job to enqueue."""
@@ -44,18 +49,28 @@ drain_job_id = new_drain_id
 the factory ``manager.download`` uses for every drain it schedules."""
 
 
-def job_record(function: str, args: Sequence[Any], enqueue_ms: int | None = None) -> bytes:
+def queue_layout(layout: QueueLayout | None, queue_name: str = DEFAULT_QUEUE_NAME) -> QueueLayout:
+    """``layout``, else ARQ's layout named ``queue_name`` (the compatible default)."""
+    return layout if layout is not None else QueueLayout.arq(queue_name)
+
+
+def job_record(
+    function: str,
+    args: Sequence[Any],
+    enqueue_ms: int | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+) -> bytes:
     """ARQ's job record as JSON: ``{"t","f","a","k","et"}`` (docs/wire-format.md)."""
     stamp = enqueue_ms if enqueue_ms is not None else wall_ms()
-    record: bytes = serialize_job(function, tuple(args), {}, None, stamp, serializer=serialize)
-    return record
+    record = {"t": None, "f": function, "a": list(args), "k": dict(kwargs or {}), "et": stamp}
+    return serialize(record)
 
 
 async def enqueue_jobs(
     queue: Redis,
     jobs: Sequence[JobSpec],
     *,
-    queue_name: str = default_queue_name,
+    queue_name: str = DEFAULT_QUEUE_NAME,
     layout: QueueLayout | None = None,
     defer_until_ms: int | None = None,
     scripts: ScriptRunner | None = None,
@@ -66,31 +81,31 @@ async def enqueue_jobs(
     ``scripts`` is the caller's runner on ``queue`` (default: a new one)."""
     if not jobs:
         return []
-    layout = layout or QueueLayout.arq(validate_name(queue_name, "queue name"))
+    where = queue_layout(layout, queue_name)
     for _, _, job_id in jobs:
         validate_name(job_id, "job id")
     now = wall_ms()
     score = now if defer_until_ms is None else max(int(defer_until_ms), 1)
-    ttl = max(0, score - now) + expires_extra_ms
+    ttl = max(0, score - now) + JOB_EXPIRY_EXTRA_MS
     groups: dict[int, tuple[QueueShard, list[int]]] = {}
-    for index, (_, _, job_id) in enumerate(jobs):
-        shard = layout.for_job(job_id)
-        groups.setdefault(shard.index, (shard, []))[1].append(index)
+    for position, (_, _, job_id) in enumerate(jobs):
+        shard = where.for_job(job_id)
+        groups.setdefault(shard.index, (shard, []))[1].append(position)
     calls: list[ScriptCall] = []
-    for shard, indexes in groups.values():
+    for shard, positions in groups.values():
         keys = [shard.queue]
         args: list[ScriptArg] = []
-        for index in indexes:
-            function, fargs, job_id = jobs[index]
+        for position in positions:
+            function, fargs, job_id = jobs[position]
             keys += (shard.job(job_id), shard.result(job_id))
             args += (job_id, job_record(function, fargs, now), score, ttl)
         calls.append((keys, args))
     runner = scripts if scripts is not None else ScriptRunner(queue)
-    replies = await runner.run_many("queue_enqueue", calls, single_hashtag=layout.kind == "sharded")
+    replies = await runner.run_many("queue_enqueue", calls, single_hashtag=where.kind == "sharded")
     done = [False] * len(jobs)
-    for (_, indexes), reply in zip(groups.values(), replies, strict=True):
-        for index, status in zip(indexes, reply, strict=True):
-            done[index] = status == 1
+    for (_, positions), reply in zip(groups.values(), replies, strict=True):
+        for position, status in zip(positions, reply, strict=True):
+            done[position] = status == 1
     return done
 
 
@@ -99,11 +114,12 @@ async def enqueue_job(
     function: str,
     *args: Any,
     job_id: str | None = None,
-    queue_name: str = default_queue_name,
+    queue_name: str = DEFAULT_QUEUE_NAME,
     layout: QueueLayout | None = None,
     defer_until_ms: int | None = None,
 ) -> str | None:
-    """Enqueue one job; returns its id, or None when its id is taken."""
+    """Enqueue one job; returns its id, or None when its id is taken.
+    ``JobHandle(queue, layout, id)`` then follows it (status, result, abort)."""
     jid = job_id or uuid.uuid4().hex
     done = await enqueue_jobs(
         queue,
@@ -115,21 +131,44 @@ async def enqueue_job(
     return jid if done[0] else None
 
 
+async def enqueue(
+    queue: Redis,
+    function: str,
+    *args: Any,
+    layout: QueueLayout | None = None,
+    job_id: str | None = None,
+    defer_until_ms: int | None = None,
+) -> JobHandle | None:
+    """Enqueue one job and return its handle (None when ``job_id`` is taken)."""
+    where = queue_layout(layout)
+    jid = await enqueue_job(
+        queue, function, *args, job_id=job_id, layout=where, defer_until_ms=defer_until_ms
+    )
+    return None if jid is None else JobHandle(queue, where, jid)
+
+
 async def enqueue_update(
-    queue: Redis, update: ProgressUpdate, *, queue_name: str = default_queue_name
+    queue: Redis,
+    update: ProgressUpdate,
+    *,
+    queue_name: str = DEFAULT_QUEUE_NAME,
+    layout: QueueLayout | None = None,
 ) -> str | None:
     """One ``update_progress`` job (no coalescing: prefer ``ProgressPublisher``)."""
-    return await enqueue_job(
-        queue, UPDATE_FUNCTION, update.model_dump(mode="json"), queue_name=queue_name
-    )
+    payload = update.model_dump(mode="json")
+    return await enqueue_job(queue, UPDATE_FUNCTION, payload, queue_name=queue_name, layout=layout)
 
 
 async def enqueue_update_batch(
-    queue: Redis, updates: Sequence[ProgressUpdate], *, queue_name: str = default_queue_name
+    queue: Redis,
+    updates: Sequence[ProgressUpdate],
+    *,
+    queue_name: str = DEFAULT_QUEUE_NAME,
+    layout: QueueLayout | None = None,
 ) -> str | None:
     """One ``update_progress_batch`` job carrying ``updates``."""
     payload = [u.model_dump(mode="json") for u in updates]
-    return await enqueue_job(queue, BATCH_FUNCTION, payload, queue_name=queue_name)
+    return await enqueue_job(queue, BATCH_FUNCTION, payload, queue_name=queue_name, layout=layout)
 
 
 def as_update(value: ProgressUpdate | Mapping[str, Any]) -> ProgressUpdate:
@@ -160,8 +199,8 @@ class ProgressPublisher:
     Every drain applies every pending update of its shard, so after producers stop and the queue
     drains, each download holds its highest-seq update (docs/progress.md).
 
-    ``queue`` is the client of the store holding the queue (default: the cache's) and
-    ``layout`` its key layout (default: ARQ's, on ``queue_name``).
+    ``queue`` is the client of the store holding the job queue (default: the cache's);
+    ``layout`` its key layout (default: ARQ's, named ``queue_name``).
     """
 
     def __init__(
@@ -169,12 +208,12 @@ class ProgressPublisher:
         cache: CacheManager,
         queue: Redis | None = None,
         *,
-        queue_name: str = default_queue_name,
+        queue_name: str = DEFAULT_QUEUE_NAME,
         layout: QueueLayout | None = None,
     ) -> None:
         self.cache = cache
         self.queue = queue if queue is not None else cache.client
-        self.layout = layout or QueueLayout.arq(queue_name)
+        self.layout = queue_layout(layout, queue_name)
         self.queue_name = self.layout.name
         self._drains_to_enqueue: dict[str, int] = {}
         self.enqueued = 0

@@ -1,20 +1,19 @@
-"""Settings models of the jobs: ``[maintenance]`` and ``[warmup]``.
+"""Settings models of the jobs: ``[maintenance]``, ``[warmup]`` and ``[jobs.<name>]``.
 
 A leaf module: pydantic and ``cache.numbers`` only, so ``worker.settings`` can hold these
-sections without loading the jobs, the store client or ARQ. The job names and the checks the
-models run at load time (``check_period``, ``split_callable``) live here for the same reason;
-``jobs.schedule`` and ``jobs.warmup`` use them from here.
+sections without loading the jobs, the store client or ARQ. The checks the
+models run at load time (``check_period``, ``split_callable``, ``check_job_name``,
+``check_module_name``) live here for the same reason; ``jobs.schedule``, ``jobs.warmup`` and
+``jobs.registry`` use them from here.
 """
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cache.numbers import Count, Seconds, WholeSeconds
-
-CLEANUP = "cleanup_stale_progress"
-STATS = "log_cache_stats"
-WARMUP = "warmup_cache"
+from cache.numbers import Count, Seconds, SecondsOrZero, WholeSeconds
 
 
 def check_period(seconds: int) -> int:
@@ -37,6 +36,30 @@ def check_period(seconds: int) -> int:
             "dividing an hour (60, 120, 300, 600, 900, 1800) or whole hours dividing a day"
         )
     return seconds
+
+
+JOB_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""A job's name: what producers write in a record's ``f``, the key of its ``[jobs.<name>]``
+section and, upper-cased, of its ``SEEN_JOBS_<NAME>`` variable (hence lower case only)."""
+
+
+def check_job_name(name: str) -> str:
+    """Return ``name`` if it is a valid job name; else raise ValueError saying the rule."""
+    if not isinstance(name, str) or not JOB_NAME.fullmatch(name):
+        raise ValueError(
+            f"job name {name!r} must be 1-64 characters: a lower-case letter, then lower-case "
+            "letters, digits or _"
+        )
+    return name
+
+
+def check_module_name(name: str) -> str:
+    """Return ``name`` if it is a dotted module name (``team.jobs``); else raise ValueError."""
+    if not isinstance(name, str) or not all(
+        p.isidentifier() and p.isascii() for p in name.split(".")
+    ):
+        raise ValueError(f"{name!r} is not an importable module name (pkg.module)")
+    return name
 
 
 def split_callable(path: str) -> tuple[str, str]:
@@ -75,13 +98,6 @@ class MaintenanceSettings(BaseModel):
     def _period(cls, value: int) -> int:
         return check_period(value)
 
-    def period(self, job_name: str) -> int:
-        return {
-            CLEANUP: self.cleanup_every,
-            STATS: self.stats_every,
-            WARMUP: self.warmup_every,
-        }[job_name]
-
 
 class WarmupSettings(BaseModel):
     """``[warmup]``: where the catalog is filled from."""
@@ -100,3 +116,25 @@ class WarmupSettings(BaseModel):
         for path in value:
             split_callable(path)
         return value
+
+
+class JobSection(BaseModel):
+    """``[jobs.<name>]``: this deployment's overrides of one job's declaration.
+
+    Any job may be named, ours or one from ``worker.job_modules``; a name that no loaded module
+    declares stops start-up (``jobs.registry``). Unset keys keep what the declaration says.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    every: int | None = Field(
+        None, description="period of a periodic job in seconds (0 = not scheduled)"
+    )
+    timeout: Seconds | None = Field(None, description="seconds one run may take")
+    max_tries: Count | None = Field(None, description="tries of one job")
+    keep_result: SecondsOrZero | None = Field(None, description="seconds a result is kept")
+
+    @field_validator("every")
+    @classmethod
+    def _period(cls, value: int | None) -> int | None:
+        return None if value is None else check_period(value)

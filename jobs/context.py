@@ -14,17 +14,19 @@ here by protocols (``JobSettings``, ``JobRuntime``) that ``worker.settings.Setti
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
 
-from arq.typing import WorkerCoroutine
-from redis.asyncio import Redis
-
-from cache.manager import CacheManager
-from cache.scripts import ScriptRunner
-from jobs.config import MaintenanceSettings, WarmupSettings
+from jobs.config import JobSection, MaintenanceSettings, WarmupSettings
 from jobs.wire.layout import QueueLayout
+
+if TYPE_CHECKING:  # types only: the producer API (base install, no ARQ) exports JobContext
+    from arq.typing import WorkerCoroutine
+    from redis.asyncio import Redis
+
+    from cache.manager import CacheManager
+    from cache.scripts import ScriptRunner
 
 
 class QueueSection(Protocol):
@@ -47,6 +49,9 @@ class JobSettings(Protocol):
 
     @property
     def warmup(self) -> WarmupSettings: ...
+
+    @property
+    def jobs(self) -> Mapping[str, JobSection]: ...
 
 
 class RunLease(Protocol):
@@ -100,7 +105,7 @@ R = TypeVar("R")
 def arq_job(job: Callable[Concatenate[JobContext, P], Awaitable[R]]) -> WorkerCoroutine:
     """``job`` as ARQ's ``func``/``cron`` take it: ARQ types ``ctx`` as a plain dict, which is
     what a ``JobContext`` is at run time."""
-    return cast(WorkerCoroutine, job)
+    return cast("WorkerCoroutine", job)
 
 
 def queue_layout(ctx: JobContext) -> QueueLayout:

@@ -27,3 +27,26 @@ class InvalidPayloadError(JobError, ValueError):
 
 class PublishError(JobError):
     """A producer could not hand an update or a job to the store (it is safe to retry)."""
+
+
+class JobFailedError(JobError):
+    """The job ran and failed (or was aborted): ``error`` is the exception's type name and
+    ``detail`` its message, as the worker stored them in the result record."""
+
+    def __init__(self, error: str, detail: str, *, job_id: str | None = None) -> None:
+        self.error = error
+        self.detail = detail
+        super().__init__(f"job failed: {error}: {detail}" if detail else error, job_id=job_id)
+
+
+class JobAbortedError(JobFailedError):
+    """The job was cancelled (``JobHandle.abort``, or its timeout) before it finished."""
+
+
+class JobNotFoundError(JobError):
+    """Neither queued, running nor finished with a kept result (its result expired, it was
+    never enqueued, or its function keeps no result)."""
+
+
+class JobTimeoutError(JobError, TimeoutError):
+    """No result within the caller's deadline; the job may still finish later."""

@@ -1,7 +1,8 @@
 """Periodic maintenance jobs: ``cleanup_stale_progress``, ``log_cache_stats``, ``warmup_cache``.
 
-Each runs on a schedule from ``[maintenance]`` and can be enqueued by hand. Every run goes
-through ``run_maintenance``: a scheduled run (ARQ cron id ``<name>:<ms>``) first claims its slot
+Each is declared with ``@periodic`` (``jobs.registry``) with its period from ``[maintenance]``,
+and can be enqueued by hand. Every run goes through ``jobs.slotrun.run_slot``, which the
+decorator wraps around the body: a scheduled run (ARQ cron id ``<name>:<ms>``) first claims its slot
 so it runs once per fleet (``jobs.schedule``); every run then holds the job's run guard so a
 manual and a scheduled run never overlap (``jobs.guard``); the outcome is appended to the job's
 capped run history. A run that finds the guard taken does not queue behind it: a manual run is
@@ -21,6 +22,7 @@ The job context (``jobs.context.JobContext``) carries ``cache``, ``redis`` (the 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,8 +31,8 @@ import sentry_sdk
 from cache.scripts import ScriptRunner
 from jobs import stats as stats_mod
 from jobs import warmup as warmup_mod
-from jobs.config import CLEANUP, STATS, WARMUP
 from jobs.context import JobContext
+from jobs.registry import FromSetting, declared_in, periodic
 from jobs.slotrun import run_slot
 
 log = logging.getLogger("seen.jobs.maintenance")
@@ -50,62 +52,60 @@ async def run_maintenance(
     *,
     prelude: Callable[[], Awaitable[Result]] | None = None,
 ) -> Result:
-    """Slot claim (scheduled runs), run guard, body, history: ``jobs.slotrun``.
-
-    ``prelude`` runs before the guard is taken and even when it is busy (per-process work).
-    """
-    return await run_slot(ctx, name, body, prelude)
+    """``body`` as a run of the maintenance job ``name`` (slot claim, run guard, history:
+    ``jobs.slotrun``), with that job's period and timeout in force; for tests and tools that
+    run other work under a maintenance job's slot. ``prelude`` runs before the guard is taken
+    and even when it is busy (per-process work)."""
+    ours = {d.name: d for d in declared_in(__name__, vars(sys.modules[__name__]))}
+    if name not in ours:
+        raise ValueError(f"{name!r} is not a maintenance job (one of {sorted(ours)})")
+    resolved = ours[name].resolve(ctx["settings"])
+    guard_ttl = resolved.timeout_s or ctx["settings"].maintenance.timeout
+    period = int(resolved.period_s or 0)
+    return await run_slot(ctx, name, body, prelude, period=period, guard_ttl=guard_ttl)
 
 
 # -- the jobs -----------------------------------------------------------------------------
+@periodic(FromSetting("maintenance.cleanup_every"))
 async def cleanup_stale_progress(ctx: JobContext, older_than: int | None = None) -> Result:
     """Remove download progress idle for longer than ``maintenance.cleanup_older_than``."""
     manager = ctx["cache"]
     cfg = ctx["settings"].maintenance
     age = older_than if older_than is not None else cfg.cleanup_older_than
-
-    async def body() -> Result:
-        return {"removed": await manager.download.cleanup_stale(older_than=age)}
-
-    return await run_maintenance(ctx, CLEANUP, body)
+    return {"removed": await manager.download.cleanup_stale(older_than=age)}
 
 
+@periodic(FromSetting("maintenance.stats_every"))
 async def log_cache_stats(ctx: JobContext) -> Result:
     """One structured log line of the system's figures; a warning above the memory threshold."""
     manager = ctx["cache"]
     settings = ctx["settings"]
     cfg = settings.maintenance
-
-    async def body() -> Result:
-        snapshot = await stats_mod.collect(manager, ctx["redis"], settings.queue.name)
-        figures = snapshot.flat()
-        log.info("cache stats %s", stats_mod.logfmt(figures), extra={"stats": figures})
-        ratio = snapshot.memory_ratio
-        if ratio is not None and ratio >= cfg.memory_warning:
-            message = (
-                f"cache memory at {ratio:.0%} of maxmemory "
-                f"({snapshot.used_memory} / {snapshot.max_memory} bytes), "
-                f"threshold {cfg.memory_warning:.0%}"
-            )
-            log.warning(message)
-            sentry_sdk.capture_message(message, level="warning")
-            figures["memory_warning"] = True
-        return figures
-
-    return await run_maintenance(ctx, STATS, body)
+    snapshot = await stats_mod.collect(manager, ctx["redis"], settings.queue.name)
+    figures = snapshot.flat()
+    log.info("cache stats %s", stats_mod.logfmt(figures), extra={"stats": figures})
+    ratio = snapshot.memory_ratio
+    if ratio is not None and ratio >= cfg.memory_warning:
+        message = (
+            f"cache memory at {ratio:.0%} of maxmemory "
+            f"({snapshot.used_memory} / {snapshot.max_memory} bytes), "
+            f"threshold {cfg.memory_warning:.0%}"
+        )
+        log.warning(message)
+        sentry_sdk.capture_message(message, level="warning")
+        figures["memory_warning"] = True
+    return figures
 
 
-async def warmup_cache(ctx: JobContext) -> Result:
-    """Scripts and pool on this worker, then the catalog from the configured sources."""
-    manager = ctx["cache"]
+async def _prime(ctx: JobContext) -> Result:
+    """Scripts and pool on the worker that picked the warmup up (each worker primes its own)."""
     wcfg = ctx["settings"].warmup
+    return await warmup_mod.prime(ctx["cache"], _queue_scripts(ctx), wcfg.pool_connections)
 
-    async def prelude() -> Result:
-        return await warmup_mod.prime(manager, _queue_scripts(ctx), wcfg.pool_connections)
 
-    async def body() -> Result:
-        return await warmup_mod.fill_catalog(manager, wcfg)
-
-    result = await run_maintenance(ctx, WARMUP, body, prelude=prelude)
-    log.info("%s: %s", WARMUP, stats_mod.logfmt(result))
+@periodic(FromSetting("maintenance.warmup_every"), prelude=_prime)
+async def warmup_cache(ctx: JobContext) -> Result:
+    """Scripts and pool on this worker (the prelude), then the catalog from the sources."""
+    result = await warmup_mod.fill_catalog(ctx["cache"], ctx["settings"].warmup)
+    log.info("warmup_cache: %s", stats_mod.logfmt(result))
     return result

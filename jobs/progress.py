@@ -5,7 +5,11 @@
   trip (``progress_applier``), so a producer that only knows section 3 gets the batch speed.
 - ``update_progress_batch(updates)``: apply a list of updates in one round trip.
 - ``apply_pending_progress(shard)``: the coalescing drain job ``ProgressPublisher`` enqueues.
-- ``repair_pending_progress()``: reschedule drains lost to a producer crash (run periodically).
+- ``repair_pending_progress()``: reschedule drains lost to a producer crash (run every
+  ``maintenance.repair_every`` seconds on every worker: it is idempotent, so it claims no slot).
+
+Each is declared once, here, with ``@job``/``@periodic`` (``jobs.registry``); the names are the
+producer's constants (``jobs.client``), so the producer needs no worker code to name them.
 
 Payloads are validated with pydantic. An invalid one fails its job at once (no ARQ retries:
 ARQ only retries ``Retry`` and cancelled jobs), is logged with the reason and is pushed to the
@@ -22,7 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
 
-from arq.worker import Function, Retry, func
+from arq.worker import Retry
 from pydantic import ValidationError
 
 from cache.backoff import Backoff, Jitter
@@ -38,9 +42,10 @@ from jobs.client import (
     describe,
     enqueue_jobs,
 )
-from jobs.context import JobContext, arq_job, queue_layout
+from jobs.context import JobContext, queue_layout
 from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
 from jobs.errors import InvalidPayloadError
+from jobs.registry import FromSetting, job, periodic
 
 log = logging.getLogger("seen.jobs.progress")
 
@@ -64,16 +69,6 @@ def progress_applier(download: DownloadCache) -> MicroBatcher[ProgressUpdate, Ap
         applier = MicroBatcher(download.bulk_update_progress)
         _APPLIERS[download] = applier
     return applier
-
-
-def worker_functions() -> list[Function]:
-    """The progress jobs with their timeouts, for ``worker.app.build_worker_settings``."""
-    return [
-        func(arq_job(update_progress), name=UPDATE_FUNCTION, timeout=10),
-        func(arq_job(update_progress_batch), name=BATCH_FUNCTION, timeout=60),
-        func(arq_job(apply_pending_progress), name=DRAIN_FUNCTION, timeout=60, keep_result=0),
-        func(arq_job(repair_pending_progress), name=REPAIR_FUNCTION, timeout=60, keep_result=0),
-    ]
 
 
 @asynccontextmanager
@@ -124,6 +119,7 @@ def _letter(ctx: JobContext, function: str, reason: str, payload: Any) -> DeadLe
     )
 
 
+@job(name=UPDATE_FUNCTION, timeout=10)
 async def update_progress(ctx: JobContext, *args: Any, **kwargs: Any) -> str:
     """Apply one progress update; returns the outcome (applied, stale, duplicate, final)."""
     try:
@@ -145,6 +141,7 @@ async def update_progress(ctx: JobContext, *args: Any, **kwargs: Any) -> str:
     return outcome.name.lower()
 
 
+@job(name=BATCH_FUNCTION, timeout=60)
 async def update_progress_batch(ctx: JobContext, *args: Any, **kwargs: Any) -> dict[str, int]:
     """Apply a list of updates in one round trip; returns counts per outcome.
 
@@ -190,6 +187,7 @@ async def update_progress_batch(ctx: JobContext, *args: Any, **kwargs: Any) -> d
     return counts
 
 
+@job(name=DRAIN_FUNCTION, timeout=60, keep_result=0)
 async def apply_pending_progress(ctx: JobContext, shard: Any) -> dict[str, Any]:
     """Drain job of one shard: apply every pending (coalesced) update of the shard."""
     manager = ctx["cache"]
@@ -206,6 +204,15 @@ async def apply_pending_progress(ctx: JobContext, shard: Any) -> dict[str, Any]:
     return asdict(report)
 
 
+# Idempotent (it only enqueues drains that are missing), so it needs no slot claim: a repeat
+# across workers enqueues nothing more.
+@periodic(
+    FromSetting("maintenance.repair_every"),
+    name=REPAIR_FUNCTION,
+    once_per_slot=False,
+    max_tries=1,
+    keep_result=0,
+)
 async def repair_pending_progress(ctx: JobContext) -> int:
     """Enqueue a drain for every shard with pending updates whose drain is missing or older
     than ``download.pending_lease`` (a producer died between its put and its enqueue)."""

@@ -26,13 +26,25 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from arq.jobs import DeserializationError, SerializationError
 from pydantic import BaseModel
 
 from jobs.record import InvalidRecord, check_record
+
+if TYPE_CHECKING:
+    from arq.jobs import DeserializationError, SerializationError
+else:
+    try:  # in the worker, ARQ's own errors, so ARQ fails just that job
+        from arq.jobs import DeserializationError, SerializationError
+    except ImportError:  # the base install (producers): no ARQ, the same hierarchy without it
+
+        class SerializationError(RuntimeError):
+            """ARQ's ``arq.jobs.SerializationError`` where ARQ is not installed."""
+
+        class DeserializationError(SerializationError):
+            """ARQ's ``arq.jobs.DeserializationError`` where ARQ is not installed."""
 
 
 class JobSerializationError(ValueError, SerializationError):

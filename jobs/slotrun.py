@@ -68,12 +68,13 @@ class SlotRun:
     holds_guard: bool = False
 
     @classmethod
-    def create(cls, ctx: JobContext, name: str) -> SlotRun:
+    def create(cls, ctx: JobContext, name: str, period: int, guard_ttl: float) -> SlotRun:
+        """``period``: the job's period in force (0 = not scheduled: every run is manual);
+        ``guard_ttl``: its timeout (the run guard outlives a live run by a margin)."""
         manager = ctx["cache"]
         cfg = ctx["settings"].maintenance
         scripts = ctx.get("queue_scripts") or ScriptRunner(ctx["redis"])
         job_id = str(ctx.get("job_id") or f"manual-{secrets.token_hex(6)}")
-        period = cfg.period(name)
         scheduled = scheduled_ms(name, job_id) if period else None
         slot = None if scheduled is None else slot_of(scheduled, period)
         started = wall_s()
@@ -91,7 +92,7 @@ class SlotRun:
             slot=slot,
             claims=SlotClaims(scripts, manager.keys),
             guard=RunGuard(scripts, manager.keys),
-            guard_ttl=cfg.timeout,
+            guard_ttl=guard_ttl,
             keep=cfg.history,
             entry=entry,
             started=started,
@@ -223,10 +224,14 @@ async def run_slot(
     name: str,
     body: Callable[[], Awaitable[Result]],
     prelude: Callable[[], Awaitable[Result]] | None = None,
+    *,
+    period: int,
+    guard_ttl: float,
 ) -> Result:
     """Claim, guard, body and the end of one run (module docstring). ``prelude`` runs before
-    the guard is taken and even when it is busy (per-process work)."""
-    run = SlotRun.create(ctx, name)
+    the guard is taken and even when it is busy (per-process work). ``@periodic``
+    (``jobs.registry``) calls it with the job's period and timeout in force."""
+    run = SlotRun.create(ctx, name, period, guard_ttl)
     try:
         if not await run.claim():
             ctx["run_outcome"] = "skipped"

@@ -18,32 +18,35 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.cron import CronJob
-from arq.worker import Function, func
+from arq.worker import Function
 
 from cache.cancellation import cancel_and_wait
 from cache.client import create_pool
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
-from jobs import maintenance, probe, progress, serializer
-from jobs.context import JobContext, arq_job
+from jobs import maintenance, serializer
+from jobs.arq_jobs import arq_functions
+from jobs.context import JobContext
 from jobs.deadletter import make_dead_letter, push_dead_letters
+from jobs.registry import ResolvedJob
 from worker.cron import build_cron_jobs
 from worker.engine import Engine, EngineConfig
-from worker.engine.functions import Defaults, function_table
+from worker.engine.functions import Defaults, from_resolved, function_table
 from worker.engine.schedule import Periodic
 from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
+from worker.job_modules import load_jobs
 from worker.outage import wait_until_reachable
 from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
-from worker.sentry import init_sentry, instrument
-from worker.settings import Settings, load_settings
+from worker.sentry import init_sentry, instrument, instrument_table
+from worker.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("seen.worker")
 
@@ -79,29 +82,15 @@ def create_queue_pool(settings: Settings) -> ArqRedis:
 
 
 def job_functions(settings: Settings) -> list[Function]:
-    """Every job the worker runs (scheduled ones also run when enqueued by hand)."""
-    limits = settings.maintenance
-    return [
-        func(arq_job(probe.ping), name="ping", timeout=5, max_tries=1),
-        *progress.worker_functions(),
-        *(
-            func(
-                arq_job(job), name=job.__name__, timeout=limits.timeout, max_tries=limits.max_tries
-            )
-            for job in (
-                maintenance.cleanup_stale_progress,
-                maintenance.log_cache_stats,
-                maintenance.warmup_cache,
-            )
-        ),
-    ]
+    """Every job the worker runs (scheduled ones also run when enqueued by hand): the
+    registry's (``jobs.registry``: ours and those of ``worker.job_modules``), as ARQ's
+    ``Function`` objects for ``arq worker.settings.WorkerSettings``."""
+    return arq_functions(load_jobs(settings).resolve(settings))
 
 
-def periodic_schedules(cron_jobs: Sequence[CronJob], settings: Settings) -> list[Periodic]:
-    """The engine's schedules of the periodic jobs ``build_cron_jobs`` declares."""
-    cfg = settings.maintenance
-    periods = {"repair_pending_progress": cfg.repair_every}
-    return [Periodic(c.name, periods.get(c.name) or cfg.period(c.name)) for c in cron_jobs]
+def periodic_schedules(jobs: Sequence[ResolvedJob]) -> list[Periodic]:
+    """The engine's schedules: every periodic job with a period in force."""
+    return [Periodic(j.name, j.period_s) for j in jobs if j.period_s]
 
 
 class ManagerDeadLetters:
@@ -142,15 +131,16 @@ class SeenWorker:
         self.layout = settings.queue.key_layout()
         self.burst = burst
         self.max_burst_jobs = max_burst_jobs
-        functions = [*job_functions(settings), *extra_functions]
-        cron_jobs = build_cron_jobs(settings) if cron else []
-        if settings.sentry.dsn is not None:  # Sentry sees each job as it runs
-            functions, cron_jobs = instrument(functions), instrument(cron_jobs)
         w = settings.worker
         defaults = Defaults(w.job_timeout, w.max_tries, w.keep_result)
-        self.functions = function_table([*functions, *cron_jobs], defaults)
-        self.periodic = periodic_schedules(cron_jobs, settings)
-        crons = [c.name for c in cron_jobs]
+        jobs = load_jobs(settings).resolve(settings)
+        extras = function_table(extra_functions, defaults)
+        table = {j.name: from_resolved(j, defaults) for j in jobs} | dict(extras)
+        if settings.sentry.dsn is not None:  # Sentry sees each job as it runs
+            table = instrument_table(table)
+        self.functions = table
+        self.periodic = periodic_schedules(jobs) if cron else []
+        crons = [p.name for p in self.periodic]
         self.metrics = WorkerMetrics(self.functions, self, crons)
         self.queue: ArqRedis | None = None
         self.scripts: ScriptRunner | None = None
@@ -419,7 +409,12 @@ class _LazyWorkerSettings(dict[str, Any]):
 
     def _fill(self) -> None:
         if not dict.__len__(self):
-            self.update(build_worker_settings(load_settings()))
+            try:
+                built = build_worker_settings(load_settings())
+            except SettingsError as exc:  # one line and exit 2, as from seen-worker
+                print(f"seen-worker: configuration error: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+            self.update(built)
 
     def items(self) -> Any:
         self._fill()

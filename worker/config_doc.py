@@ -7,6 +7,7 @@ documented names, defaults and environment variables cannot drift from the code.
 from __future__ import annotations
 
 import sys
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def rows() -> Iterator[tuple[str, str, str, str]]:
     """(file key, default, env name, description) for every setting."""
     for section, field in Settings.model_fields.items():
         model = field.annotation
+        if typing.get_origin(model) is dict:  # [jobs.<name>]: one JSON object per name
+            per_name = typing.get_args(model)[1]
+            for name, sub in per_name.model_fields.items():
+                env = f"SEEN_{section.upper()}_<NAME>"
+                meaning = f"{sub.description or ''}; unset = as the job declares (env: JSON object)"
+                yield f"{section}.<name>.{name}", _default(sub.default), env, meaning
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             continue
         for name, sub in model.model_fields.items():

@@ -79,6 +79,17 @@ def _section_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
     return out
 
 
+def map_sections(model: type[BaseModel]) -> set[str]:
+    """Sections keyed by a name of the user's choosing (``[jobs.<name>]``), upper-cased: their
+    variables are ``SEEN_<SECTION>_<KEY>`` holding one entry as a JSON object, or
+    ``SEEN_<SECTION>`` holding them all."""
+    return {
+        section.upper()
+        for section, info in model.model_fields.items()
+        if typing.get_origin(info.annotation) is dict
+    }
+
+
 def sections(model: type[BaseModel]) -> dict[str, dict[str, FieldInfo]]:
     """``{SECTION: {NAME: field}}`` of every section model of ``model``, upper-cased as in
     the environment (a field's alias is its name there)."""
@@ -137,11 +148,18 @@ def check_environment(environ: Mapping[str, str], model: type[BaseModel]) -> Env
     """Sort every ``SEEN_*`` variable of ``environ`` against the sections of ``model``."""
     report = EnvReport()
     known = sections(model)
+    keyed = map_sections(model)
     for env, value in sorted(environ.items()):
         upper = env.upper()
         if not upper.startswith(PREFIX) or upper in NOT_SETTINGS:
             continue
         section, sep, name = upper[len(PREFIX) :].partition("_")
+        if section in keyed:
+            dotted = f"{section.lower()}.{name.lower()}" if sep else section.lower()
+            problem = _check_json(env, value, dotted, 'a JSON object, e.g. {"every": 60}')
+            if problem:
+                report.errors.append(problem)
+            continue
         if section in known and (not sep or name in known[section]):
             dotted = section.lower() if not sep else f"{section.lower()}.{name.lower()}"
             if not sep:

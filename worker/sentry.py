@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import sentry_sdk
@@ -23,6 +23,7 @@ from sentry_sdk.integrations.arq import ArqIntegration
 from sentry_sdk.integrations.logging import ignore_logger
 from sentry_sdk.transport import Transport
 
+from worker.engine.functions import JobFunction
 from worker.settings import Settings
 
 FILTERED = "[Filtered]"
@@ -137,3 +138,11 @@ def _wrap(name: str, coroutine: Any) -> Any:
 def instrument(jobs: Sequence[J]) -> list[J]:
     """Copies of ARQ functions / cron jobs whose coroutines report to Sentry."""
     return [dataclasses.replace(j, coroutine=_wrap(j.name, j.coroutine)) for j in jobs]
+
+
+def instrument_table(table: Mapping[str, JobFunction]) -> dict[str, JobFunction]:
+    """The engine's job table with every coroutine reporting to Sentry."""
+    return {
+        name: dataclasses.replace(j, coroutine=_wrap(j.name, j.coroutine))
+        for name, j in table.items()
+    }

@@ -40,7 +40,13 @@ from pydantic_settings import SettingsError as SourceError
 from cache.config import CacheConfig, CacheSettings
 from cache.keys import validate_name
 from cache.numbers import Count, Seconds, SecondsOrZero
-from jobs.config import MaintenanceSettings, WarmupSettings
+from jobs.config import (
+    JobSection,
+    MaintenanceSettings,
+    WarmupSettings,
+    check_job_name,
+    check_module_name,
+)
 from jobs.wire.layout import MAX_SHARDS, QueueLayout
 from worker.env_check import check_environment, env_name, nearest_setting
 
@@ -59,6 +65,8 @@ class _Section(BaseModel):
 
 
 QueueName = Annotated[str, AfterValidator(lambda v: validate_name(v, "queue name"))]
+ModuleName = Annotated[str, AfterValidator(check_module_name)]
+JobName = Annotated[str, AfterValidator(check_job_name)]
 
 
 class QueueSettings(_Section):
@@ -105,6 +113,11 @@ class WorkerSection(_Section):
     backoff_base: Seconds = Field(0.5, description="first wait after a store error")
     backoff_cap: Seconds = Field(10.0, description="longest wait between reconnects")
     startup_timeout: Seconds = Field(60.0, description="how long start-up waits for stores")
+    job_modules: tuple[ModuleName, ...] = Field(
+        (),
+        description="modules whose @job/@periodic jobs the worker also runs "
+        "(docs/write-your-own-job.md)",
+    )
 
     @model_validator(mode="after")
     def _check_timing(self) -> WorkerSection:
@@ -284,6 +297,10 @@ class Settings(CacheConfig, BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     log: LogSettings = LogSettings()
     fleet: FleetSettings = FleetSettings()
+    jobs: dict[JobName, JobSection] = Field(
+        default_factory=dict,
+        description="[jobs.<name>]: per-job overrides (every, timeout, max_tries, keep_result)",
+    )
 
     _toml_file: ClassVar[Path | None] = None
 

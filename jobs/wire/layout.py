@@ -38,7 +38,11 @@ ARQ_IN_PROGRESS_PREFIX = "arq:in-progress:"
 ARQ_RETRY_PREFIX = "arq:retry:"
 ARQ_RESULT_PREFIX = "arq:result:"
 ARQ_ABORT_SET = "arq:abort"
-"""ARQ 0.28's key names (``arq.constants``); a test checks them against the pinned ARQ."""
+DEFAULT_QUEUE_NAME = "arq:queue"
+JOB_EXPIRY_EXTRA_MS = 86_400_000
+"""A job record expires this long (one day) after it is due, as ARQ writes it."""
+"""ARQ 0.28's key names and numbers (``arq.constants``); a test checks them against the pinned
+ARQ. They are written here so producers need no ARQ (the base install has none)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +87,7 @@ class QueueLayout:
     shards: tuple[QueueShard, ...]
 
     @classmethod
-    def arq(cls, name: str = "arq:queue") -> QueueLayout:
+    def arq(cls, name: str = DEFAULT_QUEUE_NAME) -> QueueLayout:
         validate_name(name, "queue name")
         shard = QueueShard(
             index=0,

@@ -17,6 +17,8 @@ from typing import Any
 from arq.cron import CronJob
 from arq.worker import Function
 
+from jobs.registry import ResolvedJob
+
 KEEP_PERIODIC_LEASE_MS = 60_000
 """How long a periodic job's lease outlives its run (ARQ's ``keep_cronjob_progress``): a copy
 of the same scheduled id enqueued late by a slow worker cannot start meanwhile."""
@@ -65,6 +67,24 @@ def from_arq(declared: Function | CronJob, defaults: Defaults) -> JobFunction:
         max_tries=defaults.max_tries if declared.max_tries is None else declared.max_tries,
         keep_result_ms=keep,
         periodic=periodic,
+    )
+
+
+def from_resolved(job: ResolvedJob, defaults: Defaults) -> JobFunction:
+    """The engine's view of a job of the registry (``jobs.registry``), its limits in force. A
+    job with a period in force runs by a periodic job's rules, also when enqueued by hand."""
+    if job.keep_result_forever:
+        keep: int | None = None
+    else:
+        seconds = defaults.keep_result_s if job.keep_result_s is None else job.keep_result_s
+        keep = max(0, round(seconds * 1000))
+    return JobFunction(
+        name=job.name,
+        coroutine=job.coroutine,
+        timeout_s=defaults.timeout_s if job.timeout_s is None else job.timeout_s,
+        max_tries=defaults.max_tries if job.max_tries is None else job.max_tries,
+        keep_result_ms=keep if not job.scheduled else 0,
+        periodic=job.scheduled,
     )
 
 

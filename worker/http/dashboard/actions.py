@@ -22,12 +22,12 @@ from redis.asyncio import Redis
 
 from cache.errors import translate_errors
 from cache.manager import CacheManager
-from jobs.client import enqueue_job
+from jobs.client import BATCH_FUNCTION, UPDATE_FUNCTION, enqueue_job
 from jobs.deadletter import DeadLetter, read_stored
 
 log = logging.getLogger("seen.dashboard.actions")
 
-UPDATE_FUNCTIONS = ("update_progress", "update_progress_batch")
+UPDATE_FUNCTIONS = (UPDATE_FUNCTION, BATCH_FUNCTION)
 
 
 @dataclass
@@ -61,7 +61,7 @@ def requeue_plan(letter: DeadLetter, known: Collection[str]) -> tuple[str, list[
     elif isinstance(payload, dict) and set(payload) == {"args", "kwargs"}:
         args, kwargs = payload["args"], payload["kwargs"]
     elif letter.function in UPDATE_FUNCTIONS and isinstance(payload, dict):
-        function, args = "update_progress", [payload]  # one rejected update
+        function, args = UPDATE_FUNCTION, [payload]  # one rejected update
     else:
         return "payload is not a job's arguments"
     if not isinstance(function, str) or function not in known:

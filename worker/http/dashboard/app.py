@@ -46,6 +46,7 @@ from worker.http.dashboard.state import DashboardState
 from worker.http.dashboard.stream import live_events
 from worker.http.fleet import FleetTimeout
 from worker.http.fleet.exporter import render_fleet_metrics
+from worker.job_modules import load_jobs
 from worker.settings import Settings
 
 log = logging.getLogger("seen.dashboard")
@@ -106,8 +107,9 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     metrics_token = cfg.metrics_token.get_secret_value() if cfg.metrics_token else None
     guard = Guard(token)
     env = _env()
-    periodic = _periodic_jobs(settings)
-    functions = {f.name for f in _job_functions(settings)}  # what a requeue may enqueue
+    registry = load_jobs(settings)
+    periodic = set(registry.slot_periods(settings))  # what "run now" may enqueue
+    functions = set(registry.names())  # what a requeue may enqueue
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -328,18 +330,5 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     return app
 
 
-def _periodic_jobs(settings: Settings) -> set[str]:
-    """Names of the enabled periodic jobs (the ones "run now" may enqueue)."""
-    from worker.cron import SCHEDULED
-
-    return {f.__name__ for f in SCHEDULED if settings.maintenance.period(f.__name__) > 0}
-
-
 def _who(request: Request) -> str:
     return request.client.host if request.client else "?"
-
-
-def _job_functions(settings: Settings) -> list[Any]:
-    from worker.app import job_functions
-
-    return job_functions(settings)

@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from cache.clock import wall_ms
 from cache.manager import CacheManager
 from jobs.stats import JobCounters, job_counters
-from worker.cron import SCHEDULED
 from worker.heartbeat import read_beats
 from worker.http.fleet.bounds import concurrently, deadline
 from worker.http.fleet.deadletters import count_dead_letters, read_grouped
@@ -31,6 +30,7 @@ from worker.http.fleet.queue import read_queue
 from worker.http.fleet.schedules import read_schedules
 from worker.http.fleet.store import read_store
 from worker.http.fleet.workers import read_workers
+from worker.job_modules import load_jobs
 from worker.settings import Settings
 
 MAX_WORKERS = 1000
@@ -47,7 +47,7 @@ class FleetReader:
         self.manager = manager
         self.settings = settings
         self.keys = manager.keys
-        self.cron_names = [f.__name__ for f in SCHEDULED]
+        self.cron_periods = load_jobs(settings).slot_periods(settings)
         self._previous: tuple[int, JobCounters] | None = None
         self._rates: tuple[float, float, float] | None = None
         self.scrape_errors: dict[str, int] = {}
@@ -132,7 +132,7 @@ class FleetReader:
                 self.queue,
                 self.keys,
                 self.settings.maintenance,
-                self.cron_names,
+                self.cron_periods,
                 wall_ms(),
                 slots=fleet.schedule_slots,
                 history=fleet.history,

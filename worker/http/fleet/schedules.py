@@ -13,6 +13,7 @@ earliest worker start): after a fresh deployment the slots before it are not "mi
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -106,7 +107,7 @@ async def read_schedules(
     queue: Redis,
     keys: KeyBuilder,
     maintenance: MaintenanceSettings,
-    names: list[str],
+    periods: Mapping[str, int],
     now_ms: int,
     *,
     slots: int,
@@ -114,9 +115,10 @@ async def read_schedules(
     grace_s: float,
     first_worker_ms: int | None = None,
 ) -> list[Schedule]:
-    """Every enabled periodic job in ``names``: the last ``slots`` slots and the next one.
+    """Every periodic job in ``periods`` (name: period in force, 0 = off; ``JobRegistry.
+    slot_periods``): the last ``slots`` slots and the next one.
     ``first_worker_ms``: when the earliest worker still in the heartbeat index started."""
-    enabled = [(name, maintenance.period(name)) for name in names if maintenance.period(name) > 0]
+    enabled = [(name, period) for name, period in periods.items() if period > 0]
     keep = max(1, maintenance.history)
     windows: list[range] = []
     with translate_errors(keys.key("cronlog"), operation="read schedules"):
