@@ -19,8 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from cache.config import CacheConfig, DownloadSettings
-from cache.download import ProgressUpdate, PublishOutcome, new_drain_id
-from cache.download import _calls
+from cache.download import ProgressUpdate, PublishOutcome, _calls, new_drain_id
 from cache.download._layout import DownloadLayout
 from cache.errors import InvalidKeyError
 from cache.keys import KeyBuilder, shard_of, validate_name
@@ -226,7 +225,9 @@ def test_publish_outcome_codes() -> None:
     assert sorted(o.value for o in PublishOutcome if o.needs_enqueue) == PUTS["enqueue_drain_on"]
 
 
-@pytest.mark.parametrize("vector", PUTS["download_keys"], ids=lambda v: f"{v['namespace']}-{v['job_id']}")
+@pytest.mark.parametrize(
+    "vector", PUTS["download_keys"], ids=lambda v: f"{v['namespace']}-{v['job_id']}"
+)
 def test_download_keys(vector: dict[str, Any]) -> None:
     keys, shard = KeyBuilder(vector["namespace"]), vector["shard"]
     assert shard_of(vector["job_id"], vector["shards"]) == shard
