@@ -10,7 +10,7 @@ import (
 // Conn is all the client needs from a Redis connection, pool or cluster client.
 //
 // Replies are plain Go values: nil for a nil reply, int64 for an integer, string or []byte
-// for a bulk or status reply, []any for an array. An error reply is returned as an error
+// for a bulk or status reply, float64 for a RESP3 double, []any for an array. An error reply is returned as an error
 // whose text is the server's own ("NOSCRIPT No matching script ..."); the client recognises
 // NOSCRIPT by that prefix and falls back to EVAL.
 type Conn interface {
@@ -48,6 +48,8 @@ func replyString(reply any) (s string, ok bool, err error) {
 		return v, true, nil
 	case []byte:
 		return string(v), true, nil
+	case float64: // a RESP3 double (go-redis v9 speaks RESP3): ZSCORE
+		return strconv.FormatFloat(v, 'f', -1, 64), true, nil
 	case error:
 		return "", false, v
 	}
