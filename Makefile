@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: run worker test test-all lint format bench lock clean
+.PHONY: run worker test test-all lint format bench lock clean sync-clients
 
 $(STAMP): pyproject.toml uv.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -46,6 +46,13 @@ format: $(STAMP)
 ## bench: every benchmark plus baselines; QUICK=1 for a short run
 bench: $(STAMP)
 	$(PY) -m bench $(if $(QUICK),--quick,)
+
+## sync-clients: copy the coalescing put script into the Go and Node clients (they ship it;
+##               tests/conformance/test_script_copies.py fails while a copy differs)
+CLIENT_SCRIPTS := clients/go/scripts clients/node/scripts
+sync-clients:
+	@for dir in $(CLIENT_SCRIPTS); do cp cache/scripts/download_pending_put.lua $$dir/; done
+	@echo "copied cache/scripts/download_pending_put.lua to $(CLIENT_SCRIPTS)"
 
 lock:
 	@test -x $(UV) || (python3 -m venv $(VENV) && $(PY) -m pip install --quiet "uv==$(UV_VERSION)")

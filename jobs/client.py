@@ -31,7 +31,7 @@ from cache.manager import CacheManager
 from cache.scripts import ScriptArg, ScriptCall, ScriptRunner
 from jobs.errors import InvalidPayloadError, PublishError
 from jobs.handle import JobHandle
-from jobs.serializer import serialize
+from jobs.serializer import serialize_canonical
 from jobs.wire.layout import DEFAULT_QUEUE_NAME, JOB_EXPIRY_EXTRA_MS, QueueLayout, QueueShard
 
 UPDATE_FUNCTION = "update_progress"
@@ -63,7 +63,7 @@ def job_record(
     """ARQ's job record as JSON: ``{"t","f","a","k","et"}`` (docs/wire-format.md)."""
     stamp = enqueue_ms if enqueue_ms is not None else wall_ms()
     record = {"t": None, "f": function, "a": list(args), "k": dict(kwargs or {}), "et": stamp}
-    return serialize(record)
+    return serialize_canonical(record)
 
 
 async def enqueue_jobs(

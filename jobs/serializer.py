@@ -14,8 +14,9 @@ Reading is strict about the record: UTF-8 JSON whose fields have the types and r
 NaN and the infinities (which Python's ``json`` reads and writes) are still accepted inside the
 arguments: the job's payload validation refuses them itself; a result echoes them as ``null``.
 
-Speed: records and results are read and written with orjson (a job's record is read and its
-result written once per job; the stdlib's ``json`` was a tenth of the engine's time per job).
+Speed: the worker reads records and writes results with orjson (once each per job; the
+stdlib's ``json`` was a tenth of the engine's time per job). Producers write records with the
+stdlib (``serialize_canonical``), byte for byte what the Go and Node producers write.
 Whatever orjson declines (NaN or Infinity tokens, integers beyond 64 bits, dictionary keys that
 are not strings) goes through the stdlib, so what is accepted and refused is unchanged; the
 only differences in the bytes written are non-ASCII text written as UTF-8 instead of escaped,
@@ -78,11 +79,17 @@ def _default(value: Any) -> Any:
 
 
 def serialize(obj: Any) -> bytes:
-    """ARQ ``job_serializer``."""
+    """ARQ ``job_serializer`` (the worker's results): orjson, else the stdlib's rules."""
     try:
         return orjson.dumps(obj, default=_default)
     except (TypeError, orjson.JSONEncodeError):
         pass  # a key that is not a string, an integer beyond 64 bits: the stdlib's rules
+    return serialize_canonical(obj)
+
+
+def serialize_canonical(obj: Any) -> bytes:
+    """The stdlib's compact JSON, non-ASCII escaped: the job records every producer writes
+    byte for byte alike (Python, Go, Node; tests/conformance/vectors)."""
     try:
         return json.dumps(obj, default=_default, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, RecursionError) as exc:

@@ -1,0 +1,3 @@
+module seen-worker/clients/go
+
+go 1.19
