@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
-from arq.constants import in_progress_key_prefix
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
@@ -21,6 +20,7 @@ from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
+from jobs.wire.layout import QueueLayout, QueueShard
 
 JOB_OUTCOMES = ("done", "failed", "retried")
 """Fields of the ``seen:jobs:stats`` hash, incremented by every worker."""
@@ -109,55 +109,81 @@ def logfmt(figures: Mapping[str, Any]) -> str:
 
 
 async def queue_stats(
-    client: Redis, queue_name: str, *, now_ms: int | None = None, scan_limit: int = 1000
+    client: Redis,
+    queue: str | QueueLayout,
+    *,
+    now_ms: int | None = None,
+    scan_limit: int = 1000,
 ) -> QueueStats:
     """Depth, due and deferred counts, running jobs and the age of the oldest due job that no
-    worker has started.
+    worker has started, over every shard of the queue (``queue``: its layout, or the name of a
+    queue on ARQ's layout).
 
-    Looks at no more than ``scan_limit`` due entries, oldest first; ``complete`` is False when
-    every one of those was running and more were left unseen (the age is then unknown).
+    Looks at no more than ``scan_limit`` due entries in all (shared among the shards), oldest
+    first; ``complete`` is False when every one of those was running and more were left unseen
+    (the age is then unknown).
     """
+    layout = queue if isinstance(queue, QueueLayout) else QueueLayout.arq(queue)
     now = wall_ms() if now_ms is None else now_ms
-    with translate_errors(queue_name, operation="queue stats"):
+    with translate_errors(layout.shards[0].queue, operation="queue stats"):
         async with client.pipeline(transaction=False) as pipe:
-            pipe.zcard(queue_name)
-            pipe.zcount(queue_name, "-inf", now)
-            depth, due = await pipe.execute()
-        oldest: float | None = None
-        running = 0
-        offset = 0
-        limit = min(int(due), scan_limit)
-        while offset < limit:
-            page = await client.zrangebyscore(
-                queue_name,
-                "-inf",
-                now,
-                start=offset,
-                num=min(_PAGE, limit - offset),
-                withscores=True,
-            )
-            if not page:
-                break
-            async with client.pipeline(transaction=False) as pipe:
-                for job_id, _ in page:
-                    pipe.exists(in_progress_key_prefix + as_text(job_id))
-                flags = await pipe.execute()
-            for (_, score), busy in zip(page, flags, strict=True):
-                if busy:
-                    running += 1
-                elif oldest is None:
-                    oldest = max(0.0, (now - float(score)) / 1000)
-            offset += len(page)
+            for shard in layout.shards:
+                pipe.zcard(shard.queue)
+                pipe.zcount(shard.queue, "-inf", now)
+            counts = await pipe.execute()
+        depths, dues = counts[0::2], counts[1::2]
+        per_shard = max(1, scan_limit // layout.count)
+        seen = [
+            await _oldest_unstarted(client, shard, now, min(int(due), per_shard))
+            for shard, due in zip(layout.shards, dues, strict=True)
+            if int(due)
+        ]
+    ages = [age for age, _, _ in seen if age is not None]
+    running = sum(r for _, r, _ in seen)
+    looked = sum(n for _, _, n in seen)
+    depth, due = sum(int(d) for d in depths), sum(int(d) for d in dues)
+    oldest = max(ages) if ages else None
     return QueueStats(
-        name=queue_name,
-        depth=int(depth),
-        due=int(due),
-        deferred=max(0, int(depth) - int(due)),
+        name=layout.name,
+        depth=depth,
+        due=due,
+        deferred=max(0, depth - due),
         running=running,
         oldest_age_s=oldest,
-        complete=oldest is not None or offset >= int(due),
-        counted=offset >= int(due),
+        complete=oldest is not None or looked >= due,
+        counted=looked >= due,
     )
+
+
+async def _oldest_unstarted(
+    client: Redis, shard: QueueShard, now: int, limit: int
+) -> tuple[float | None, int, int]:
+    """(age of the shard's oldest due job no worker holds, running jobs seen, entries seen)."""
+    oldest: float | None = None
+    running = 0
+    offset = 0
+    while offset < limit:
+        page = await client.zrangebyscore(
+            shard.queue,
+            "-inf",
+            now,
+            start=offset,
+            num=min(_PAGE, limit - offset),
+            withscores=True,
+        )
+        if not page:
+            break
+        async with client.pipeline(transaction=False) as pipe:
+            for job_id, _ in page:
+                pipe.exists(shard.in_progress(as_text(job_id)))
+            flags = await pipe.execute()
+        for (_, score), busy in zip(page, flags, strict=True):
+            if busy:
+                running += 1
+            elif oldest is None:
+                oldest = max(0.0, (now - float(score)) / 1000)
+        offset += len(page)
+    return oldest, running, offset
 
 
 async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
@@ -168,7 +194,9 @@ async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
     return JobCounters(**{name: values.get(name, 0) for name in JOB_OUTCOMES})
 
 
-async def collect(manager: CacheManager, queue: Redis, queue_name: str) -> SystemStats:
+async def collect(
+    manager: CacheManager, queue: Redis, queue_name: str | QueueLayout
+) -> SystemStats:
     """Everything in one snapshot: cache store INFO, queue, counters, active downloads."""
     cache = await manager.stats()
     return SystemStats(

@@ -25,9 +25,11 @@ from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function
+from redis.asyncio import Redis
 
 from cache.cancellation import cancel_and_wait
-from cache.client import create_pool
+from cache.client import create_client, create_pool
+from cache.cluster import is_cluster
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, serializer
@@ -71,14 +73,23 @@ def queue_redis_settings(settings: Settings) -> RedisSettings:
 
 
 def create_queue_pool(settings: Settings) -> ArqRedis:
-    """The queue store's client (ARQ's ``ArqRedis`` on our pool: socket timeouts, retries with
-    backoff, health checks), which jobs get as ``ctx["redis"]``."""
+    """ARQ's ``ArqRedis`` on our pool (socket timeouts, retries with backoff, health checks) on
+    the queue store: the client of ARQ's own producers and CLI, one instance."""
     return ArqRedis(
         create_pool(settings.queue_cache_settings()),
         job_serializer=serializer.serialize,
         job_deserializer=serializer.deserialize,
         default_queue_name=settings.queue.name,
     )
+
+
+def create_queue_client(settings: Settings) -> Redis:
+    """The worker's client of the queue store, which jobs get as ``ctx["redis"]``: a cluster
+    client when the (sharded) queue is on a Redis Cluster, else ``create_queue_pool``'s."""
+    qs = settings.queue_cache_settings()
+    if qs.is_cluster:
+        return create_client(qs)
+    return create_queue_pool(settings)
 
 
 def job_functions(settings: Settings) -> list[Function]:
@@ -91,6 +102,14 @@ def job_functions(settings: Settings) -> list[Function]:
 def periodic_schedules(jobs: Sequence[ResolvedJob]) -> list[Periodic]:
     """The engine's schedules: every periodic job with a period in force."""
     return [Periodic(j.name, j.period_s) for j in jobs if j.period_s]
+
+
+async def close_client(client: Redis) -> None:
+    """Close a client and its connections (a cluster client owns its nodes' pools)."""
+    if is_cluster(client):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
 
 
 class ManagerDeadLetters:
@@ -142,7 +161,7 @@ class SeenWorker:
         self.periodic = periodic_schedules(jobs) if cron else []
         crons = [p.name for p in self.periodic]
         self.metrics = WorkerMetrics(self.functions, self, crons)
-        self.queue: ArqRedis | None = None
+        self.queue: Redis | None = None
         self.scripts: ScriptRunner | None = None
         self.manager: CacheManager | None = None
         self.http: HttpServer | None = None
@@ -182,10 +201,10 @@ class SeenWorker:
         settings = self.settings
         runtime = self.runtime
         w = settings.worker
-        self.queue = queue = create_queue_pool(settings)
+        self.queue = queue = create_queue_client(settings)
         await wait_until_reachable(queue.ping, runtime.outage, w.startup_timeout)
-        if self.layout.kind == "arq":
-            await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
+        where = settings.queue_cache_settings().safe_url()
+        await refuse_cluster(queue, where, sharded=self.layout.kind == "sharded")
         init_sentry(settings, runtime.worker_id)
         self.scripts = scripts = ScriptRunner(queue)
         self.manager = manager = await CacheManager.connect(settings, verify=False)
@@ -316,7 +335,7 @@ class SeenWorker:
         if http is not None:
             closing.append(asyncio.ensure_future(http.aclose()))
         if queue is not None:
-            closing.append(asyncio.ensure_future(queue.aclose(close_connection_pool=True)))
+            closing.append(asyncio.ensure_future(close_client(queue)))
         if closing:
             done, pending = await asyncio.wait(closing, timeout=CLOSE_WITHIN_S)
             for task in done:

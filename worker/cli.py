@@ -171,7 +171,7 @@ async def _stats(settings: Settings, as_json: bool) -> int:
     manager = await CacheManager.connect(settings, verify=False)
     queue = create_client(settings.queue_cache_settings())
     try:
-        snapshot = await collect(manager, queue, settings.queue.name)
+        snapshot = await collect(manager, queue, settings.queue.key_layout())
     except CacheError as exc:
         print(f"seen-worker: cannot read stats: {exc}", file=sys.stderr)
         return 1

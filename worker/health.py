@@ -65,7 +65,7 @@ async def evaluate(
             await queue.ping()
             verdict.store["queue"] = {"ok": True}
         beats = await read_beats(queue, manager.keys)
-        verdict.queue = await queue_stats(queue, settings.queue.name, now_ms=now)
+        verdict.queue = await queue_stats(queue, settings.queue.key_layout(), now_ms=now)
     except Exception as exc:
         if not (isinstance(exc, CacheError) or is_store_outage(exc)):
             raise

@@ -84,6 +84,11 @@ class QueueSettings(_Section):
     shards: int = Field(
         8, ge=1, le=MAX_SHARDS, description="shards of the sharded layout (ignored by arq)"
     )
+    cluster: bool = Field(
+        False,
+        description="queue.addr is a Redis Cluster (sharded layout only; implied by several "
+        "nodes in addr)",
+    )
 
     def key_layout(self) -> QueueLayout:
         """The queue's keys (``jobs.wire.layout``)."""
@@ -306,16 +311,22 @@ class Settings(CacheConfig, BaseSettings):
 
     @model_validator(mode="after")
     def _check_queue_store(self) -> Settings:
-        """The job queue needs one instance: ARQ's keys (queue, job, result) span hash slots."""
-        if self.queue.addr is not None and "," in self.queue.addr:
+        """On ARQ's layout the job queue needs one instance: its keys (queue, job, result) span
+        hash slots. The sharded layout keeps each shard in one slot: it may be a cluster."""
+        if self.queue.layout == "sharded":
+            if self.queue.cluster and self.queue.db:
+                raise ValueError("a Redis Cluster has only db 0; set queue.db = 0")
+            return self
+        hint = 'use queue.layout = "sharded" (docs/operations.md, "The queue on a cluster")'
+        if self.queue.cluster or (self.queue.addr is not None and "," in self.queue.addr):
             raise ValueError(
-                "queue.addr names several nodes; the job queue needs one instance (ARQ's keys "
-                "span hash slots, a Redis Cluster refuses them)"
+                f"queue.addr is a Redis Cluster, but ARQ's layout needs one instance (its keys "
+                f"span hash slots): {hint}, or point queue.addr at a standalone server"
             )
         if self.cache.is_cluster and not self.queue.addr:
             raise ValueError(
-                "cache.addr is a Redis Cluster: set queue.addr to a single instance for the job "
-                "queue (ARQ's keys span hash slots, a cluster refuses them)"
+                "cache.addr is a Redis Cluster and the job queue shares it, but ARQ's layout "
+                f"needs one instance: {hint}, or set queue.addr to a standalone server"
             )
         return self
 
@@ -339,11 +350,19 @@ class Settings(CacheConfig, BaseSettings):
     def queue_cache_settings(self) -> CacheSettings:
         """Connection settings of the queue store: the cache's, with the ``[queue]`` overrides.
 
-        A queue on another instance takes only its own password (never the cache's).
+        A queue on another instance takes only its own password (never the cache's). The queue
+        may be a Redis Cluster only with the sharded layout (each shard's keys share one slot);
+        on ARQ's layout it is one instance (``worker.queue_store`` refuses a cluster node).
         """
-        update: dict[str, Any] = {"cluster": False}  # ARQ's keys span slots: one instance
+        sharded = self.queue.layout == "sharded"
+        update: dict[str, Any] = {"cluster": sharded and self.cache.is_cluster}
         if self.queue.addr:
-            update.update(addr=self.queue.addr, password=self.queue.password, username=None)
+            update.update(
+                addr=self.queue.addr,
+                password=self.queue.password,
+                username=None,
+                cluster=sharded and (self.queue.cluster or "," in self.queue.addr),
+            )
         elif self.queue.password is not None:
             update["password"] = self.queue.password
         if self.queue.db is not None:
