@@ -94,7 +94,7 @@ async def test_live_progress_moves_ends_final_and_resumes_without_gaps(
     chromium: Browser, server: TestServer, manager: CacheManager, tmp_path: Path, screenshots: Path
 ) -> None:
     problems: list[str] = []
-    with Fleet(tmp_path, server.addr) as fleet:
+    with Fleet(tmp_path, server.addr, queue={"layout": "arq"}) as fleet:
         fleet.start(1)
         await wait_until(check(lambda: fresh_beats(manager.client)), 20, "a worker")
         async with running_dashboard(server.url) as dash:
@@ -150,7 +150,7 @@ async def test_dead_letter_appears_is_requeued_and_applied(
     owner = ProgressUpdate(job_id=job, user_id="alice", status="downloading", seq=1)
     await manager.download.set_progress(owner)
     stolen = ProgressUpdate(job_id=job, user_id="mallory", status="downloading", seq=5)
-    with Fleet(tmp_path, server.addr) as fleet:
+    with Fleet(tmp_path, server.addr, queue={"layout": "arq"}) as fleet:
         fleet.start(1)
         await enqueue_update(manager.client, stolen)  # the worker refuses it: another owner
         await wait_until(

@@ -26,13 +26,14 @@ from jobs.context import JobContext
 from jobs.deadletter import read_dead_letters
 from jobs.errors import InvalidPayloadError
 from tests.conftest import TestServer, cache_config_for
+from tests.support.layout import queue_length, result_key
 from tests.support.processes import run_burst_worker, worker_settings
 from tests.support.updates import upd
 from worker.embedded import free_port
 
 
 async def result(raw: Redis, job_id: str) -> dict[str, Any]:
-    data = json.loads(await raw.get(f"arq:result:{job_id}") or "null")
+    data = json.loads(await raw.get(result_key(job_id)) or "null")
     assert isinstance(data, dict), f"no result for {job_id}"
     return data
 
@@ -177,7 +178,7 @@ async def test_repair_after_a_producer_died_between_put_and_enqueue(
     )
     publisher = ProgressPublisher(manager)
     assert await publisher.publish(upd(other, 9)) is PublishOutcome.COALESCED
-    assert await raw.zcard("arq:queue") == 0  # nothing enqueued: both updates wait
+    assert await queue_length(raw) == 0  # nothing enqueued: both updates wait
     # The sweeper job, with a lease the stuck drain has outlived, schedules a replacement.
     await asyncio.sleep(0.02)
     await enqueue_job(manager.client, REPAIR_FUNCTION)

@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from cache.keys import KeyBuilder
 from jobs.stats import job_counters
 from tests.conftest import TestServer
+from tests.support.layout import QUEUE_SECTION, lease_key
 from tests.support.processes import queue_pool
 from tests.support.waiting import wait_until
 from worker.app import SeenWorker, create_queue_pool
@@ -46,6 +47,7 @@ def fast_settings(addr: str, **more: Any) -> Settings:
     for name, values in more.items():
         sections.setdefault(name, {}).update(values)
     sections["cache"] = {"addr": addr, "connect_timeout": 0.3, "retries": 1}
+    sections["queue"] = {**QUEUE_SECTION, **sections.get("queue", {})}
     return load_settings(None, **sections)
 
 
@@ -109,7 +111,7 @@ async def test_running_job_lease_is_renewed(server: TestServer, raw: Redis) -> N
     async with running(worker):
         job = await pool.enqueue_job("sleepy", 1.5, _job_id="long")
         assert job is not None
-        key = "arq:in-progress:long"
+        key = lease_key("long")
 
         async def started() -> bool:
             return bool(await raw.exists(key))

@@ -13,6 +13,7 @@ from prometheus_client.metrics_core import Metric
 from redis.asyncio import Redis
 
 from tests.integration.test_worker_metrics import scrape, started, value
+from tests.support.layout import lease_key
 from tests.support.processes import Fleet, queue_pool
 from tests.support.sources import SLOW_EVENTS
 from tests.support.updates import upd
@@ -111,7 +112,7 @@ async def test_an_aborted_job_is_cancelled_and_a_taken_over_job_is_stale(
             stolen = await pool.enqueue_job("warmup_cache", _job_id="steal-me")
             assert stolen is not None
             await running(2)
-            await raw.set("arq:in-progress:steal-me", "another-worker:run", px=60_000)
+            await raw.set(lease_key("steal-me"), "another-worker:run", px=60_000)
 
             async def two_ended() -> bool:
                 return jobs_total(port) >= 2

@@ -18,6 +18,7 @@ from cache.backoff import Backoff
 from cache.scripts import ScriptRunner
 from jobs.outcome import Outcome
 from jobs.wire.layout import QueueLayout
+from tests.support.layout import LAYOUT
 from worker.engine import Engine, EngineConfig
 from worker.engine.functions import JobFunction
 from worker.outage import OutageLog
@@ -87,7 +88,7 @@ async def engine_on(
         **config,
     }
     engine = Engine(
-        layout=layout or QueueLayout.arq(),
+        layout=layout or LAYOUT,
         client=client,
         scripts=ScriptRunner(client),
         functions=table,
