@@ -224,9 +224,14 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from worker.check import render, run_checks
+    from worker.check import render, run_checks, run_queue_check
 
     results = await run_checks(settings)
+    queue = create_client(settings.queue_cache_settings())
+    try:
+        results += await run_queue_check(queue, settings.queue.key_layout())
+    finally:
+        await queue.aclose()
     print(render(results))
     return 0 if all(r.ok for r in results) else 1
 

@@ -18,7 +18,7 @@ from cache.session_cache import SessionData
 from jobs.client import enqueue_jobs
 from jobs.deadletter import read_dead_letters
 from tests.conftest import TestServer
-from tests.support.layout import job_key, queue_of
+from tests.support.layout import LAYOUT, job_key, queue_of
 from tests.support.processes import run_burst_worker, worker_settings
 
 
@@ -55,7 +55,7 @@ async def test_lock_name_with_a_trailing_newline_is_refused(
 
 async def test_enqueue_refuses_a_job_id_or_queue_with_a_newline(raw: Redis) -> None:
     with pytest.raises(InvalidKeyError, match="job id"):
-        await enqueue_jobs(raw, [("update_progress", [{}], "dl-w\n")])
+        await enqueue_jobs(raw, [("update_progress", [{}], "dl-w\n")], layout=LAYOUT)
     with pytest.raises(InvalidKeyError, match="queue name"):
         await enqueue_jobs(raw, [("update_progress", [{}], "dl-w")], queue_name="arq:queue\n")
     assert await all_keys(raw) == []

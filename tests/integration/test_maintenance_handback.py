@@ -20,7 +20,6 @@ from jobs import maintenance
 from jobs.schedule import slot_of
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
-from tests.support.layout import lease_key
 from tests.support.sources import SLOW_EVENTS
 from tests.support.waiting import items, wait_until
 from worker.runtime import WorkerRuntime
@@ -84,7 +83,7 @@ async def test_cancelled_run_hands_its_slot_back(
     runtime.state = state
     job_id = cron_id("warmup_cache", current_slot(HOUR), HOUR)
     slot = current_slot(HOUR) if warmup_every else None
-    marker = lease_key(job_id)
+    marker = settings.queue.key_layout().for_job(job_id).in_progress(job_id)
     await raw.set(marker, "1", px=60_000)  # what ARQ set when the job started
     run = asyncio.create_task(
         maintenance.warmup_cache(make_ctx(manager, settings, job_id, runtime=runtime))
@@ -108,7 +107,7 @@ async def test_cancel_after_the_body_finished_still_closes_the_slot(
 ) -> None:
     slot = current_slot(FIVE_MIN)
     job_id = cron_id("log_cache_stats", slot, FIVE_MIN)
-    marker = lease_key(job_id)
+    marker = slow_settings.queue.key_layout().for_job(job_id).in_progress(job_id)
     await raw.set(marker, "1", px=60_000)
     runtime = WorkerRuntime(slow_settings)
     runtime.state = "stopping"

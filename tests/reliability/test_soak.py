@@ -27,7 +27,7 @@ from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from jobs.errors import PublishError
 from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, cache_config_for
-from tests.support.layout import queue_length
+from tests.support.layout import LAYOUT, queue_length
 from tests.support.processes import Fleet
 from tests.support.waiting import fresh_beats, wait_until
 from worker.embedded import EmbeddedServer
@@ -90,7 +90,7 @@ async def soak(
             await wait_until(lambda: _count_beats(client, 2), 30, "two workers", interval=0.2)
             baseline = int(await client.dbsize())
             baseline_memory = await used_memory(client)
-            publisher = ProgressPublisher(manager)
+            publisher = ProgressPublisher(manager, layout=LAYOUT)
             producer = Producer(downloads)
             ticks = int(seconds * rate)
             for n in range(ticks):

@@ -29,7 +29,7 @@ from jobs.deadletter import read_dead_letters
 from jobs.progress import update_progress
 from tests.conftest import cache_config_for
 from tests.integration.test_worker import fast_settings
-from tests.support.layout import queue_length, result_key
+from tests.support.layout import LAYOUT, queue_length, result_key
 from tests.support.processes import Fleet
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
@@ -154,7 +154,7 @@ async def test_worker_waits_out_a_full_store_and_then_runs_every_job_once(
         for d, s in job_ids()
     ]
     ids = [job_id for _, _, job_id in specs]
-    assert all(await enqueue_jobs(client, specs))
+    assert all(await enqueue_jobs(client, specs, layout=LAYOUT))
     fillers = await fill_until_full(client)
     with Fleet(tmp_path, private_server.addr) as fleet:
         (worker,) = fleet.start(1)
@@ -200,7 +200,7 @@ async def test_stopping_on_a_full_store_exits_cleanly(
             (UPDATE_FUNCTION, [upd(f"s-{i}", 1).model_dump(mode="json")], f"s-{i}")
             for i in range(5)
         ]
-        await enqueue_jobs(client, specs)
+        await enqueue_jobs(client, specs, layout=LAYOUT)
 
         async def ran() -> bool:
             assert worker.running, fleet.logs()[-4000:]
@@ -234,7 +234,7 @@ async def test_store_filling_up_under_a_running_worker_loses_no_job(
             job_id = f"m-{len(accepted) + refused}"
             spec = (UPDATE_FUNCTION, [upd(job_id, 1).model_dump(mode="json")], job_id)
             try:
-                await enqueue_jobs(client, [spec])
+                await enqueue_jobs(client, [spec], layout=LAYOUT)
                 accepted.append(job_id)
             except CacheOutOfMemoryError:
                 refused += 1
@@ -290,7 +290,7 @@ async def test_a_store_at_its_limit_does_not_use_up_tries(
     )
     task = asyncio.create_task(worker.run())
     try:
-        await enqueue_jobs(client, [("writes", (f"k-{j}",), j) for j in jobs])
+        await enqueue_jobs(client, [("writes", (f"k-{j}",), j) for j in jobs], layout=LAYOUT)
         await asyncio.wait_for(full.wait(), 10)
         await asyncio.sleep(1.0)  # polls, claims and finishes meet the full store meanwhile
         await client.config_set("maxmemory", "0")
