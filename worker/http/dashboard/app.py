@@ -31,9 +31,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cache.errors import CacheError
+from cache.ratelog import RateLimitedLog
 from worker.http.dashboard import readers
 from worker.http.dashboard.actions import ActionError, requeue_dead_letters, run_now
 from worker.http.dashboard.security import (
+    AllowedHosts,
     Guard,
     RequireToken,
     SecurityHeaders,
@@ -46,6 +48,7 @@ from worker.http.dashboard.state import DashboardState
 from worker.http.dashboard.stream import live_events
 from worker.http.fleet import FleetTimeout
 from worker.http.fleet.exporter import render_fleet_metrics
+from worker.http.hosts import HostPolicy
 from worker.settings import Settings
 
 log = logging.getLogger("seen.dashboard")
@@ -105,6 +108,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     token = cfg.token.get_secret_value() if cfg.token is not None else None
     metrics_token = cfg.metrics_token.get_secret_value() if cfg.metrics_token else None
     guard = Guard(token)
+    hosts = HostPolicy(cfg.host_port()[0], cfg.allowed_hosts, "dashboard.allowed_hosts")
     env = _env()
     periodic = _periodic_jobs(settings)
     functions = {f.name for f in _job_functions(settings)}  # what a requeue may enqueue
@@ -201,7 +205,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     async def login(request: Request) -> Response:
         if not guard.required:
             return RedirectResponse("/", 303)
-        why = same_origin(request)
+        why = same_origin(request, hosts)
         if why is not None:
             return page(request, "login.html", 403, error=f"refused: {why}")
         try:
@@ -229,7 +233,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
             return None, _refuse(
                 request, 403, "read-only dashboard (start it with --allow-actions)"
             )
-        why = same_origin(request)
+        why = same_origin(request, hosts)
         if why is not None:
             return None, _refuse(request, 403, f"refused: {why}")
         try:
@@ -324,6 +328,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequireToken, guard=guard)
+    app.add_middleware(AllowedHosts, policy=hosts, log=RateLimitedLog(log))
     app.add_middleware(SecurityHeaders)
     return app
 
