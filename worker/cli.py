@@ -4,7 +4,8 @@
 ``health``  exit 0 when healthy, 1 when not; ``--json`` prints the verdict and reasons
 ``stats``   the figures ``log_cache_stats`` logs, as a table or ``--json``
 ``watch``   live progress bars of the active downloads (``--user U``; Ctrl-C to quit)
-``demo``    embedded server + worker + simulated downloads, live (``--duration S``: headless)
+``demo``    embedded server + worker + simulated downloads, live until Ctrl-C (``--duration S``:
+            headless, ends when every download did)
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 ``dashboard`` the web dashboard (``--addr``, ``--token-file``, ``--allow-actions``, ``--new-token``)
 """
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -233,17 +235,29 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         with_dashboard=not args.no_dashboard,
     )
+    # SIGTERM before the demo's own handlers are in place (start-up) ends it like Ctrl-C: the
+    # embedded server and worker processes are stopped on the way out, never orphaned
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run_async(coro, settings.worker.uvloop)
     except KeyboardInterrupt:
         return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def add_demo(sub: Subparsers) -> None:
     demo = sub.add_parser(
         "demo", help="embedded server + worker + simulated download pipeline, live"
     )
-    demo.add_argument("--downloads", type=int, default=24, help="simulated downloads")
+    demo.add_argument(
+        "--downloads",
+        type=int,
+        default=24,
+        help="simulated downloads (at a time: without --duration new ones start as others end)",
+    )
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
     demo.add_argument(
         "--duration", type=seconds, help="run headless for about S seconds and print a summary"
