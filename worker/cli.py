@@ -108,7 +108,7 @@ def add_run(sub: Subparsers) -> None:
 
 # -- health ---------------------------------------------------------------------------------
 async def _health(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.health import check
+    from worker.health import check, unreadable_heartbeats
 
     verdict = await check(
         settings,
@@ -121,8 +121,10 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
         print(verdict.model_dump_json(indent=2))
     else:
         alive = sum(1 for w in verdict.workers if w.get("fresh"))
+        bad = verdict.unreadable.get("heartbeat", 0)
+        note = f"; {unreadable_heartbeats(bad)} skipped" if bad else ""
         print(
-            f"healthy ({alive} worker(s))"
+            f"healthy ({alive} worker(s){note})"
             if verdict.healthy
             else "UNHEALTHY: " + "; ".join(verdict.reasons)
         )
@@ -165,6 +167,12 @@ async def _stats(settings: Settings, as_json: bool) -> int:
         await queue.aclose()
         await manager.aclose()
     figures = snapshot.flat()
+    if snapshot.unreadable_records:
+        print(
+            f"seen-worker stats: {snapshot.unreadable_records} unreadable record(s) skipped "
+            "(the log lines above name their keys); their figures show as -",
+            file=sys.stderr,
+        )
     if as_json:
         print(json.dumps(figures, indent=2))
     else:
