@@ -20,6 +20,7 @@ from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 from jobs.wire.layout import QueueLayout, QueueShard
 
 JOB_OUTCOMES = ("done", "failed", "retried")
@@ -56,11 +57,12 @@ class QueueStats(BaseModel):
 
 
 class JobCounters(BaseModel):
-    """Fleet-wide totals since the counters were created."""
+    """Fleet-wide totals since the counters were created; None: that counter is unreadable
+    (not an integer), which is unknown, not zero."""
 
-    done: int = 0
-    failed: int = 0
-    retried: int = 0
+    done: int | None = 0
+    failed: int | None = 0
+    retried: int | None = 0
 
 
 class SystemStats(BaseModel):
@@ -77,6 +79,8 @@ class SystemStats(BaseModel):
     queue: QueueStats
     jobs: JobCounters
     active_downloads: int | None = None
+    unreadable_records: int = 0
+    """Rows skipped because they could not be read (``cache.unreadable``)."""
 
     def flat(self) -> dict[str, Any]:
         """Flat name -> value, the order operators read them in."""
@@ -96,6 +100,7 @@ class SystemStats(BaseModel):
             "jobs_failed": self.jobs.failed,
             "jobs_retried": self.jobs.retried,
             "active_downloads": self.active_downloads,
+            "unreadable_records": self.unreadable_records,
         }
 
 
@@ -186,18 +191,35 @@ async def _oldest_unstarted(
     return oldest, running, offset
 
 
-async def job_counters(client: Redis, keys: KeyBuilder) -> JobCounters:
+async def job_counters(
+    client: Redis, keys: KeyBuilder, unreadable: Unreadable | None = None
+) -> JobCounters:
+    """The fleet's job totals; a counter that is not an integer is None, skipped and noted in
+    ``unreadable`` (kind ``job_counter``) with the hash's key, the others are still read."""
+    skipped = unreadable if unreadable is not None else Unreadable()
     key = keys.job_stats()
     with translate_errors(key, operation="HGETALL"):
         raw = await cast(Awaitable[dict[bytes, bytes]], client.hgetall(key))
-    values = {as_text(k): int(v) for k, v in raw.items()}
-    return JobCounters(**{name: values.get(name, 0) for name in JOB_OUTCOMES})
+    values = {as_text(k): as_text(v) for k, v in raw.items()}
+    counts: dict[str, int | None] = {}
+    for name in JOB_OUTCOMES:
+        text = values.get(name, "0")
+        try:
+            counts[name] = int(text)
+        except ValueError:
+            counts[name] = None
+            skipped.skip("job_counter", f"{key} field {name!r}", f"not an integer: {text[:50]!r}")
+    return JobCounters(**counts)
 
 
 async def collect(
-    manager: CacheManager, queue: Redis, queue_name: str | QueueLayout
+    manager: CacheManager,
+    queue: Redis,
+    queue_name: str | QueueLayout,
+    unreadable: Unreadable | None = None,
 ) -> SystemStats:
     """Everything in one snapshot: cache store INFO, queue, counters, active downloads."""
+    skipped = unreadable if unreadable is not None else Unreadable()
     cache = await manager.stats()
     return SystemStats(
         used_memory=cache.used_memory,
@@ -209,6 +231,7 @@ async def collect(
         connected_clients=cache.connected_clients,
         keys=cache.keys,
         queue=await queue_stats(queue, queue_name),
-        jobs=await job_counters(queue, manager.keys),
+        jobs=await job_counters(queue, manager.keys, skipped),
         active_downloads=cache.extra.get(ACTIVE_DOWNLOADS_STAT),
+        unreadable_records=skipped.total,
     )

@@ -49,6 +49,7 @@ from jobs.config import (
 )
 from jobs.wire.layout import MAX_SHARDS, QueueLayout
 from worker.env_check import check_environment, env_name, nearest_setting
+from worker.http.hosts import check_allowed_host
 
 log = logging.getLogger("seen.settings")
 
@@ -190,6 +191,9 @@ def _long_token(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+AllowedHost = Annotated[str, AfterValidator(check_allowed_host)]
+"""A name an HTTP server of ours answers besides loopback and IP literals (``worker.http.hosts``):
+``name`` (any port) or ``name:port``; no scheme, path or wildcard."""
 ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
 """``host:port`` to bind; port 0 picks a free port, an IPv6 host is written in brackets."""
 Token = Annotated[SecretStr | None, AfterValidator(_token)]
@@ -211,7 +215,9 @@ class HttpSettings(_Listener):
     """The worker's own HTTP endpoint: ``/metrics``, ``/livez``, ``/readyz``.
 
     Loopback by default. ``metrics_token`` makes ``/metrics`` require ``Authorization: Bearer
-    <token>``; a non-loopback ``addr`` without it is logged as a warning at start-up.
+    <token>``; a non-loopback ``addr`` without it is logged as a warning at start-up. Requests
+    for a ``Host`` that is not loopback, an IP address or in ``allowed_hosts`` get 421 (DNS
+    rebinding, ``worker.http.hosts``).
     """
 
     enabled: bool = Field(True, description="serve /metrics, /livez, /readyz")
@@ -221,6 +227,11 @@ class HttpSettings(_Listener):
     metrics_token: Token = Field(
         None, description="bearer token /metrics requires; unset = no token"
     )
+    allowed_hosts: tuple[AllowedHost, ...] = Field(
+        (),
+        description="Host names (or host:port) served besides loopback and IP addresses "
+        "(a scraper's DNS name); JSON list",
+    )
 
 
 class DashboardSettings(_Listener):
@@ -229,7 +240,8 @@ class DashboardSettings(_Listener):
     Loopback by default; any other bind refuses to start without ``token`` (at least 32 bytes,
     ``seen-worker dashboard --new-token`` prints one) and without ``metrics_token`` for its
     ``/metrics``. Tokens only via ``SEEN_DASHBOARD_TOKEN`` / ``SEEN_DASHBOARD_METRICS_TOKEN``
-    or ``--token-file``; read-only unless ``allow_actions``.
+    or ``--token-file``; read-only unless ``allow_actions``. Only a ``Host`` that is loopback,
+    an IP address or in ``allowed_hosts`` is answered (``worker.http.hosts``).
     """
 
     addr: ListenAddr = Field(
@@ -238,6 +250,11 @@ class DashboardSettings(_Listener):
     token: LongToken = Field(None, description="bearer/login token; required off loopback")
     metrics_token: LongToken = Field(None, description="bearer token of /metrics")
     allow_actions: bool = Field(False, description="requeue dead letters, run periodic jobs now")
+    allowed_hosts: tuple[AllowedHost, ...] = Field(
+        (),
+        description="Host names (or host:port) served besides loopback and IP addresses "
+        "(behind a proxy: its public name); JSON list",
+    )
     max_sse_clients: Count = Field(100, description="open live-download streams at most")
     client_queue: Count = Field(256, description="event batches buffered per SSE client")
     replay_batches: Count = Field(2048, description="recent batches kept for Last-Event-ID")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
 from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.config import CacheConfig
 from cache.counts import ReadCounts
 from cache.download import _calls
@@ -26,6 +27,7 @@ from cache.download._models import (
     ApplyOutcome,
     DownloadProgress,
     ProgressUpdate,
+    parse_progress,
     progress_from_fields,
 )
 from cache.download._pending import (
@@ -35,13 +37,16 @@ from cache.download._pending import (
     PutResult,
     new_drain_id,
 )
-from cache.errors import SerializationError, translate_errors
+from cache.errors import InvalidKeyError, SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptCall, ScriptRunner
 from cache.service import TTL, CacheService
+from cache.unreadable import Unreadable
 
 M = TypeVar("M", bound=BaseModel)
+KIND = "download"
+"""The ``cache.unreadable`` kind of a download entry that cannot be read."""
 DOWNLOAD_OUTCOMES = (
     "applied",
     "stale",
@@ -166,23 +171,34 @@ class DownloadCache:
         return [progress_from_fields(f, j) for f, j in zip(rows, job_ids, strict=True)]
 
     async def get_active_downloads(
-        self, user_id: str | None = None, *, limit: int = 1000
+        self,
+        user_id: str | None = None,
+        *,
+        limit: int = 1000,
+        unreadable: Unreadable | None = None,
     ) -> list[DownloadProgress]:
         """Non-terminal downloads with their progress, most recently updated first.
 
         Without ``user_id``: from every shard's active index; with it: from the user's index.
-        Entries whose progress has expired are skipped (``cleanup_stale`` removes them).
+        Entries whose progress has expired are skipped (``cleanup_stale`` removes them). An
+        entry that cannot be read (an index member that breaks the id rule, a progress hash
+        that is not a download's state or not a hash) is skipped and noted in ``unreadable``
+        (kind ``download``, logged with its key); the others are returned.
         """
-        found = await self._indexed(user_id, limit)
+        found = await self._indexed(user_id, limit, unreadable)
         return [p for p in found if not p.terminal][:limit]
 
     async def get_user_downloads(
-        self, user_id: str, *, limit: int = 1000
+        self, user_id: str, *, limit: int = 1000, unreadable: Unreadable | None = None
     ) -> list[DownloadProgress]:
         """A user's downloads, terminal ones included (kept ``ttl.download_terminal``)."""
-        return (await self._indexed(validate_id(user_id, "user_id"), limit))[:limit]
+        user = validate_id(user_id, "user_id")
+        return (await self._indexed(user, limit, unreadable))[:limit]
 
-    async def _indexed(self, user_id: str | None, limit: int) -> list[DownloadProgress]:
+    async def _indexed(
+        self, user_id: str | None, limit: int, unreadable: Unreadable | None
+    ) -> list[DownloadProgress]:
+        skipped = unreadable if unreadable is not None else Unreadable()
         shards = self.layout.all_shards()
         if user_id is None:
             index = [self.layout.shard_keys[s].active for s in shards]
@@ -193,20 +209,32 @@ class DownloadCache:
                 for key in index:
                     pipe.zrevrange(key, 0, limit - 1)
                 per_shard = await pipe.execute()
-        jobs: list[tuple[str, int]] = []
-        for shard, members in zip(shards, per_shard, strict=True):
+        jobs: list[tuple[str, str]] = []
+        for shard, key, members in zip(shards, index, per_shard, strict=True):
             for raw in members:
-                job = parse_member(raw)[0] if user_id is None else raw.decode()
-                jobs.append((job, shard))
+                job = parse_member(raw)[0] if user_id is None else as_text(raw)
+                try:
+                    jobs.append((job, self.keys.download_progress(job, shard)))
+                except InvalidKeyError as exc:
+                    skipped.skip(KIND, f"{key} member {as_text(raw)!r}", str(exc))
         if not jobs:
             return []
         with translate_errors(None, operation="HGETALL download progress"):
             async with self.client.pipeline(transaction=False) as pipe:
-                for job, shard in jobs:
-                    pipe.hgetall(self.keys.download_progress(job, shard))
-                rows = await pipe.execute()
-        found = [progress_from_fields(f, job) for f, (job, _) in zip(rows, jobs, strict=True)]
-        present = [p for p in found if p is not None]
+                for _, progress_key in jobs:
+                    pipe.hgetall(progress_key)
+                rows = await pipe.execute(raise_on_error=False)
+        present = []
+        for (job, progress_key), fields in zip(jobs, rows, strict=True):
+            try:
+                if isinstance(fields, Exception):
+                    raise ValueError(str(fields))
+                progress = parse_progress(fields, job)
+            except ValueError as exc:
+                skipped.skip(KIND, progress_key, str(exc))
+                continue
+            if progress is not None:
+                present.append(progress)
         present.sort(key=lambda p: p.updated_at, reverse=True)
         return present
 
@@ -299,17 +327,23 @@ class DownloadCache:
 
     async def stats(self) -> dict[str, int]:
         """Counters summed over the shards (applied, stale, duplicate, coalesced, ...) and
-        ``active``, the count of active downloads (``download.active`` in manager stats)."""
+        ``active``, the count of active downloads (``download.active`` in manager stats).
+        A field that is not an integer is left out and logged (``cache.unreadable``)."""
+        keys = [self.layout.shard_keys[shard].stats for shard in self.layout.all_shards()]
         with translate_errors(None, operation="HGETALL download stats"):
             async with self.client.pipeline(transaction=False) as pipe:
-                for shard in self.layout.all_shards():
-                    pipe.hgetall(self.layout.shard_keys[shard].stats)
+                for key in keys:
+                    pipe.hgetall(key)
                 rows = await pipe.execute()
         totals = dict.fromkeys(DOWNLOAD_OUTCOMES, 0)
-        for row in rows:
+        skipped = Unreadable()
+        for key, row in zip(keys, rows, strict=True):
             for name, value in row.items():
-                field = name.decode()
-                totals[field] = totals.get(field, 0) + int(value)
+                field = as_text(name)
+                try:
+                    totals[field] = totals.get(field, 0) + int(value)
+                except ValueError:
+                    skipped.skip("download_stats", f"{key} field {field!r}", "not an integer")
         totals["active"] = await self.count_active()
         return totals
 

@@ -139,15 +139,35 @@ def progress_from_fields(
     fields: Mapping[bytes, bytes] | Mapping[str, str], job_id: str | None = None
 ) -> DownloadProgress | None:
     """Parse a progress hash (HGETALL) or an event entry; None when empty or unreadable."""
+    try:
+        return parse_progress(fields, job_id)
+    except ValueError:
+        return None
+
+
+def parse_progress(
+    fields: Mapping[bytes, bytes] | Mapping[str, str], job_id: str | None = None
+) -> DownloadProgress | None:
+    """Parse a progress hash or event entry: None when empty (expired); ``ValueError`` saying
+    what is wrong when it holds something that is not a download's state."""
+    if not fields:
+        return None
     text = {as_text(k): as_text(v) for k, v in fields.items()}
     job = job_id or text.get("job")
-    if not job or not text.get("status"):
-        return None
+    if not job:
+        raise ValueError("no job id")
+    if not text.get("status"):
+        raise ValueError("no status")
     try:
         status = DownloadStatus(text["status"])
     except ValueError:
-        return None
+        raise ValueError(f"unknown status {text['status'][:40]!r}") from None
     eta = _int(text, "eta", -1)
+    updated_ms = _int(text, "updated")
+    try:
+        updated_at = datetime.fromtimestamp(updated_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"updated time {updated_ms} ms is out of range") from None
     return DownloadProgress(
         job_id=job,
         user_id=text.get("user", ""),
@@ -158,6 +178,6 @@ def progress_from_fields(
         speed=_int(text, "speed"),
         eta_seconds=eta if eta >= 0 else None,
         seq=_int(text, "seq"),
-        updated_at=datetime.fromtimestamp(_int(text, "updated") / 1000, tz=UTC),
+        updated_at=updated_at,
         error=text.get("error") or None,
     )
