@@ -122,6 +122,7 @@ class PrometheusServer:
         *,
         rule_files: Sequence[Path] = (),
         scrape_interval: float = 1.0,
+        scrape_timeout: float | None = None,
         evaluation_interval: float = 1.0,
         start_within: float = 60.0,
         binary: str | None = None,
@@ -130,6 +131,7 @@ class PrometheusServer:
         self.targets = list(targets)
         self.rule_files = [Path(p).resolve() for p in rule_files]
         self.scrape_interval = scrape_interval
+        self.scrape_timeout = min(scrape_timeout or scrape_interval, scrape_interval)
         self.evaluation_interval = evaluation_interval
         self.start_within = start_within
         self.binary = binary or require_prometheus()
@@ -146,7 +148,7 @@ class PrometheusServer:
             job: dict[str, Any] = {
                 "job_name": target.job,
                 "metrics_path": target.metrics_path,
-                "scrape_timeout": f"{self.scrape_interval:g}s",
+                "scrape_timeout": f"{self.scrape_timeout:g}s",
                 "static_configs": [{"targets": [target.addr], "labels": dict(target.labels)}],
             }
             if target.bearer_token is not None:
