@@ -134,7 +134,7 @@ async def store_per_download(env: BenchEnv, n: int) -> BenchResult:
     figures["per_million_mb"] = round(per_million, 0)
     return BenchResult(
         name="sizing.store_per_active_download",
-        metrics=figures,
+        metrics=medians_first(figures),
         notes={
             "downloads": n,
             "runs": RUNS,
@@ -186,7 +186,7 @@ async def store_per_job(env: BenchEnv, n: int, kind: str) -> BenchResult:
     figures["record_bytes"] = len(_record(0))
     return BenchResult(
         name=f"sizing.store_per_queued_job.{kind}",
-        metrics=figures,
+        metrics=medians_first(figures),
         notes={
             "jobs": n,
             "runs": RUNS,
@@ -199,6 +199,12 @@ async def store_per_job(env: BenchEnv, n: int, kind: str) -> BenchResult:
 
 def _named(name: str, values: dict[str, float]) -> dict[str, float]:
     return {f"{name}{suffix}": value for suffix, value in values.items()}
+
+
+def medians_first(metrics: dict[str, float]) -> dict[str, float]:
+    """The medians, then the ranges (``_min``/``_max``): the README table shows the first four."""
+    ranges = ("_min", "_max")
+    return {k: v for k, v in metrics.items() if not k.endswith(ranges)} | metrics
 
 
 async def _clients(raw: Redis) -> int:
@@ -315,9 +321,9 @@ async def processes(env: BenchEnv, jobs: int) -> list[BenchResult]:
         await _flush(raw)
     finally:
         await raw.aclose()
+    order = ["idle_rss_mb", "load_rss_mb", "load_cpu_pct", "load_connections"]
     worker = _runs_summary(workers)
-    order = ["idle_rss_mb", "load_rss_mb", "load_cpu_pct", "idle_connections"]
-    worker = {k: worker[k] for k in order} | worker
+    worker = {k: worker[k] for k in order} | medians_first(worker)
     return [
         BenchResult(
             name="sizing.worker_process",
@@ -331,7 +337,7 @@ async def processes(env: BenchEnv, jobs: int) -> list[BenchResult]:
         ),
         BenchResult(
             name="sizing.dashboard_process",
-            metrics=_runs_summary(dashboards),
+            metrics=medians_first(_runs_summary(dashboards)),
             notes={"runs": dashboards, "scrape": "GET /metrics once a second"},
         ),
     ]

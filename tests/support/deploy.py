@@ -21,8 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
+from kubernetes_validate.utils import latest_version
 
 from worker.config_doc import rows
 from worker.settings import Settings, load_settings
@@ -32,6 +35,14 @@ COMPOSE = ROOT / "docker-compose.yml"
 KUSTOMIZE = ROOT / "deploy" / "kubernetes"
 SCHEMAS = ROOT / "deploy" / "schemas"
 BENCH_RESULTS = ROOT / "bench" / "results" / "latest.json"
+OLDEST_KUBERNETES = "1.30.0"
+"""The oldest Kubernetes the manifests claim; they are also checked against the newest."""
+CRD_SCHEMAS = {
+    ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh-v1alpha1-scaledobject.json",
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com-v1-servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com-v1-prometheusrule.json",
+}
+"""The vendored CRD schema of each custom resource kind the manifests use (deploy/schemas/)."""
 SECRET_NAME = re.compile(r"PASSWORD|TOKEN|SECRET|DSN|requirepass|AUTH", re.IGNORECASE)
 """Environment names whose values are secrets."""
 DUMMY_SECRET = "s" * 40
@@ -99,6 +110,40 @@ def kustomize(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(_built(str(KUSTOMIZE / name))) if d]
 
 
+def latest_kubernetes() -> str:
+    """The newest Kubernetes version whose schemas ``kubernetes-validate`` ships."""
+    return str(latest_version())
+
+
+def crd_errors(doc: dict[str, Any]) -> list[str]:
+    """What the CRD schema of a custom resource finds wrong with ``doc`` (empty: valid)."""
+    schema = json.loads((SCHEMAS / CRD_SCHEMAS[doc["apiVersion"], doc["kind"]]).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+def k8s_error(doc: dict[str, Any], version: str) -> str | None:
+    """What Kubernetes ``version``'s schema (strict: no unknown field) finds wrong, or None."""
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        return f"{list(exc.path)}: {exc.message}"
+    return None
+
+
+def schema_errors(doc: dict[str, Any]) -> list[str]:
+    """A custom resource against its CRD schema; a built-in one against the Kubernetes schemas
+    of ``OLDEST_KUBERNETES`` and of the newest version."""
+    if (doc["apiVersion"], doc["kind"]) in CRD_SCHEMAS:
+        return crd_errors(doc)
+    found = []
+    for version in (OLDEST_KUBERNETES, latest_kubernetes()):
+        error = k8s_error(doc, version)
+        if error is not None:
+            found.append(f"Kubernetes {version}: {error}")
+    return found
+
+
 def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     """The one resource of ``kind`` (whose name starts with ``name``: generated names carry a
     hash suffix)."""
@@ -150,9 +195,10 @@ def secret_ref(spec: dict[str, Any], name: str) -> tuple[str, str]:
     raise AssertionError(f"{spec['name']} has no {name}")
 
 
-def flags(args: list[str]) -> dict[str, str]:
-    """``--name=value`` (or a bare ``--name``: "true") command-line flags by name."""
-    out = {}
+def flags(args: list[str], env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Dragonfly's flags by name: ``--name=value`` (a bare ``--name``: "true") in ``args``, and
+    ``DFLY_<name>`` in ``env`` (Dragonfly reads flags from its environment too)."""
+    out = {k.removeprefix("DFLY_"): v for k, v in (env or {}).items() if k.startswith("DFLY_")}
     for arg in args:
         if arg.startswith("--"):
             name, _, value = arg[2:].partition("=")

@@ -85,8 +85,9 @@ def test_compose_worker_healthcheck_asks_its_readyz() -> None:
 def test_compose_dragonfly_flags_and_healthcheck() -> None:
     dragonfly = compose()["services"]["dragonfly"]
     assert "dragonfly" in dragonfly["image"]
-    given = flags(dragonfly["command"])
+    given = flags(dragonfly["command"], dragonfly["environment"])
     assert "cache_mode" not in given, "locks and jobs must not be evicted"
+    assert given["requirepass"] == SECRETS["SEEN_CACHE_PASSWORD"]
     assert given["cluster_mode"] == "emulated"
     documented = documented_dragonfly_flags() - {"cache_mode"}
     assert documented <= set(given), f"docs/dragonfly.md flags missing: {documented - set(given)}"
