@@ -35,7 +35,7 @@ SECRETS = {
     "SEEN_DASHBOARD_METRICS_TOKEN": "m" * 64,
 }
 """The variables an operator must export before ``docker compose up``."""
-SEEN_SERVICES = ("worker", "dashboard")
+OUR_SERVICES = ("worker", "dashboard")
 
 
 def dockerfile() -> str:
@@ -98,7 +98,7 @@ def test_compose_dragonfly_flags_and_healthcheck() -> None:
 
 
 def test_compose_services_wait_for_healthy_dragonfly() -> None:
-    for name in SEEN_SERVICES:
+    for name in OUR_SERVICES:
         service = compose()["services"][name]
         assert service["environment"]["SEEN_CACHE_ADDR"] == "dragonfly:6379"
         assert service["depends_on"]["dragonfly"]["condition"] == "service_healthy"
@@ -186,11 +186,11 @@ def test_every_service_uses_the_store_password() -> None:
     password = SECRETS["SEEN_CACHE_PASSWORD"]
     assert services["dragonfly"]["environment"]["DFLY_requirepass"] == password
     assert "requirepass" not in " ".join(services["dragonfly"]["command"])  # not in `ps`
-    for name in SEEN_SERVICES:
+    for name in OUR_SERVICES:
         assert services[name]["environment"]["SEEN_CACHE_PASSWORD"] == password
 
 
-@pytest.mark.parametrize("name", SEEN_SERVICES)
+@pytest.mark.parametrize("name", OUR_SERVICES)
 def test_compose_seen_variables_are_settings_and_load(name: str) -> None:
     env = {k: str(v) for k, v in compose()["services"][name]["environment"].items()}
     unknown = {k for k in env if k.startswith("SEEN_")} - setting_env_names()
