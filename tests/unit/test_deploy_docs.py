@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.sizing_doc import RESULTS, block, markdown
 from tests.support.deploy import KUSTOMIZE, ROOT, find, kustomize, schema_errors
 
@@ -31,6 +33,7 @@ def overlay_example() -> str:
     return blocks[0]
 
 
+@pytest.mark.timeout(180)
 def test_the_overlay_example_builds_into_valid_resources(tmp_path: Path) -> None:
     tree = tmp_path / "kubernetes"
     shutil.copytree(KUSTOMIZE, tree)

@@ -216,6 +216,13 @@ def test_compose_worker_stops_within_its_grace() -> None:
     assert float(worker["stop_grace_period"].rstrip("s")) > grace.shutdown_grace + 5
 
 
+def test_dockerfile_exposes_the_default_ports() -> None:
+    (line,) = re.findall(r"^EXPOSE (.+)$", dockerfile(), re.MULTILINE)
+    defaults = settings_of({})
+    wanted = {defaults.http.host_port()[1], defaults.dashboard.host_port()[1]}
+    assert {int(p) for p in line.split()} == wanted
+
+
 def test_docker_context_has_what_the_dockerfile_copies() -> None:
     for source in re.findall(r"^COPY (?!--from)(?:--\S+ )*(.+) \S+$", dockerfile(), re.MULTILINE):
         for name in source.split():
