@@ -42,6 +42,7 @@ from tests.support.deploy import (
 )
 from tests.support.fleet_series import exported_sample_names, named_series
 from tests.support.prometheus import promtool
+from worker.settings import SettingsError
 
 BUILDS = ("base", "example")
 WORKLOADS = ("seen-worker", "seen-dashboard")
@@ -293,3 +294,28 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
         out = promtool("check", "rules", str(path))
         assert out.returncode == 0, out.stdout + out.stderr
         assert "SUCCESS" in out.stdout
+
+
+def service_link_env(docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The variables Kubernetes injects for every Service of the namespace when a pod keeps
+    ``enableServiceLinks`` on (``SEEN_DASHBOARD_PORT=tcp://...`` for Service seen-dashboard)."""
+    env = {}
+    for service in (d for d in docs if d["kind"] == "Service"):
+        name = service["metadata"]["name"].upper().replace("-", "_")
+        for port in service["spec"]["ports"]:
+            env[f"{name}_SERVICE_HOST"] = "10.0.0.1"
+            env[f"{name}_SERVICE_PORT"] = str(port["port"])
+            env[f"{name}_PORT"] = f"tcp://10.0.0.1:{port['port']}"
+    return env
+
+
+def test_service_links_are_off_because_they_would_stop_the_workers() -> None:
+    """Service links would hand every pod SEEN_DASHBOARD_PORT, SEEN_DRAGONFLY_SERVICE_HOST, ...:
+    names in the settings' sections, which stop start-up as misspelt settings."""
+    docs = example()
+    for name in WORKLOADS:
+        workload = find(docs, "Deployment", name)
+        assert pod_spec(workload)["enableServiceLinks"] is False, name
+        env = container_env(docs, container(workload))
+        with pytest.raises(SettingsError, match="SEEN_DASHBOARD"):
+            settings_of({**env, **service_link_env(docs)})
