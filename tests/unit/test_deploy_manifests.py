@@ -298,7 +298,7 @@ def test_promtool_accepts_the_alert_rules(tmp_path: Path) -> None:
 
 def service_link_env(docs: list[dict[str, Any]]) -> dict[str, str]:
     """The variables Kubernetes injects for every Service of the namespace when a pod keeps
-    ``enableServiceLinks`` on (``SEEN_DASHBOARD_PORT=tcp://...`` for Service seen-dashboard)."""
+    ``enableServiceLinks`` on: ``<NAME>_PORT=tcp://...`` and more, named after the Service."""
     env = {}
     for service in (d for d in docs if d["kind"] == "Service"):
         name = service["metadata"]["name"].upper().replace("-", "_")
@@ -310,8 +310,9 @@ def service_link_env(docs: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def test_service_links_are_off_because_they_would_stop_the_workers() -> None:
-    """Service links would hand every pod SEEN_DASHBOARD_PORT, SEEN_DRAGONFLY_SERVICE_HOST, ...:
-    names in the settings' sections, which stop start-up as misspelt settings."""
+    """Service links would hand every pod a variable named after Service seen-dashboard plus
+    ``_PORT`` (and more): a name in a settings section, which stops start-up as a misspelt
+    setting."""
     docs = example()
     for name in WORKLOADS:
         workload = find(docs, "Deployment", name)
