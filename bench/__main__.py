@@ -1,5 +1,11 @@
 """``make bench``: run every ``bench/bench_*.py`` against one private server, write
-``bench/results/latest.json`` and print a table with the same-run ratios."""
+``bench/results/latest.json`` and print a table with the same-run ratios.
+
+``python -m bench --merge NAME...`` runs only the named benchmarks and replaces their results
+in the existing ``latest.json``, keeping the others; the report then says so
+(``partial_run``: which modules ran when, and which full run the other rows come from), and
+bench/readme.py prints that under the README's table. Ratios never mix runs: each result's
+baseline is measured in the same run as the result itself."""
 
 from __future__ import annotations
 
@@ -78,9 +84,25 @@ async def run_all(names: list[str], env: BenchEnv) -> list[dict[str, Any]]:
     return collected
 
 
+def merged(previous: dict[str, Any], report: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """``report`` (this run of modules ``names``) with ``previous``'s other results kept."""
+    kept = [r for r in previous["results"] if r.get("module") not in names]
+    earlier = previous.get("partial_run", {}).get("other_results_from", previous["started"])
+    return {
+        **report,
+        "results": kept + report["results"],
+        "partial_run": {"modules_run": names, "other_results_from": earlier},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="short run (under 2 minutes)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only these benchmarks' results in the existing results file",
+    )
     parser.add_argument("only", nargs="*", help="run only benchmarks whose name contains these")
     args = parser.parse_args(argv)
     names = discover(args.only)
@@ -108,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / ("latest-quick.json" if args.quick else "latest.json")
+    if args.merge and out.exists():
+        report = merged(json.loads(out.read_text()), report, names)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
     print(f"\nwrote {out.relative_to(HERE.parent)}")
