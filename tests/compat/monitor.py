@@ -191,3 +191,40 @@ def violations(
             if current is not None and len(tags) > 1 and not arq_layout_call(label, declared):
                 problems.append(f"script {label} keys span hashtags {sorted(tags)}")
     return problems
+
+
+HOT_SCRIPTS = frozenset(
+    {
+        "queue_enqueue",
+        "queue_claim",
+        "queue_finish",
+        "lock_acquire",
+        "lock_extend",
+        "lock_release",
+        "download_pending_put",
+        "download_apply",
+        "download_drain_claim",
+        "slot_claim",
+        "slot_finish",
+        "guard_acquire",
+    }
+)
+"""The scripts on the hot paths (enqueue, claim, finish, retry and abort through claim and
+finish, lease renewal and release, progress put/apply/drain, locks, cron slots, run guards):
+on the sharded layout every call of each must touch one hashtag."""
+
+
+def script_hashtags(entries: list[MonitorLine], names: dict[str, str]) -> list[tuple[str, int]]:
+    """(script name, number of distinct hashtags among its declared keys) of every call of a
+    shipped script in ``entries``."""
+    calls: list[tuple[str, int]] = []
+    for entry in entries:
+        if entry.source == "lua" or entry.command not in ("EVAL", "EVALSHA"):
+            continue
+        body = entry.args[1].decode(errors="replace")
+        label = names.get(body)
+        if label is None:
+            continue
+        declared = entry.args[3 : 3 + int(entry.args[2])]
+        calls.append((label, len({hashtag(k.decode(errors="replace")) for k in declared})))
+    return calls

@@ -19,10 +19,10 @@ from jobs.outcome import Outcome
 from jobs.wire.layout import QueueLayout
 from tests.conftest import TestServer
 from tests.support.engine import Recorder, engine_on, functions
-from tests.support.layout import LAYOUT
+from tests.support.layout import LAYOUT, both_layouts
 from tests.support.waiting import wait_until
 
-LAYOUTS = [QueueLayout.arq(), QueueLayout.sharded("arq:queue", 4)]
+LAYOUTS = both_layouts(4)
 MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="clean")
 
 

@@ -49,7 +49,11 @@ async def fleet(tmp_path: Path, server: TestServer) -> AsyncIterator[Fleet]:
 
 
 # -- enqueue: the keys on both layouts ------------------------------------------------------
-@pytest.mark.parametrize("layout", [ARQ, SHARDED], ids=["arq", "sharded"])
+@pytest.mark.parametrize(
+    "layout",
+    [pytest.param(ARQ, marks=pytest.mark.arq_layout), SHARDED],
+    ids=["arq", "sharded"],
+)
 async def test_enqueue_writes_the_record_and_queue_entry_of_the_jobs_shard(
     raw: Redis, layout: QueueLayout
 ) -> None:
@@ -76,6 +80,7 @@ async def test_enqueue_writes_the_record_and_queue_entry_of_the_jobs_shard(
     assert again == [False, True]  # an id is refused while its job exists
 
 
+@pytest.mark.arq_layout
 async def test_queue_name_alone_still_means_arqs_layout(raw: Redis) -> None:
     await enqueue_jobs(raw, [("ping", [], "legacy")], queue_name="other:queue")
     assert await raw.exists("arq:job:legacy")

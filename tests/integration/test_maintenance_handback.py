@@ -20,6 +20,7 @@ from jobs import maintenance
 from jobs.schedule import slot_of
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
+from tests.support.layout import QUEUE_SECTION
 from tests.support.sources import SLOW_EVENTS
 from tests.support.waiting import items, wait_until
 from worker.runtime import WorkerRuntime
@@ -42,7 +43,9 @@ def current_slot(period: int) -> int:
 def slow_settings(server: TestServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.4")
     return load_settings(
-        cache={"addr": server.addr}, warmup={"callables": ["tests.support.sources:slow_source"]}
+        queue=QUEUE_SECTION,
+        cache={"addr": server.addr},
+        warmup={"callables": ["tests.support.sources:slow_source"]},
     )
 
 
@@ -75,6 +78,7 @@ async def test_cancelled_run_hands_its_slot_back(
     freed: bool,
 ) -> None:
     settings = load_settings(
+        queue=QUEUE_SECTION,
         cache={"addr": server.addr},
         warmup={"callables": ["tests.support.sources:slow_source"]},
         maintenance={"warmup_every": warmup_every},
@@ -217,4 +221,4 @@ async def test_run_closed_by_a_later_run_meanwhile_does_not_run_again(
 
 @pytest.fixture
 def settings(server: TestServer) -> Settings:
-    return load_settings(cache={"addr": server.addr})
+    return load_settings(queue=QUEUE_SECTION, cache={"addr": server.addr})

@@ -204,6 +204,7 @@ async def test_queue_on_a_separate_store(
         await queue_raw.aclose()
 
 
+@pytest.mark.arq_layout
 @pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
 async def test_plain_arq_worker_runs_the_same_settings(
     server: TestServer, raw: Redis, monkeypatch: pytest.MonkeyPatch

@@ -57,3 +57,13 @@ async def put_job(client: Any, job_id: str, record: bytes | str, score_ms: int) 
     layout: what a raw producer in another language does."""
     await client.set(job_key(job_id), record, px=86_400_000)
     await client.zadd(queue_of(job_id), {job_id: score_ms})
+
+
+CLUSTER_LANE = os.environ.get("SEEN_TEST_CLUSTER") == "1"
+
+
+def both_layouts(shards: int = TEST_SHARDS) -> list[QueueLayout]:
+    """ARQ's layout and the sharded one, for tests of both; only the sharded one in the cluster
+    lane (ARQ's keys span slots: a cluster refuses them)."""
+    sharded = QueueLayout.sharded("arq:queue", shards)
+    return [sharded] if CLUSTER_LANE else [QueueLayout.arq(), sharded]

@@ -98,7 +98,13 @@ class TestQueue:
         await self.client.aclose()
 
 
+def queue_client(addr: str, layout: QueueLayout = LAYOUT) -> Redis:
+    """A client of the queue store at ``addr`` as the worker makes it: a cluster client on a
+    cluster (the cluster lane, sharded layout), else a plain one; replies are bytes."""
+    settings = load_settings(cache={"addr": addr}, queue={"layout": layout.kind})
+    return create_client(settings.queue_cache_settings())
+
+
 def producer(addr: str, layout: QueueLayout = LAYOUT) -> TestQueue:
     """A producer on the queue store at ``addr`` (a cluster's nodes in the cluster lane)."""
-    settings = load_settings(cache={"addr": addr}, queue={"layout": layout.kind})
-    return TestQueue(create_client(settings.queue_cache_settings()), layout)
+    return TestQueue(queue_client(addr, layout), layout)
