@@ -31,6 +31,7 @@ from typing import Any
 import hiredis
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 
 from cache.cluster import is_cluster
@@ -173,20 +174,55 @@ class ScriptRunner:
         for a full store) naming the call's first key; with ``return_errors`` that error takes
         the call's place in the replies instead, so one failed call does not hide the others.
         """
+        results, _ = await self._run_many(name, calls, single_hashtag, return_errors, None)
+        return results
+
+    async def run_many_replicated(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        replicas: Replicas,
+        *,
+        single_hashtag: bool = True,
+        return_errors: bool = False,
+    ) -> tuple[list[Any], list[bool]]:
+        """``run_many``, then ``WAIT`` on each connection that wrote: per call, whether at
+        least ``replicas.count`` replicas confirmed its writes within ``replicas.timeout_ms``
+        (what a failover cannot lose)."""
+        results, acked = await self._run_many(name, calls, single_hashtag, return_errors, replicas)
+        return results, acked
+
+    async def _run_many(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        single_hashtag: bool,
+        return_errors: bool,
+        replicas: Replicas | None,
+    ) -> tuple[list[Any], list[bool]]:
         if not calls:
-            return []
+            return [], []
         script = self.get(name)
         for keys, _ in calls:
             check_keys(script, keys, single_hashtag=single_hashtag)
         sha = script.sha
         results: list[Any] = [None] * len(calls)
+        acked = [replicas is None] * len(calls)
         todo = list(range(len(calls)))
         for _attempt in range(2):
             commands = [
                 ("EVALSHA", sha, len(calls[i][0]), *calls[i][0], *calls[i][1]) for i in todo
             ]
             with translate_errors(calls[todo[0]][0][0], operation=f"script {name} x{len(todo)}"):
-                replies = await send_batch(self.client, commands)
+                if replicas is None:
+                    replies = await send_batch(self.client, commands)
+                else:
+                    keys = [calls[i][0][0] for i in todo]
+                    replies, waited = await send_batch_waiting(
+                        self.client, commands, keys, replicas
+                    )
+                    for i, ok in zip(todo, waited, strict=True):
+                        acked[i] = ok
             missing = []
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, redis_exc.NoScriptError):
@@ -202,7 +238,7 @@ class ScriptRunner:
                 else:
                     results[i] = reply
             if not missing:
-                return results
+                return results, acked
             with translate_errors(None, operation="SCRIPT LOAD"):
                 await self.client.script_load(script.source)
             todo = missing
@@ -257,6 +293,50 @@ async def _exchange(conn: Connection, payload: bytes, count: int) -> list[Any]:
         except redis_exc.ResponseError as exc:
             replies.append(exc)
     return replies
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """How many replicas must confirm a batch's writes (``WAIT count timeout_ms``)."""
+
+    count: int
+    timeout_ms: int
+
+
+async def send_batch_waiting(
+    client: Redis,
+    commands: Sequence[Sequence[ScriptArg]],
+    first_keys: Sequence[str],
+    replicas: Replicas,
+) -> tuple[list[Any], list[bool]]:
+    """``send_batch`` followed, on the very connection that sent the writes, by ``WAIT``:
+    replies in order, and per command whether ``replicas.count`` replicas confirmed it.
+
+    ``WAIT`` counts the replication of what its own connection wrote, so it must follow the
+    commands on their connection: on one instance it is the batch's last command; on a cluster
+    one ``WAIT`` per node goes last in that node's part of the pipeline (``target_nodes``)."""
+    wait = ("WAIT", replicas.count, replicas.timeout_ms)
+    if not is_cluster(client):
+        single = await send_batch(client, [*commands, wait])
+        count = single[-1]
+        ok = isinstance(count, int) and count >= replicas.count
+        return single[:-1], [ok] * len(commands)
+    assert isinstance(client, RedisCluster)
+    await client.initialize()
+    node_of = [client.get_node_from_key(key) for key in first_keys]
+    nodes = {node.name: node for node in node_of}
+    async with client.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        for node in nodes.values():
+            pipe.execute_command(*wait, target_nodes=node)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    counts = dict(zip(nodes, replies[len(commands) :], strict=True))
+    acked = [
+        isinstance(counts[node.name], int) and counts[node.name] >= replicas.count
+        for node in node_of
+    ]
+    return replies[: len(commands)], acked
 
 
 async def send_batch(client: Redis, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:

@@ -237,6 +237,8 @@ class SeenWorker:
                 burst=self.burst,
                 max_burst_jobs=self.max_burst_jobs,
                 log_successes=settings.log.jobs == "all",
+                lease_replicas=w.lease_replicas,
+                replica_timeout_ms=round(w.lease_replica_timeout * 1000),
             ),
             context=self.ctx,
             observer=self.metrics,

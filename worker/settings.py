@@ -119,6 +119,19 @@ class WorkerSection(_Section):
     backoff_base: Seconds = Field(0.5, description="first wait after a store error")
     backoff_cap: Seconds = Field(10.0, description="longest wait between reconnects")
     startup_timeout: Seconds = Field(60.0, description="how long start-up waits for stores")
+    lease_replicas: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="replicas that must confirm a job's lease (WAIT) before it runs; >= 1: a "
+        "failover never runs a job twice at once",
+    )
+    lease_replica_timeout: Seconds = Field(
+        0.5,
+        gt=0,
+        description="longest wait for those replicas (at most job_lease / 4); an unconfirmed "
+        "claim is handed back",
+    )
     job_modules: tuple[ModuleName, ...] = Field(
         (),
         description="modules whose @job/@periodic jobs the worker also runs "
@@ -133,6 +146,10 @@ class WorkerSection(_Section):
             raise ValueError("worker.job_lease must be at least 2 x worker.heartbeat_interval")
         if self.backoff_cap < self.backoff_base:
             raise ValueError("worker.backoff_cap must be at least worker.backoff_base")
+        if self.lease_replica_timeout * 4 > self.job_lease:
+            # a claim or renewal waits this long for its replicas: with more, a lease would be
+            # mostly spent before it counted
+            raise ValueError("worker.lease_replica_timeout must be at most worker.job_lease / 4")
         return self
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cache.errors import translate_errors
-from cache.scripts import ScriptRunner
+from cache.scripts import Replicas, ScriptCall, ScriptRunner
 
 Token = str | bytes
 
@@ -52,6 +52,14 @@ class Lease:
             EXTEND_SCRIPT, [([key], [token, ms]) for key, token in leases]
         )
         return [int(reply) == 1 for reply in replies]
+
+    async def extend_many_confirmed(
+        self, leases: Sequence[tuple[str, Token]], ms: int, replicas: Replicas
+    ) -> list[tuple[bool, bool]]:
+        """``extend_many`` and ``WAIT``: per lease (extended, confirmed by ``replicas``)."""
+        calls: list[ScriptCall] = [([key], [token, ms]) for key, token in leases]
+        replies, acked = await self.scripts.run_many_replicated(EXTEND_SCRIPT, calls, replicas)
+        return [(int(reply) == 1, ok) for reply, ok in zip(replies, acked, strict=True)]
 
     async def release(self, key: str, token: Token) -> bool:
         """Delete ``key``; False (nothing changed) unless held with ``token``."""

@@ -29,7 +29,7 @@ from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
 from cache.errors import CacheResponseError, translate_errors
-from cache.scripts import Script, ScriptArg, ScriptCall, ScriptRunner, check_keys
+from cache.scripts import Replicas, Script, ScriptArg, ScriptCall, ScriptRunner, check_keys
 from tests.compat.resp import Error, RespConnection, Status, encode_arg
 
 UNDECLARED = "script tried accessing undeclared key"
@@ -124,6 +124,23 @@ class Lua54Runner(ScriptRunner):
                     self._conn.close()
                 self._conn = None
                 raise redis_exc.ConnectionError(f"Lua 5.4 runner lost the server: {exc}") from exc
+
+    async def run_many_replicated(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        replicas: Replicas,
+        *,
+        single_hashtag: bool = True,
+        return_errors: bool = False,
+    ) -> tuple[list[Any], list[bool]]:
+        """``run_many``, then ``WAIT`` on the runner's one connection (its writes)."""
+        replies = await self.run_many(
+            name, calls, single_hashtag=single_hashtag, return_errors=return_errors
+        )
+        count = self.conn.call("WAIT", replicas.count, replicas.timeout_ms)
+        ok = isinstance(count, int) and count >= replicas.count
+        return replies, [ok] * len(replies)
 
     async def run_many(
         self,

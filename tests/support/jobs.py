@@ -7,6 +7,10 @@ import asyncio
 import time
 from typing import Any
 
+from arq.worker import Retry
+from redis.exceptions import RedisError
+
+from cache.errors import CacheError
 from jobs import JobContext, job
 
 
@@ -40,6 +44,9 @@ async def track(ctx: JobContext, pause_ms: int = 20) -> int:
     await asyncio.sleep(pause_ms / 1000)
     end = time.time_ns() // 1_000_000
     entry = f"{start}:{end}:{ctx.get('worker_id')}"
-    runs = await manager.client.rpush(key, entry)  # type: ignore[misc]
-    await manager.client.expire(key, 3600)
+    try:
+        runs = await manager.client.rpush(key, entry)  # type: ignore[misc]
+        await manager.client.expire(key, 3600)
+    except (CacheError, RedisError) as exc:  # the store is away: run again, as ours do
+        raise Retry(defer=0.2) from exc
     return int(runs)

@@ -42,7 +42,7 @@ from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.clock import wall_ms
 from cache.errors import CacheResponseError
-from cache.scripts import ScriptRunner
+from cache.scripts import Replicas, ScriptRunner
 from jobs.client import enqueue_jobs
 from jobs.outcome import JobCounts, Outcome
 from jobs.wire.layout import QueueLayout, QueueShard
@@ -103,6 +103,11 @@ class EngineConfig:
     max_burst_jobs: int = -1
     honour_aborts: bool = True
     log_successes: bool = False
+    lease_replicas: int = 0
+    """Replicas that must confirm a claim's and a renewal's lease writes (``WAIT``) before they
+    count: with 1 or more a failover of the queue store never loses a running job's lease, so
+    no job runs twice at once; 0 trusts the primary (at least once across a failover)."""
+    replica_timeout_ms: int = 500
 
 
 class Engine:
@@ -135,7 +140,12 @@ class Engine:
         self.outage = outage
         self.on_stopping = on_stopping
         self.single_hashtag = layout.kind == "sharded"
-        self.leases = Leases(worker_id, config.job_lease_s)
+        self.replicas = (
+            Replicas(config.lease_replicas, config.replica_timeout_ms)
+            if config.lease_replicas > 0
+            else None
+        )
+        self.leases = Leases(worker_id, config.job_lease_s, self.replicas)
         self.counts = JobCounts()
         self.trips = RoundTrips()
         self.poll_errors = 0
@@ -351,7 +361,18 @@ class Engine:
             lease_ms=self.leases.lease_ms,
             honour_aborts=self.config.honour_aborts,
             single_hashtag=self.single_hashtag,
+            replicas=self.replicas,
         )
+        if result.unconfirmed:
+            log.warning(
+                "%d claimed job(s) handed back: no replica confirmed their leases within %d ms",
+                len(result.unconfirmed),
+                self.config.replica_timeout_ms,
+            )
+            for job in result.unconfirmed:
+                self.leases.grant(job, sent_at)
+            self._active += len(result.unconfirmed)
+            self._hand_back(result.unconfirmed)
         for shard, error in result.failed:
             self.poll_errors += 1
             log.error("claim on queue shard %d refused by the store: %s", shard.index, error)
