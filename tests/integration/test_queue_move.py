@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -224,12 +225,13 @@ async def test_a_wrong_type_key_fails_that_id_alone_and_names_it(
     def at(job_id: str) -> str:
         return source.for_job(job_id).job(job_id)
 
+    command: Any = store.execute_command  # redis-py types these as sync-or-async
     await store.delete(at("j1"))
-    await store.hset(at("j1"), "not", "a record")
-    await store.sadd(source.for_job("j2").retry("j2"), "x")
-    await store.rpush(source.for_job("j3").in_progress("j3"), "x")
+    await command("HSET", at("j1"), "not", "a record")
+    await command("SADD", source.for_job("j2").retry("j2"), "x")
+    await command("RPUSH", source.for_job("j3").in_progress("j3"), "x")
     await store.set(source.for_job("j4").in_progress("j4"), b"1")  # never expires
-    await store.sadd(source.for_job("r").result("r"), "x")
+    await command("SADD", source.for_job("r").result("r"), "x")
 
     report = await mover(store, source, target).run_pass()
 
