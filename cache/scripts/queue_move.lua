@@ -13,7 +13,7 @@
 -- KEYS[8]: source result of id i            <source result prefix><id>
 -- KEYS[9]: target job record of id i
 -- KEYS[10]: target lease of id i            (read only)
--- KEYS[11]: target try counter of id i
+-- KEYS[11]: target try counter of id i     (a stale one of an id the target lacks is replaced)
 -- KEYS[12]: target result of id i
 -- repeat: KEYS[5..12] for each id, in the order of the ids in ARGV
 -- ARGV[1]: 1 drops the source copy of an id the target already has (ARQ's rule: one job per
@@ -25,7 +25,8 @@
 --     2 held (its source lease exists: a worker runs it; left in place),
 --     3 duplicate (the target has a job, lease, queue entry or result with this id; left in
 --       place, problem names the key), 4 dropped (a duplicate, with ARGV[1] = 1),
---     5 failed (problem names the key; nothing of this id changed)
+--     5 failed (problem names the key, or the store's refusal of a write; nothing of this id
+--       changed)
 --   result status: 0 no source result, 1 moved (with its PTTL), 3 duplicate (the target has a
 --     result), 4 dropped (with ARGV[1] = 1), 5 failed (as above)
 --   a call whose queue or abort set is not a sorted set fails as a whole with the key named,
@@ -53,12 +54,13 @@ local drop = ARGV[1] == '1'
 local n = (#KEYS - 4) / 8
 local out = {}
 
+-- the type of key; one that is neither a string nor missing adds a problem naming it
 local function string_or_none(key, what, problems)
   local t = kind(key)
   if t ~= 'string' and t ~= 'none' then
     problems[#problems + 1] = key .. ' held a ' .. t .. ', not ' .. what
   end
-  return t == 'string'
+  return t
 end
 
 -- the target already has this id: the first key that says so, else nil
@@ -110,7 +112,8 @@ for i = 1, n do
       job = 2
     elseif lease ~= 'none' then
       local what = lease == 'string' and 'a lease that never expires' or ('a ' .. lease)
-      problems[#problems + 1] = s_lease .. ' held ' .. what .. ' (a worker\'s claim repairs it)'
+      problems[#problems + 1] = s_lease .. ' held ' .. what
+        .. ' (a claim on its layout repairs it; or delete it)'
     else
       string_or_none(s_job, 'a job record', problems)
       string_or_none(s_retry, 'a try counter', problems)
@@ -123,8 +126,8 @@ for i = 1, n do
       end
     end
   end
-  local has_result = kind(s_result) ~= 'none'
-  if string_or_none(s_result, 'a result record', problems) then
+  local result_kind = string_or_none(s_result, 'a result record', problems)
+  if result_kind == 'string' then
     if redis.call('EXISTS', t_result) == 1 then
       res = drop and 4 or 3
       if problem == '' then
@@ -137,7 +140,7 @@ for i = 1, n do
 
   if #problems > 0 then
     job = score and 5 or 0
-    res = has_result and 5 or 0
+    res = result_kind ~= 'none' and 5 or 0
     problem = table.concat(problems, '; ')
   else
     -- 2. the target's keys, undone if the store refuses one (nothing of the source is gone yet)
