@@ -8,6 +8,7 @@
             headless, ends when every download did)
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 ``dashboard`` the web dashboard (``--addr``, ``--token-file``, ``--allow-actions``, ``--new-token``)
+``migrate-queue`` move queued jobs and results between ARQ's layout and the sharded one
 """
 
 from __future__ import annotations
@@ -343,6 +344,24 @@ def add_dashboard(sub: Subparsers) -> None:
     dash.set_defaults(handler=cmd_dashboard)
 
 
+# -- migrate-queue --------------------------------------------------------------------------
+def cmd_migrate_queue(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.migrate_queue import migrate_queue
+
+    return run_async(migrate_queue(settings, args), settings.worker.uvloop)
+
+
+def add_migrate_queue(sub: Subparsers) -> None:
+    from worker.migrate_queue import add_arguments
+
+    move = sub.add_parser(
+        "migrate-queue",
+        help="move queued jobs and results between ARQ's layout and the sharded one",
+    )
+    add_arguments(move, seconds)
+    move.set_defaults(handler=cmd_migrate_queue)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_run,
     add_health,
@@ -351,6 +370,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_check,
     add_demo,
     add_dashboard,
+    add_migrate_queue,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 

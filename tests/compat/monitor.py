@@ -144,9 +144,22 @@ ARQ_LAYOUT_SCRIPTS = frozenset({"queue_enqueue", "queue_claim", "queue_finish"})
 queue instance, by design); on the sharded layout they must share one like every other."""
 
 
+LAYOUT_MOVE_SCRIPT = "queue_move"
+"""The mover between the two layouts (``jobs.queue_move``): one instance only, its keys are
+ARQ's (no hashtag) and one shard's of the sharded layout (one ``{<name>:<i>}`` tag)."""
+_SHARD_TAG = re.compile(rb".+:\d+")
+
+
 def arq_layout_call(label: str, declared: set[bytes]) -> bool:
-    """A queue script called with ARQ's layout keys (none has a ``{hashtag}``)."""
-    return label in ARQ_LAYOUT_SCRIPTS and not any(b"{" in key for key in declared)
+    """A queue script called with ARQ's layout keys (none has a ``{hashtag}``), or the layout
+    mover called with exactly two hashtag groups: ARQ's keys and one shard's."""
+    if label in ARQ_LAYOUT_SCRIPTS:
+        return not any(b"{" in key for key in declared)
+    if label == LAYOUT_MOVE_SCRIPT:
+        tags = {hashtag(k.decode(errors="replace")) for k in declared if b"{" in k}
+        plain = [k for k in declared if b"{" not in k]
+        return len(tags) == 1 and bool(plain) and bool(_SHARD_TAG.fullmatch(tags.pop().encode()))
+    return False
 
 
 def violations(
