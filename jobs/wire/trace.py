@@ -10,11 +10,17 @@ rules are the W3C Trace Context ones a producer can check before it writes anyth
 ``00`` only, lower-case hex, neither id all zeros; ``tracestate`` is optional, needs a
 ``traceparent``, and is at most 512 characters of at most 32 ``key=value`` members. The Go and
 Node clients apply the same rules (tests/conformance/vectors/trace_context.json).
+
+A Python producer attaches its current span by itself (``current_trace_context``) when
+OpenTelemetry's API is importable; it is imported on first use, never at import time, so the
+base install (which has no OpenTelemetry) pays nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 
 TRACE_FIELD = "tc"
 """The record field holding the trace context."""
@@ -73,3 +79,44 @@ def trace_context(traceparent: str | None, tracestate: str | None = None) -> dic
     if tracestate:
         context["tracestate"] = check_tracestate(tracestate)
     return context
+
+
+@functools.cache
+def _current_span_carrier() -> Callable[[], dict[str, str]] | None:
+    """A function writing the current span's W3C headers into a new dict, or None without
+    OpenTelemetry (looked up once per process)."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return None
+    propagator = TraceContextTextMapPropagator()
+    current_span = trace.get_current_span
+
+    def carrier() -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if current_span().get_span_context().is_valid:
+            propagator.inject(headers)
+        return headers
+
+    return carrier
+
+
+def current_trace_context() -> dict[str, str] | None:
+    """The record's ``tc`` for the OpenTelemetry span current in this context, or None (no
+    OpenTelemetry, no valid current span, or one whose headers break the rules above)."""
+    carrier = _current_span_carrier()
+    if carrier is None:
+        return None
+    headers = carrier()
+    if not headers:
+        return None
+    traceparent = headers.get("traceparent")
+    try:
+        return trace_context(traceparent, headers.get("tracestate"))
+    except InvalidTraceContext:
+        pass
+    try:  # W3C: a tracestate that breaks the rules is dropped, the traceparent stays
+        return trace_context(traceparent)
+    except InvalidTraceContext:
+        return None
