@@ -41,6 +41,14 @@ NOT_SETTINGS: Mapping[str, str] = {
     "SEEN_COMPAT_LUA54": "test suite: Lua 5.4 lane",
     "SEEN_COMPAT_REQUIRE_ALL": "test suite: every script ran in the Lua 5.4 lane",
     "SEEN_BENCH_SERVER": "server binary of the benchmarks",
+    "SEEN_TEST_CLIENTS": "0: the test suite skips the Go and Node producers' suites",
+    "SEEN_CONFORMANCE_VECTORS": "the Go and Node tests: folder of the conformance vectors",
+    "SEEN_TEST_REDIS_ADDR": "the Go and Node end-to-end tests: the server's host:port",
+    "SEEN_TEST_QUEUE_LAYOUT": "the Go and Node end-to-end tests: the worker's queue.layout",
+    "SEEN_TEST_QUEUE_SHARDS": "the Go and Node end-to-end tests: the worker's queue.shards",
+    "SEEN_TEST_SPARE_DB": "the Go and Node end-to-end tests: a database no worker reads",
+    "SEEN_TEST_PREFIX": "the Go and Node end-to-end tests: prefix of their ids",
+    "SEEN_TEST_TRACEPARENT": "the Go and Node end-to-end tests: the trace their jobs carry",
 }
 """``SEEN_*`` variables that are not settings, with what reads them."""
 

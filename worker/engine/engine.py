@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,7 +40,7 @@ from redis.asyncio import Redis
 
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
-from cache.clock import wall_ms
+from cache.clock import wall_ms, wall_ns
 from cache.errors import CacheResponseError
 from cache.scripts import ScriptRunner
 from jobs.client import enqueue_jobs
@@ -349,7 +348,7 @@ class Engine:
         new_token = self.leases.new_token
         requests = [ClaimRequest(s, ids, [new_token() for _ in ids]) for s, ids in picks]
         sent_at = self.loop.time()
-        sent_ns = time.time_ns() if self.tracing is not None else 0
+        sent_ns = wall_ns() if self.tracing is not None else 0
         self.trips.claims += 1
         result = await claim(
             self.scripts,
@@ -494,7 +493,7 @@ class Engine:
             del self._finishes[:MAX_FINISH_BATCH]
             self.trips.finishes += 1
             self.trips.finished += len(batch)
-            sent_ns = time.time_ns() if self.tracing is not None else 0
+            sent_ns = wall_ns() if self.tracing is not None else 0
             try:
                 done, refused = await finish(
                     self.scripts, [f for _, _, f in batch], single_hashtag=self.single_hashtag

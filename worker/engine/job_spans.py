@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextvars
 import logging
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
+from cache.clock import wall_ns
 from jobs.outcome import Outcome
 from jobs.spans import BATCH_SIZE
 from jobs.wire.trace import InvalidTraceContext, check_traceparent, check_tracestate
@@ -103,7 +103,7 @@ class JobSpans:
     # -- claim ------------------------------------------------------------------------
     def claimed(self, jobs: Sequence[Job], start_ns: int) -> None:
         """A claim round trip sent at ``start_ns`` claimed ``jobs``."""
-        stamp = ClaimStamp(start_ns, time.time_ns(), len(jobs))
+        stamp = ClaimStamp(start_ns, wall_ns(), len(jobs))
         for job in jobs:
             job.trace = stamp
 
@@ -160,7 +160,7 @@ class JobSpans:
     def finished(self, jobs: Iterable[Job], start_ns: int, size: int) -> None:
         """A finish round trip sent at ``start_ns`` carried ``size`` finishes, ``jobs``'s
         among them."""
-        end_ns = time.time_ns()
+        end_ns = wall_ns()
         for job in jobs:
             traced = job.trace
             if isinstance(traced, _Traced) and traced.recording:

@@ -25,7 +25,8 @@ from worker.engine.records import JobRecord
 
 class JobTracing(Protocol):
     def claimed(self, jobs: Sequence[Job], start_ns: int) -> None:
-        """One claim round trip, sent at ``start_ns`` (``time.time_ns``), claimed ``jobs``."""
+        """One claim round trip, sent at ``start_ns`` (``cache.clock.wall_ns``), claimed
+        ``jobs``."""
 
     def start(self, job: Job, record: JobRecord, known: bool) -> None:
         """``job``'s record was read (``known``: the worker has its function)."""
