@@ -27,6 +27,8 @@ TRACE_FIELD = "tc"
 MAX_TRACESTATE_CHARS = 512
 MAX_TRACESTATE_MEMBERS = 32
 
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _KEY = re.compile(
     r"[a-z0-9][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13}"
@@ -47,7 +49,7 @@ def check_traceparent(value: object) -> str:
         raise InvalidTraceContext(
             f"traceparent {value[:80]!r} is not 00-<32 hex>-<16 hex>-<2 hex> (lower-case hex)"
         )
-    if set(match.group(1)) == {"0"} or set(match.group(2)) == {"0"}:
+    if match.group(1) == _ZERO_TRACE_ID or match.group(2) == _ZERO_SPAN_ID:
         raise InvalidTraceContext(f"traceparent {value!r} has an all-zero trace or parent id")
     return value
 

@@ -9,6 +9,7 @@ process exporting over OTLP (tests/conformance/test_go_client.py, test_node_clie
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -16,10 +17,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from arq.worker import Function, func
+from arq.worker import Function, Retry, func
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    use_span,
+)
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
@@ -61,10 +69,22 @@ async def context_keys(ctx: dict[str, Any]) -> list[str]:
     return sorted(ctx)
 
 
+async def retried_once(ctx: dict[str, Any]) -> int:
+    if ctx["job_try"] == 1:
+        raise Retry(defer=0.01)
+    return int(ctx["job_try"])
+
+
+async def too_slow(ctx: dict[str, Any]) -> None:
+    await asyncio.sleep(10)
+
+
 FUNCTIONS: list[Function] = [
     *EXTRA,
     func(current_span_id, name="current_span_id"),
     func(context_keys, name="context_keys"),
+    func(retried_once, name="retried_once"),
+    func(too_slow, name="too_slow", timeout=0.2, max_tries=1),
 ]
 
 
@@ -280,3 +300,38 @@ async def test_an_invalid_trace_context_is_ignored_and_the_job_runs(
     assert (unknown.attributes or {})["seen.job.outcome"] == "failed"
     assert (unknown.attributes or {})["seen.job.function"] == "<unknown>"
     assert "no_such_function" not in texts(exporter.get_finished_spans())
+
+
+async def test_each_try_is_a_job_span_and_a_timeout_is_a_failure(
+    server: TestServer, manager: CacheManager, raw: Redis
+) -> None:
+    provider, exporter = memory_provider()
+    with provider.get_tracer("a service").start_as_current_span("request") as request:
+        await enqueue_job(manager.client, "retried_once", job_id="again")
+        await enqueue_job(manager.client, "too_slow", job_id="slow")
+    counts = await run_burst(fast_settings(server.addr), provider)
+    assert (counts.complete, counts.retried, counts.failed) == (1, 1, 1)
+    assert await result(raw, "again") == 2
+    spans = in_trace(exporter.get_finished_spans(), request.get_span_context().trace_id)
+    tries = sorted(
+        (dict(s.attributes or {})["seen.job.try"], dict(s.attributes or {})["seen.job.outcome"])
+        for s in named(spans, "seen.job retried_once")
+    )
+    assert tries == [(1, "retried"), (2, "complete")]  # one span per try, both in the trace
+    slow = dict(named(spans, "seen.job too_slow")[0].attributes or {})
+    assert (slow["seen.job.outcome"], slow["error.type"]) == ("failed", "TimeoutError")
+
+
+async def test_an_unsampled_trace_is_carried_on_and_never_recorded(
+    server: TestServer, manager: CacheManager, raw: Redis
+) -> None:
+    provider, exporter = memory_provider()
+    unsampled = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(0))
+    with use_span(NonRecordingSpan(unsampled)):
+        await enqueue_job(manager.client, "current_span_id", job_id="unsampled")
+    stored = json.loads(await raw.get("arq:job:unsampled") or "{}")
+    assert stored["tc"] == {"traceparent": f"00-{0xABC:032x}-{0xDEF:016x}-00"}
+    counts = await run_burst(fast_settings(server.addr), provider)
+    assert (counts.complete, counts.failed) == (1, 0)
+    assert exporter.get_finished_spans() == ()
+    assert await result(raw, "unsampled") == f"{0xDEF:016x}"  # the producer's context is current

@@ -15,8 +15,10 @@ One claim (and one finish) round trip serves many jobs, and a span has one paren
 job gets its own ``seen.claim`` and ``seen.finish`` span with the round trip's times and the
 batch size, so its trace shows where its time went; the same round trip appears in every trace
 it served. A job without a trace context gets no span unless ``roots`` (``otel.sample_ratio`` >
-0): then it starts a trace of its own, sampled by the provider's sampler. A trace context that
-breaks the W3C rules is ignored with one debug line; it never fails the job.
+0): then it starts a trace of its own, sampled by the provider's sampler. A trace the producer
+did not sample (flags ``00``) is followed without a span: nothing of it is recorded, and the
+producer's context is current in the body, so jobs it enqueues carry the trace on. A trace
+context that breaks the W3C rules is ignored with one debug line; it never fails the job.
 
 Attributes are bounded: function name (``<unknown>`` for one the worker does not know), queue
 name, shard index, try, outcome, batch size, and ``error.type`` (an exception's class name) on
@@ -113,14 +115,25 @@ class JobSpans:
         usable trace context, or when ``roots``. ``known``: its function is one of ours."""
         stamp = job.trace
         job.trace = None
-        parent = self._parent(job.job_id, record.trace)
-        if parent is None and not self.roots:
+        remote = self._remote(job.job_id, record.trace)
+        if remote is None:
+            if not self.roots:
+                return
+            parent = Context()  # a trace of its own, if the provider's sampler takes it
+        elif not remote.trace_flags.sampled:
+            # the producer did not sample its trace: nothing is recorded (parent-based, as the
+            # worker's own sampler; no span is made for it), and the producer's context stays
+            # current in the body so the jobs it enqueues carry the trace on
+            producer = NonRecordingSpan(remote)
+            job.trace = _Traced(producer, set_span_in_context(producer, Context()))
             return
+        else:
+            parent = set_span_in_context(NonRecordingSpan(remote), Context())
         function = record.function if known else UNKNOWN_FUNCTION
         claim = stamp if isinstance(stamp, ClaimStamp) else None
         span = self._tracer.start_span(
             f"seen.job {function}",
-            context=parent if parent is not None else Context(),
+            context=parent,
             kind=SpanKind.CONSUMER,
             attributes={FUNCTION: function, QUEUE: self.queue, SHARD: job.shard.index},
             start_time=claim.start_ns if claim is not None else None,
@@ -188,8 +201,8 @@ class JobSpans:
         span.end()
 
     # -- the record's trace context ---------------------------------------------------
-    def _parent(self, job_id: str, carrier: Mapping[str, str] | None) -> Context | None:
-        """The producer's span as a parent context, or None (no usable ``tc``)."""
+    def _remote(self, job_id: str, carrier: Mapping[str, str] | None) -> SpanContext | None:
+        """The producer's span context, or None (no usable ``tc``)."""
         if carrier is None:
             return None
         traceparent = carrier.get("traceparent")
@@ -207,14 +220,13 @@ class JobSpans:
             except InvalidTraceContext as exc:  # W3C: drop the tracestate, keep the parent
                 log.debug("job %s: tracestate ignored: %s", job_id, exc)
         _, trace_id, span_id, flags = traceparent.split("-")
-        remote = SpanContext(
+        return SpanContext(
             int(trace_id, 16),
             int(span_id, 16),
             is_remote=True,
             trace_flags=TraceFlags(int(flags, 16)),
             trace_state=state,
         )
-        return set_span_in_context(NonRecordingSpan(remote), Context())
 
 
 class StoreSpans:
