@@ -15,6 +15,8 @@ Payloads are validated with pydantic. An invalid one fails its job at once (no A
 ARQ only retries ``Retry`` and cancelled jobs), is logged with the reason and is pushed to the
 dead-letter list; a batch still applies its valid updates. A store that cannot be reached
 raises ``arq.worker.Retry`` with backoff: applying is idempotent, so re-running is harmless.
+When the worker traces a job, its store writes are spans (``jobs.spans``): the apply, the
+drain and the dead letters, with sizes and shard indexes only.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from jobs.context import JobContext, queue_layout
 from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
 from jobs.errors import InvalidPayloadError
 from jobs.registry import FromSetting, job, periodic
+from jobs.spans import BATCH_SIZE, DOWNLOAD_SHARD, store_write
 
 log = logging.getLogger("seen.jobs.progress")
 
@@ -103,7 +106,8 @@ async def _reject(
         "job %s %s rejected: %s (dead-lettered %d)", job_id, function, summary, len(letters)
     )
     async with _store_retry(ctx):
-        await push_dead_letters(ctx["cache"], letters)
+        with store_write(ctx, "seen.dead_letter", **{BATCH_SIZE: len(letters)}):
+            await push_dead_letters(ctx["cache"], letters)
     return InvalidPayloadError(f"{function}: {summary}", job_id=job_id, reason=summary)
 
 
@@ -133,7 +137,8 @@ async def update_progress(ctx: JobContext, *args: Any, **kwargs: Any) -> str:
         ) from exc
     manager = ctx["cache"]
     async with _store_retry(ctx):
-        outcome = await progress_applier(manager.download).submit(update)
+        with store_write(ctx, "seen.progress.apply", **{BATCH_SIZE: 1}):
+            outcome = await progress_applier(manager.download).submit(update)
     if outcome is ApplyOutcome.REJECTED:
         reason = f"download {update.job_id} belongs to another user than {update.user_id}"
         letter = _letter(ctx, UPDATE_FUNCTION, reason, update.model_dump(mode="json"))
@@ -170,7 +175,8 @@ async def update_progress_batch(ctx: JobContext, *args: Any, **kwargs: Any) -> d
             letters.append(_letter(ctx, BATCH_FUNCTION, reason, item))
     manager = ctx["cache"]
     async with _store_retry(ctx):
-        outcomes = await manager.download.bulk_update_progress(valid)
+        with store_write(ctx, "seen.progress.apply", **{BATCH_SIZE: len(valid)}):
+            outcomes = await manager.download.bulk_update_progress(valid)
     counts: dict[str, int] = {}
     for update, outcome in zip(valid, outcomes, strict=True):
         counts[outcome.name.lower()] = counts.get(outcome.name.lower(), 0) + 1
@@ -197,7 +203,8 @@ async def apply_pending_progress(ctx: JobContext, shard: Any) -> dict[str, Any]:
         letter = _letter(ctx, DRAIN_FUNCTION, reason, {"shard": shard})
         raise await _reject(ctx, DRAIN_FUNCTION, [letter], reason)
     async with _store_retry(ctx):
-        report = await manager.download.drain(shard, str(ctx["job_id"]))
+        with store_write(ctx, "seen.progress.drain", **{DOWNLOAD_SHARD: shard}):
+            report = await manager.download.drain(shard, str(ctx["job_id"]))
         if report.handoff_id is not None:
             spec = (DRAIN_FUNCTION, [shard], report.handoff_id)
             await enqueue_jobs(ctx["redis"], [spec], layout=queue_layout(ctx))

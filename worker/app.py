@@ -1,13 +1,13 @@
 """The worker process, composed: ``SeenWorker`` owns every resource ``seen-worker run`` uses.
 
 ``SeenWorker(settings).run()`` starts, in order: the queue store's client (waiting up to
-``worker.startup_timeout`` for it), Sentry, the cache manager (waiting for the cache store),
-``/metrics`` ``/livez`` ``/readyz``, heartbeats, the start-up warmup, then the job engine
-(``worker.engine``), with every collaborator handed to it at construction. It returns after a
-stop (``stop()``: SIGTERM/SIGINT under ``seen-worker run``) or, in burst mode, once the queue
-is empty, having closed all of them (bounded). Start-up objects are frozen out of the cyclic
-garbage collector before the first job (``gc.freeze``): full collections would otherwise walk
-them again and again while jobs run.
+``worker.startup_timeout`` for it), Sentry, tracing (``[otel]``, docs/tracing.md), the cache
+manager (waiting for the cache store), ``/metrics`` ``/livez`` ``/readyz``, heartbeats, the
+start-up warmup, then the job engine (``worker.engine``), with every collaborator handed to
+it at construction. It returns after a stop (``stop()``: SIGTERM/SIGINT under ``seen-worker
+run``) or, in burst mode, once the queue is empty, having closed all of them (bounded).
+Start-up objects are frozen out of the cyclic garbage collector before the first job
+(``gc.freeze``): full collections would otherwise walk them again and again while jobs run.
 
 ``arq worker.settings.WorkerSettings`` (ARQ's own CLI) still works: ``build_worker_settings``
 gives ARQ's ``Worker`` the same functions, periodic jobs and heartbeats on ARQ's key layout.
@@ -21,7 +21,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function
@@ -41,6 +41,7 @@ from worker.cron import build_cron_jobs
 from worker.engine import Engine, EngineConfig
 from worker.engine.functions import Defaults, from_resolved, function_table
 from worker.engine.schedule import Periodic
+from worker.engine.tracing import JobTracing
 from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
 from worker.job_modules import load_jobs
@@ -49,6 +50,9 @@ from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument, instrument_table
 from worker.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the otel extra's: imported at start-up only when tracing is on
+    from worker.otel import OtelPipeline
 
 log = logging.getLogger("seen.worker")
 
@@ -144,8 +148,12 @@ class SeenWorker:
         burst: bool = False,
         max_burst_jobs: int = -1,
         cron: bool = True,
+        tracing: JobTracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing
+        """Spans of traced jobs: the caller's (it owns the provider), else made from
+        ``[otel]`` at start-up when enabled (docs/tracing.md), else None (off)."""
         self.runtime = runtime or WorkerRuntime(settings)
         self.layout = settings.queue.key_layout()
         self.burst = burst
@@ -166,6 +174,8 @@ class SeenWorker:
         self.manager: CacheManager | None = None
         self.http: HttpServer | None = None
         self.engine: Engine | None = None
+        self.otel: OtelPipeline | None = None
+        """The tracing pipeline this worker made (and closes), if it made one."""
         self.ctx: dict[str, Any] = {}
         self._stop_requested: float | None = None
         self._stopped = False
@@ -206,6 +216,7 @@ class SeenWorker:
         where = settings.queue_cache_settings().safe_url()
         await refuse_cluster(queue, where, sharded=self.layout.kind == "sharded")
         init_sentry(settings, runtime.worker_id)
+        self._start_tracing()
         self.scripts = scripts = ScriptRunner(queue)
         self.manager = manager = await CacheManager.connect(settings, verify=False)
         self.ctx = {
@@ -246,6 +257,7 @@ class SeenWorker:
             worker_id=runtime.worker_id,
             outage=runtime.outage,
             on_stopping=self._stopping,
+            tracing=self.tracing,
         )
         self.engine = engine
         await runtime.start(queue, counts=self._store_counts, running=lambda: engine.running)
@@ -262,6 +274,19 @@ class SeenWorker:
             len(self.functions),
         )
         return engine
+
+    def _start_tracing(self) -> None:
+        """``[otel] enabled`` without a caller's tracing: this worker's own pipeline."""
+        otel = self.settings.otel
+        if self.tracing is not None or not otel.enabled:
+            return
+        from worker.engine.job_spans import JobSpans  # the otel extra: only when it is on
+        from worker.otel import OtelPipeline
+
+        self.otel = pipeline = OtelPipeline.from_settings(otel, self.worker_id)
+        self.tracing = JobSpans(
+            pipeline.provider, queue=self.layout.name, roots=otel.sample_ratio > 0
+        )
 
     def _stopping(self) -> None:
         self.runtime.state = "stopping"
@@ -331,7 +356,10 @@ class SeenWorker:
         manager, self.manager = self.manager, None
         http, self.http = self.http, None
         queue, self.queue = self.queue, None
+        otel, self.otel = self.otel, None
         closing = []
+        if otel is not None:  # after the engine: its last spans are in the batch
+            closing.append(asyncio.ensure_future(otel.aclose(CLOSE_WITHIN_S - 0.5)))
         if manager is not None:
             closing.append(asyncio.ensure_future(manager.aclose()))
         if http is not None:

@@ -13,11 +13,13 @@ store client, ARQ, Sentry or the jobs, so anything may import it (a test checks 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -146,7 +148,7 @@ class WorkerSection(_Section):
             raise ValueError("worker.job_lease must be at least 2 x worker.heartbeat_interval")
         if self.backoff_cap < self.backoff_base:
             raise ValueError("worker.backoff_cap must be at least worker.backoff_base")
-        if self.lease_replica_timeout * 4 > self.job_lease:
+        if self.lease_replicas and self.lease_replica_timeout * 4 > self.job_lease:
             # a claim or renewal waits this long for its replicas: with more, a lease would be
             # mostly spent before it counted
             raise ValueError("worker.lease_replica_timeout must be at most worker.job_lease / 4")
@@ -295,6 +297,70 @@ class LogSettings(_Section):
     )
 
 
+def _otlp_url(value: str) -> str:
+    """An OTLP/HTTP traces URL: http(s), a host, the signal path, no credentials."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    if parts.username or parts.password:
+        raise ValueError("must not hold credentials (put them in OTEL_EXPORTER_OTLP_HEADERS)")
+    if parts.path in {"", "/"}:
+        raise ValueError(
+            f"must be the full traces URL, e.g. {parts.scheme}://{parts.netloc}/v1/traces"
+        )
+    return value
+
+
+OtlpUrl = Annotated[str, AfterValidator(_otlp_url)]
+
+
+class OtelSettings(_Section):
+    """Tracing with OpenTelemetry (docs/tracing.md): off unless ``enabled``; needs the
+    ``otel`` extra. Everything else an OpenTelemetry SDK reads from ``OTEL_*`` variables
+    (service name, resource attributes, exporter headers and timeouts, batch sizes) applies."""
+
+    enabled: bool = Field(
+        False, description="continue producers' traces, export spans over OTLP (otel extra)"
+    )
+    endpoint: OtlpUrl | None = Field(
+        None,
+        description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces; unset = the "
+        "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables, else http://localhost:4318/v1/traces",
+    )
+    sample_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of jobs enqueued without a trace that start one (a job with a "
+        "trace follows its producer's sampling)",
+    )
+
+    @field_validator("enabled")
+    @classmethod
+    def _check_extra(cls, enabled: bool) -> bool:
+        """On without the extra is a configuration error naming the extra (found by module
+        name only: this module is a leaf and imports no OpenTelemetry)."""
+        if enabled:
+            missing = [m for m in OTEL_MODULES if not _importable(m)]
+            if missing:
+                raise ValueError(
+                    f"needs the otel extra (missing: {', '.join(missing)}): "
+                    "pip install 'seen-worker[otel]'"
+                )
+        return enabled
+
+
+OTEL_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+"""What the ``otel`` extra brings that the worker's tracing imports."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
 class FleetSettings(_Section):
     """How the dashboard reads the whole fleet from the stores (``worker.http.fleet``).
 
@@ -336,6 +402,7 @@ class Settings(CacheConfig, BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     log: LogSettings = LogSettings()
     fleet: FleetSettings = FleetSettings()
+    otel: OtelSettings = OtelSettings()
     jobs: dict[JobName, JobSection] = Field(
         default_factory=dict,
         description="[jobs.<name>]: per-job overrides (every, timeout, max_tries, keep_result)",

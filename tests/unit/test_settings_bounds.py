@@ -174,7 +174,12 @@ def test_every_seen_variable_in_the_repository_is_known() -> None:
         ({"lease_replicas": -1}, "lease_replicas"),
         ({"lease_replica_timeout": 0}, "lease_replica_timeout"),
         (
-            {"job_lease": 1.6, "heartbeat_interval": 0.5, "lease_replica_timeout": 0.5},
+            {
+                "job_lease": 1.6,
+                "heartbeat_interval": 0.5,
+                "lease_replicas": 1,
+                "lease_replica_timeout": 0.5,
+            },
             "job_lease / 4",
         ),
     ],
