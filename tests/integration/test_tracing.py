@@ -39,9 +39,9 @@ from jobs.client import (
     job_record,
 )
 from jobs.outcome import JobCounts
-from jobs.wire.layout import QueueLayout
 from tests.conftest import TestServer
 from tests.integration.test_worker import EXTRA, fast_settings
+from tests.support.layout import LAYOUT
 from tests.support.tracing import (
     JOB_KEYS,
     ROUND_TRIP_KEYS,
@@ -103,17 +103,18 @@ async def run_burst(
 
 
 async def result(raw: Redis, job_id: str) -> Any:
-    data = json.loads(await raw.get(f"arq:result:{job_id}") or "null")
+    data = json.loads(await raw.get(LAYOUT.for_job(job_id).result(job_id)) or "null")
     assert isinstance(data, dict), f"no result for {job_id}"
     return data["r"]
 
 
 async def raw_enqueue(raw: Redis, job_id: str, function: str, tc: Any) -> None:
-    """A record written by hand (ARQ's layout), its ``tc`` whatever the test says."""
+    """A record written by hand (the lane's layout), its ``tc`` whatever the test says."""
     record = json.loads(job_record(function, [], int(time.time() * 1000)))
     record["tc"] = tc
-    await raw.set(f"arq:job:{job_id}", json.dumps(record), px=60_000)
-    await raw.zadd("arq:queue", {job_id: int(time.time() * 1000)})
+    shard = LAYOUT.for_job(job_id)
+    await raw.set(shard.job(job_id), json.dumps(record), px=60_000)
+    await raw.zadd(shard.queue, {job_id: int(time.time() * 1000)})
 
 
 def job_spans(spans: Sequence[ReadableSpan]) -> dict[str, ReadableSpan]:
@@ -136,22 +137,24 @@ async def test_a_python_producers_trace_continues_through_the_worker(
 ) -> None:
     provider, exporter = memory_provider()
     tracer = provider.get_tracer("a service")
-    publisher = ProgressPublisher(manager, layout=QueueLayout.arq())
+    publisher = ProgressPublisher(manager, layout=LAYOUT)
     with tracer.start_as_current_span("handle request") as request:
         await publisher.publish(upd(f"dl-{SECRET}-1", 3, user=f"u-{SECRET}"))
-        await enqueue_update(manager.client, upd(f"dl-{SECRET}-2", 1, user=f"u-{SECRET}"))
+        await enqueue_update(
+            manager.client, upd(f"dl-{SECRET}-2", 1, user=f"u-{SECRET}"), layout=LAYOUT
+        )
         batch = [upd(f"dl-{SECRET}-{i}", i, user=f"u-{SECRET}") for i in (3, 4)]
-        await enqueue_update_batch(manager.client, batch)
-        await enqueue_job(manager.client, "broken", job_id=f"broken-{SECRET}")
-        await enqueue_job(manager.client, "current_span_id", job_id="current")
-    await enqueue_job(manager.client, "ping", job_id="untraced")  # outside any span
-    stored = json.loads(await raw.get("arq:job:current") or "{}")
+        await enqueue_update_batch(manager.client, batch, layout=LAYOUT)
+        await enqueue_job(manager.client, "broken", job_id=f"broken-{SECRET}", layout=LAYOUT)
+        await enqueue_job(manager.client, "current_span_id", job_id="current", layout=LAYOUT)
+    await enqueue_job(manager.client, "ping", job_id="untraced", layout=LAYOUT)  # outside any span
+    stored = json.loads(await raw.get(LAYOUT.for_job("current").job("current")) or "{}")
     request_ctx = request.get_span_context()
     assert stored["tc"] == {
         "traceparent": f"00-{request_ctx.trace_id:032x}-{request_ctx.span_id:016x}-"
         f"{request_ctx.trace_flags:02x}"  # sampled (and, W3C level 2, a random trace id)
     }
-    assert "tc" not in json.loads(await raw.get("arq:job:untraced") or "{}")
+    assert "tc" not in json.loads(await raw.get(LAYOUT.for_job("untraced").job("untraced")) or "{}")
 
     counts = await run_burst(fast_settings(server.addr), provider)
     assert (counts.complete, counts.failed) == (5, 1)
@@ -173,7 +176,8 @@ async def test_a_python_producers_trace_continues_through_the_worker(
         failed = function == "broken"
         keys = JOB_KEYS | {"seen.job.outcome"} | ({"error.type"} if failed else set())
         assert set(attributes) == keys, function
-        assert attributes["seen.queue"] == "arq:queue" and attributes["seen.queue.shard"] == 0
+        assert attributes["seen.queue"] == "arq:queue"
+        assert attributes["seen.queue.shard"] in range(len(LAYOUT.shards))
         assert attributes["seen.job.try"] == 1
         assert attributes["seen.job.outcome"] == ("failed" if failed else "complete")
         claim = only_child(ours, span, "seen.claim")
@@ -221,8 +225,8 @@ async def test_tracing_off_makes_no_span_and_runs_traced_records(
 ) -> None:
     provider, exporter = memory_provider()
     with provider.get_tracer("a service").start_as_current_span("request"):
-        await enqueue_job(manager.client, "context_keys", job_id="keys")
-        await enqueue_update(manager.client, upd("dl-off", 2))
+        await enqueue_job(manager.client, "context_keys", job_id="keys", layout=LAYOUT)
+        await enqueue_update(manager.client, upd("dl-off", 2), layout=LAYOUT)
     settings = fast_settings(server.addr)
     assert settings.otel.enabled is False
     worker = SeenWorker(settings, extra_functions=FUNCTIONS, burst=True, cron=False)
@@ -242,12 +246,12 @@ async def test_without_a_trace_context_a_job_gets_a_span_only_with_roots(
 ) -> None:
     provider, exporter = memory_provider()
     settings = fast_settings(server.addr)
-    await enqueue_job(manager.client, "context_keys", job_id="plain")
+    await enqueue_job(manager.client, "context_keys", job_id="plain", layout=LAYOUT)
     await run_burst(settings, provider)
     assert exporter.get_finished_spans() == ()
     assert "spans" not in await result(raw, "plain")
 
-    await enqueue_update(manager.client, upd("dl-root", 1))
+    await enqueue_update(manager.client, upd("dl-root", 1), layout=LAYOUT)
     await run_burst(settings, provider, roots=True)
     spans = exporter.get_finished_spans()
     job = job_spans(spans)["update_progress"]
@@ -307,8 +311,8 @@ async def test_each_try_is_a_job_span_and_a_timeout_is_a_failure(
 ) -> None:
     provider, exporter = memory_provider()
     with provider.get_tracer("a service").start_as_current_span("request") as request:
-        await enqueue_job(manager.client, "retried_once", job_id="again")
-        await enqueue_job(manager.client, "too_slow", job_id="slow")
+        await enqueue_job(manager.client, "retried_once", job_id="again", layout=LAYOUT)
+        await enqueue_job(manager.client, "too_slow", job_id="slow", layout=LAYOUT)
     counts = await run_burst(fast_settings(server.addr), provider)
     assert (counts.complete, counts.retried, counts.failed) == (1, 1, 1)
     assert await result(raw, "again") == 2
@@ -328,8 +332,8 @@ async def test_an_unsampled_trace_is_carried_on_and_never_recorded(
     provider, exporter = memory_provider()
     unsampled = SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=TraceFlags(0))
     with use_span(NonRecordingSpan(unsampled)):
-        await enqueue_job(manager.client, "current_span_id", job_id="unsampled")
-    stored = json.loads(await raw.get("arq:job:unsampled") or "{}")
+        await enqueue_job(manager.client, "current_span_id", job_id="unsampled", layout=LAYOUT)
+    stored = json.loads(await raw.get(LAYOUT.for_job("unsampled").job("unsampled")) or "{}")
     assert stored["tc"] == {"traceparent": f"00-{0xABC:032x}-{0xDEF:016x}-00"}
     counts = await run_burst(fast_settings(server.addr), provider)
     assert (counts.complete, counts.failed) == (1, 0)
