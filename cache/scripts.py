@@ -10,6 +10,12 @@ Each ``<name>.lua`` starts with a header comment that declares its keys and argu
 Dragonfly rules, enforced here at call time and by the compatibility tests: a script gets
 exactly the keys its header declares; keys of a multi-key script share one ``{hashtag}``;
 scripts return integers, strings or arrays of them, never Lua floats.
+
+A script that finds a key it reads of the wrong type, or holding a value it cannot use, fails
+that call alone before its first write (a script is not rolled back) with the error reply
+``BADKEY <key> <what it found>; <what it did>``. ``run`` raises it as ``CorruptKeyError``;
+``run_many`` returns it in that call's place, so one id's bad key never fails the other calls
+of a batch (docs/dragonfly.md, "Bad keys").
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from cache.errors import (
     CacheError,
     CacheOutOfMemoryError,
     CacheResponseError,
+    CorruptKeyError,
     is_out_of_memory,
     translate_errors,
 )
@@ -40,6 +47,8 @@ _KEYS_DECL = re.compile(r"^--\s*KEYS\[(\d+)\]", re.MULTILINE)  # header lines "-
 _ARGV_DECL = re.compile(r"^--\s*ARGV\[(\d+)\]", re.MULTILINE)
 ScriptArg = str | bytes | int | float
 ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]
+BAD_KEY = "BADKEY "
+"""How a script's error reply about a bad stored key starts (after an optional ``ERR``)."""
 
 
 def hashtag(key: str) -> str:
@@ -112,23 +121,33 @@ class ScriptRunner:
         return len(self.scripts)
 
     async def run(self, name: str, keys: Sequence[str], args: Sequence[ScriptArg] = ()) -> Any:
-        """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules."""
+        """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules, and
+        ``CorruptKeyError`` when the script found a bad stored key."""
         script = self.get(name)
         check_keys(script, keys)
         first = keys[0] if keys else None
         with translate_errors(first, operation=f"script {name}"):
             try:
-                return await self._evalsha(script.sha, keys, args)
-            except redis_exc.NoScriptError:
-                await self.client.script_load(script.source)
-                return await self._evalsha(script.sha, keys, args)
+                try:
+                    return await self._evalsha(script.sha, keys, args)
+                except redis_exc.NoScriptError:
+                    await self.client.script_load(script.source)
+                    return await self._evalsha(script.sha, keys, args)
+            except redis_exc.ResponseError as exc:
+                bad = corrupt_key_error(name, keys, exc)
+                if bad is not None:
+                    raise bad from exc
+                raise
 
     async def run_many(self, name: str, calls: Sequence[ScriptCall]) -> list[Any]:
         """Run one script many times in a single round trip; replies in call order.
 
         Every call is checked like ``run`` (declared key count, one hashtag). A server that
         lost its scripts answers NOSCRIPT: the script is loaded and only those calls are sent
-        again. Any other error reply raises ``CacheResponseError`` naming the call's first key.
+        again. A call whose script found a bad stored key gets its ``CorruptKeyError`` in its
+        place in the list (returned, not raised: the other calls went through, and callers
+        check each reply with ``isinstance``). Any other error reply raises
+        ``CacheResponseError`` naming the call's first key.
         """
         if not calls:
             return []
@@ -148,6 +167,10 @@ class ScriptRunner:
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, redis_exc.NoScriptError):
                     missing.append(i)
+                elif isinstance(reply, Exception) and (
+                    bad := corrupt_key_error(name, calls[i][0], reply)
+                ):
+                    results[i] = bad
                 elif isinstance(reply, Exception):
                     full = is_out_of_memory(reply)
                     kind = CacheOutOfMemoryError if full else CacheResponseError
@@ -165,6 +188,27 @@ class ScriptRunner:
         # redis-py types evalsha's arguments as str only; EVALSHA takes any bulk string.
         command = self.client.execute_command
         return await command("EVALSHA", sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+
+def corrupt_key_error(
+    name: str, keys: Sequence[str], reply: BaseException
+) -> CorruptKeyError | None:
+    """The ``CorruptKeyError`` of a ``BADKEY <key> <problem>`` error reply of script ``name``
+    called with ``keys``; None for any other reply. The key must be one of ``keys``, so no
+    other error text is ever taken for one."""
+    text = str(reply)
+    for prefix in (BAD_KEY, "ERR " + BAD_KEY):
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            break
+    else:
+        return None
+    named = [k for k in keys if rest.startswith(k + " ")]
+    if not named:
+        return None
+    key = max(named, key=len)
+    problem = rest[len(key) :].strip()
+    return CorruptKeyError(f"script {name}: {key} {problem}", key=key, script=name)
 
 
 def check_keys(script: Script, keys: Sequence[str]) -> None:
