@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from cache.download import (
         ApplyOutcome,
+        ApplyResult,
         DownloadCache,
         DownloadProgress,
         DownloadStatus,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 
 _API = {
     "ApplyOutcome": "cache.download",
+    "ApplyResult": "cache.download",
     "CacheConfig": "cache.config",
     "CacheConnectionError": "cache.errors",
     "CacheError": "cache.errors",
@@ -133,6 +135,7 @@ __all__ = [
     "TTL_MISSING",
     "TTL_PERSISTENT",
     "ApplyOutcome",
+    "ApplyResult",
     "CacheConfig",
     "CacheConnectionError",
     "CacheError",
