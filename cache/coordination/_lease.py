@@ -11,14 +11,21 @@ already passed on can neither keep nor free the next holder's lease.
 
 Renewal *loops* (when to renew, what to do when a renewal is refused) belong to each user;
 this module is only the operations on the store.
+
+A lease key of the wrong type is nobody's lease we could check: the scripts refuse it with
+``CorruptKeyError`` naming the key and leave it as found (deleting it blindly could free a
+lease someone else counts on); ``extend_many`` reports it as not renewed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
-from cache.errors import translate_errors
+from cache.errors import CorruptKeyError, translate_errors
 from cache.scripts import ScriptRunner
+
+log = logging.getLogger(__name__)
 
 Token = str | bytes
 
@@ -47,11 +54,19 @@ class Lease:
         return int(await self.scripts.run(EXTEND_SCRIPT, [key], [token, ms])) == 1
 
     async def extend_many(self, leases: Sequence[tuple[str, Token]], ms: int) -> list[bool]:
-        """``extend`` each ``(key, token)`` in one round trip; results in order."""
+        """``extend`` each ``(key, token)`` in one round trip; results in order. A lease key
+        of the wrong type is logged and reported as not renewed; the others are renewed."""
         replies = await self.scripts.run_many(
             EXTEND_SCRIPT, [([key], [token, ms]) for key, token in leases]
         )
-        return [int(reply) == 1 for reply in replies]
+        renewed = []
+        for reply in replies:
+            if isinstance(reply, CorruptKeyError):
+                log.warning("lease not renewed: %s", reply)
+                renewed.append(False)
+            else:
+                renewed.append(int(reply) == 1)
+        return renewed
 
     async def release(self, key: str, token: Token) -> bool:
         """Delete ``key``; False (nothing changed) unless held with ``token``."""
