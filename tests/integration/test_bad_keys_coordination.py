@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -105,51 +104,70 @@ async def test_acquire_refuses_a_bad_fencing_counter_and_takes_no_lock(
 
 
 # -- lock_extend, lock_release, guard_acquire: the lease primitive ----------------------------
+LEASE_KEY, GOOD_LEASE = "seen:lock:{bad-lease}", "seen:lock:{good-lease}"
+
+
 @pytest.mark.parametrize("corruption", wrong_types("hash", "list"), ids=repr)
-async def test_lease_scripts_refuse_a_lease_key_of_the_wrong_type(
+async def test_extend_refuses_a_lease_key_of_the_wrong_type_and_renews_the_others(
     manager: CacheManager, raw: Redis, corruption: Corruption, caplog: Any
 ) -> None:
     lease = Lease(manager.scripts)
-    key, good = "seen:lock:{bad-lease}", "seen:lock:{good-lease}"
-    await corruption.apply(raw, key)
-    found = await snapshot(raw, key)
-    assert await lease.acquire(good, "t", 5000)
-    calls: list[Callable[[], Awaitable[bool]]] = [
-        lambda: lease.extend(key, "t", 5000),
-        lambda: lease.release(key, "t"),
-        lambda: lease.acquire_reentrant(key, "t", 5000),
-    ]
-    for call in calls:
-        for _ in range(2):
-            with pytest.raises(CorruptKeyError) as info:
-                await call()
-            assert_names(info.value, key)
+    await corruption.apply(raw, LEASE_KEY)
+    found = await snapshot(raw, LEASE_KEY)
+    assert await lease.acquire(GOOD_LEASE, "t", 5000)
+    for _ in range(2):
+        with pytest.raises(CorruptKeyError) as info:
+            await lease.extend(LEASE_KEY, "t", 5000)
+        assert_names(info.value, LEASE_KEY)
     # a batch renewal (job leases): the bad lease is not renewed, the others are
     with caplog.at_level(logging.WARNING):
-        assert await lease.extend_many([(key, "t"), (good, "t")], 9000) == [False, True]
-    assert key in caplog.text
-    assert 8000 < await raw.pttl(good) <= 9000
-    assert await snapshot(raw, key) == found
-    assert await lease.release(good, "t")
+        renewed = await lease.extend_many([(LEASE_KEY, "t"), (GOOD_LEASE, "t")], 9000)
+    assert renewed == [False, True] and LEASE_KEY in caplog.text
+    assert 8000 < await raw.pttl(GOOD_LEASE) <= 9000
+    assert await snapshot(raw, LEASE_KEY) == found
+    # a held lock whose key turned bad: its extend says which key
+    lock = await manager.locks.try_acquire("held", ttl=5)
+    assert lock is not None
+    await corruption.apply(raw, lock.key)
+    with pytest.raises(CorruptKeyError) as info:
+        await lock.extend()
+    assert_names(info.value, lock.key)
 
 
 @pytest.mark.parametrize("corruption", wrong_types("hash", "list"), ids=repr)
-async def test_lock_service_and_run_guard_report_the_bad_key(
+async def test_release_refuses_a_lease_key_of_the_wrong_type(
     manager: CacheManager, raw: Redis, corruption: Corruption
 ) -> None:
+    lease = Lease(manager.scripts)
+    await corruption.apply(raw, LEASE_KEY)
+    found = await snapshot(raw, LEASE_KEY)
+    assert await lease.acquire(GOOD_LEASE, "t", 5000)
+    for _ in range(2):
+        with pytest.raises(CorruptKeyError) as info:
+            await lease.release(LEASE_KEY, "t")
+        assert_names(info.value, LEASE_KEY)
+    assert await snapshot(raw, LEASE_KEY) == found  # nobody's lease is deleted blindly
+    assert await lease.release(GOOD_LEASE, "t")
     lock = await manager.locks.try_acquire("held", ttl=5)
     assert lock is not None
     await corruption.apply(raw, lock.key)
     with pytest.raises(CorruptKeyError):
-        await lock.extend()
-    with pytest.raises(CorruptKeyError):
         await manager.locks.release("held", lock.token)
+
+
+@pytest.mark.parametrize("corruption", wrong_types("hash", "list"), ids=repr)
+async def test_guard_acquire_refuses_a_guard_of_the_wrong_type(
+    manager: CacheManager, raw: Redis, corruption: Corruption
+) -> None:
     guard = RunGuard(manager.scripts, manager.keys)
     key = manager.keys.maintenance_lock("bad-job")
     await corruption.apply(raw, key)
-    with pytest.raises(CorruptKeyError) as info:
-        await guard.acquire("bad-job", "job-1", 5)
-    assert_names(info.value, key)
+    found = await snapshot(raw, key)
+    for token in ("job-1", "job-1", "job-2"):
+        with pytest.raises(CorruptKeyError) as info:
+            await guard.acquire("bad-job", token, 5)
+        assert_names(info.value, key)
+    assert await snapshot(raw, key) == found
     assert await guard.acquire("good-job", "job-1", 5)
     assert await guard.release("good-job", "job-1")
 
@@ -258,29 +276,61 @@ async def test_probe_replaces_whatever_its_key_holds(
 SLOT_CORRUPTIONS = [*wrong_types("hash", "list"), *(value(v) for v in BAD_NUMBERS)]
 
 
+async def claimed_slot_gone_bad(
+    claims: SlotClaims, raw: Redis, key: str, corruption: Corruption
+) -> tuple[str, Any]:
+    """Slot 5 claimed by job:5, then its claim corrupted; slots 6 and 7 claimed normally."""
+    assert await claims.claim("job", 5, "job:5", 60) is ClaimState.CLAIMED
+    await corruption.apply(raw, key)
+    for slot in (6, 7):
+        assert await claims.claim("job", slot, f"job:{slot}", 60) is ClaimState.CLAIMED
+    return await snapshot(raw, key)
+
+
 @pytest.mark.parametrize("corruption", SLOT_CORRUPTIONS, ids=repr)
-async def test_slot_scripts_refuse_a_bad_claim_and_serve_the_other_slots(
+async def test_slot_claim_refuses_a_bad_claim(
+    manager: CacheManager, raw: Redis, corruption: Corruption
+) -> None:
+    claims = SlotClaims(manager.scripts, manager.keys)
+    key = manager.keys.cron_slot("job", 5)
+    found = await claimed_slot_gone_bad(claims, raw, key, corruption)
+    for job_id in ("job:5", "job:5", "job:5-copy"):  # the retry and any other copy
+        with pytest.raises(CorruptKeyError) as info:
+            await claims.claim("job", 5, job_id, 60)
+        assert_names(info.value, key)
+    assert await snapshot(raw, key) == found
+    assert await claims.claim("job", 8, "job:8", 60) is ClaimState.CLAIMED
+
+
+@pytest.mark.parametrize("corruption", SLOT_CORRUPTIONS, ids=repr)
+async def test_slot_finish_refuses_a_bad_claim(
+    manager: CacheManager, raw: Redis, corruption: Corruption
+) -> None:
+    claims = SlotClaims(manager.scripts, manager.keys)
+    key = manager.keys.cron_slot("job", 5)
+    found = await claimed_slot_gone_bad(claims, raw, key, corruption)
+    for _ in range(2):
+        with pytest.raises(CorruptKeyError) as info:
+            await claims.finish("job", 5, "job:5")
+        assert_names(info.value, key)
+    assert await snapshot(raw, key) == found
+    assert await claims.finish("job", 6, "job:6")
+    assert await raw.get(manager.keys.cron_slot("job", 6)) == "done:job:6"
+
+
+@pytest.mark.parametrize("corruption", SLOT_CORRUPTIONS, ids=repr)
+async def test_slot_cover_closes_the_other_owed_slots(
     manager: CacheManager, raw: Redis, corruption: Corruption, caplog: Any
 ) -> None:
     claims = SlotClaims(manager.scripts, manager.keys)
     key = manager.keys.cron_slot("job", 5)
-    assert await claims.claim("job", 5, "job:5", 60) is ClaimState.CLAIMED
-    await corruption.apply(raw, key)
-    found = await snapshot(raw, key)
-    calls: list[Callable[[], Awaitable[object]]] = [
-        lambda: claims.claim("job", 5, "job:5", 60),
-        lambda: claims.finish("job", 5, "job:5"),
-    ]
-    for call in calls:
-        for _ in range(2):
-            with pytest.raises(CorruptKeyError) as info:
-                await call()
-            assert_names(info.value, key)
-    for slot in (6, 7):
-        assert await claims.claim("job", slot, f"job:{slot}", 60) is ClaimState.CLAIMED
-    assert await claims.finish("job", 6, "job:6")
+    found = await claimed_slot_gone_bad(claims, raw, key, corruption)
+    call = ([key], ["job:8"])
+    with pytest.raises(CorruptKeyError) as info:
+        await manager.scripts.run("slot_cover", *call)
+    assert_names(info.value, key)
     with caplog.at_level(logging.WARNING):
-        closed = await claims.cover("job", [5, 7], "job:8")
-    assert closed == [7] and key in caplog.text
+        closed = await claims.cover("job", [5, 6, 7], "job:8")
+    assert closed == [6, 7] and key in caplog.text
     assert await raw.get(manager.keys.cron_slot("job", 7)) == "done:job:8"
     assert await snapshot(raw, key) == found
