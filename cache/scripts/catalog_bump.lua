@@ -8,6 +8,9 @@
 --          counter is not an integer below 2^53: it is reset to ARGV[1] as a lost counter would
 --          be (catalog entries are cache data: the old ones become unreachable, as on any bump)
 local raw = redis.pcall('GET', KEYS[1])
+if type(raw) == 'table' and raw.err and not string.find(raw.err, 'WRONGTYPE', 1, true) then
+  return raw  -- not about the key (out of memory, ...): the error as it came
+end
 local floor = tonumber(ARGV[1]) or 0
 local current, problem = 0, nil
 if type(raw) == 'table' then

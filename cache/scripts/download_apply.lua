@@ -49,11 +49,20 @@ local function bad(key, problem, expected)
   end
   return redis.error_reply('BADKEY ' .. key .. ' ' .. problem)
 end
+-- a pcall'd command's error: a key of the wrong type is a bad key (removed); any other error
+-- (out of memory, ...) is no fault of the key and is returned as it came
+local function failed(reply, key, expected, problem)
+  if string.find(reply.err, 'WRONGTYPE', 1, true) then return bad(key, problem or '', expected) end
+  return reply
+end
 -- count an outcome: the first write of every path, so a failure here has written nothing;
 -- returns the error reply of a bad counters hash (removed) or counter (reset)
 local function count(field)
-  if type(redis.pcall('HINCRBY', KEYS[5], field, 1)) ~= 'table' then return nil end
-  if redis.call('TYPE', KEYS[5])['ok'] ~= 'hash' then return bad(KEYS[5], '', 'a hash of counters') end
+  local reply = redis.pcall('HINCRBY', KEYS[5], field, 1)
+  if type(reply) ~= 'table' then return nil end
+  if not (string.find(reply.err, 'not an integer', 1, true) or string.find(reply.err, 'overflow', 1, true)) then
+    return failed(reply, KEYS[5], 'a hash of counters')
+  end
   local held = redis.call('HGET', KEYS[5], field) or ''
   redis.call('HDEL', KEYS[5], field)
   return bad(KEYS[5], 'field ' .. field .. ' is "' .. string.sub(held, 1, 40)
@@ -75,11 +84,12 @@ if pending then
   listed = redis.pcall('ZSCORE', KEYS[7], member)
   if type(listed) == 'table' then
     -- keep this download listed: the others come back with their next put
-    local reply = bad(KEYS[7], ' (this download is listed again)', 'a pending set')
-    redis.call('ZADD', KEYS[7], now, member)
+    local reply = failed(listed, KEYS[7], 'a pending set', ' (this download is listed again)')
+    if reply ~= listed then redis.call('ZADD', KEYS[7], now, member) end
     return reply
   end
   if p.err then
+    if not string.find(p.err, 'WRONGTYPE', 1, true) then return p end
     if listed then redis.call('ZREM', KEYS[7], member) end
     return bad(KEYS[6], '', 'a pending update')
   end
@@ -112,7 +122,7 @@ end
 if emitted <= 0 then emitted, emitted_s = now, ARGV[2] end
 
 local cur = redis.pcall('HMGET', KEYS[1], 'seq', 'status', 'user', 'done', 'emitted', 'speed', 'sps')
-if cur.err then return bad(KEYS[1], '', 'a progress hash') end
+if cur.err then return failed(cur, KEYS[1], 'a progress hash') end
 local stored, pdone, pt, pspeed, psps = num(cur[1]), 0, 0, 0, 0
 if cur[1] then
   pdone, pt, pspeed, psps = num(cur[4] or '0'), num(cur[5] or '0'), num(cur[6] or '0'), num(cur[7] or '0')
@@ -139,8 +149,8 @@ elseif stored then
 end
 if outcome then
   local fields = {[0] = 'stale', [2] = 'duplicate', [3] = 'final', [4] = 'rejected'}
-  local failed = count(fields[outcome])
-  if failed then return failed end
+  local refused = count(fields[outcome])
+  if refused then return refused end
   if pending then
     redis.call('DEL', KEYS[6])
     if listed then redis.call('ZREM', KEYS[7], member) end
@@ -183,20 +193,21 @@ local speed_s, pct_s, eta_s = I(math.floor(speed)), I(pct), I(eta)
 -- 3. the writes that can still fail (a key of the wrong type) come first, each undoing the
 -- ones before it; the active index is checked by a read, as its old score cannot be restored
 local active = redis.pcall('ZSCORE', KEYS[2], member)
-if type(active) == 'table' then return bad(KEYS[2], '', 'the active index') end
-local failed = count('applied')
-if failed then return failed end
+if type(active) == 'table' then return failed(active, KEYS[2], 'the active index') end
+local refused = count('applied')
+if refused then return refused end
 local id = redis.pcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'job', job, 'user', user,
   'status', status, 'done', done_s, 'total', total_s, 'pct', pct_s, 'speed', speed_s,
   'eta', eta_s, 'seq', seq_s, 'updated', ARGV[2], 'error', err)
 if type(id) == 'table' then
   redis.call('HINCRBY', KEYS[5], 'applied', -1)
-  return bad(KEYS[4], '', 'an event stream')
+  return failed(id, KEYS[4], 'an event stream')
 end
-if type(redis.pcall('ZADD', KEYS[3], ARGV[2], job)) == 'table' then
+local indexed = redis.pcall('ZADD', KEYS[3], ARGV[2], job)
+if type(indexed) == 'table' then
   redis.call('XDEL', KEYS[4], id)
   redis.call('HINCRBY', KEYS[5], 'applied', -1)
-  return bad(KEYS[3], '', "the user's index")
+  return failed(indexed, KEYS[3], "the user's index")
 end
 
 -- 4. the writes that cannot fail: every key's type is known now

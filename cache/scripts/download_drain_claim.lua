@@ -6,6 +6,9 @@
 --          "BADKEY <key> <problem>" when the record is not a hash (it is removed: the next put
 --          or repair schedules a new drain)
 local id = redis.pcall('HGET', KEYS[1], 'id')
+if type(id) == 'table' and id.err and not string.find(id.err, 'WRONGTYPE', 1, true) then
+  return id  -- not about the key (out of memory, ...): the error as it came
+end
 if type(id) == 'table' and id.err then
   local held = redis.call('TYPE', KEYS[1])['ok']
   redis.call('DEL', KEYS[1])

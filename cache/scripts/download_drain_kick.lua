@@ -18,11 +18,17 @@ local function drop(key, expected)
   return 'holds a ' .. held .. ', not ' .. expected .. '; removed'
 end
 local waiting = redis.pcall('ZCARD', KEYS[1])
+if type(waiting) == 'table' and waiting.err and not string.find(waiting.err, 'WRONGTYPE', 1, true) then
+  return waiting  -- not about the key (out of memory, ...): the error as it came
+end
 if type(waiting) == 'table' then
   return bad(KEYS[1], drop(KEYS[1], 'a pending set') .. ' (its downloads come back with their next put)')
 end
 if waiting == 0 then return {0, ''} end
 local drain = redis.pcall('HMGET', KEYS[2], 'id', 'at')
+if type(drain) == 'table' and drain.err and not string.find(drain.err, 'WRONGTYPE', 1, true) then
+  return drain  -- not about the key (out of memory, ...): the error as it came
+end
 if drain.err then return bad(KEYS[2], drop(KEYS[2], 'a drain record')) end
 local at = 0
 if drain[2] then

@@ -16,6 +16,9 @@ local function drop(key, expected)
 end
 local cutoff = tonumber(ARGV[3])
 local cur = redis.pcall('HMGET', KEYS[1], 'user', 'updated')
+if type(cur) == 'table' and cur.err and not string.find(cur.err, 'WRONGTYPE', 1, true) then
+  return cur  -- not about the key (out of memory, ...): the error as it came
+end
 if cur.err then return bad(KEYS[1], drop(KEYS[1], 'a progress hash')) end
 local updated = 0
 if cur[2] then
@@ -26,6 +29,9 @@ if cur[2] then
   end
 end
 local score = redis.pcall('ZSCORE', KEYS[2], ARGV[1])
+if type(score) == 'table' and score.err and not string.find(score.err, 'WRONGTYPE', 1, true) then
+  return score  -- not about the key (out of memory, ...): the error as it came
+end
 if type(score) == 'table' then return bad(KEYS[2], drop(KEYS[2], "the user's index")) end
 if score and tonumber(score) <= cutoff then redis.call('ZREM', KEYS[2], ARGV[1]) end
 if cur[1] == ARGV[2] and updated <= cutoff then

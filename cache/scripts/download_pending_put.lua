@@ -44,11 +44,20 @@ local function bad(key, problem, expected)
   end
   return redis.error_reply('BADKEY ' .. key .. ' ' .. problem)
 end
+-- a pcall'd command's error: a key of the wrong type is a bad key (removed); any other error
+-- (out of memory, ...) is no fault of the key and is returned as it came
+local function failed(reply, key, expected, problem)
+  if string.find(reply.err, 'WRONGTYPE', 1, true) then return bad(key, problem or '', expected) end
+  return reply
+end
 -- count an outcome: the first write of every path, so a failure here has written nothing;
 -- returns the error reply of a bad counters hash (removed) or counter (reset)
 local function count(field)
-  if type(redis.pcall('HINCRBY', KEYS[5], field, 1)) ~= 'table' then return nil end
-  if redis.call('TYPE', KEYS[5])['ok'] ~= 'hash' then return bad(KEYS[5], '', 'a hash of counters') end
+  local reply = redis.pcall('HINCRBY', KEYS[5], field, 1)
+  if type(reply) ~= 'table' then return nil end
+  if not (string.find(reply.err, 'not an integer', 1, true) or string.find(reply.err, 'overflow', 1, true)) then
+    return failed(reply, KEYS[5], 'a hash of counters')
+  end
   local held = redis.call('HGET', KEYS[5], field) or ''
   redis.call('HDEL', KEYS[5], field)
   return bad(KEYS[5], 'field ' .. field .. ' is "' .. string.sub(held, 1, 40)
@@ -63,7 +72,7 @@ end
 
 -- 1. read and check every key before the first write
 local cur = redis.pcall('HMGET', KEYS[4], 'seq', 'status', 'user')
-if cur.err then return bad(KEYS[4], '', 'a progress hash') end
+if cur.err then return failed(cur, KEYS[4], 'a progress hash') end
 local applied = num(cur[1])
 if cur[1] and not (applied and STATUS[cur[2]]) then
   redis.call('DEL', KEYS[4])
@@ -71,7 +80,7 @@ if cur[1] and not (applied and STATUS[cur[2]]) then
     .. string.sub(cur[2] or '', 1, 40) .. '", not an integer in [0, 2^53 - 1] and a status; removed')
 end
 local pending = redis.pcall('HMGET', KEYS[1], 'seq', 'user')
-if pending.err then return bad(KEYS[1], '', 'a pending update') end
+if pending.err then return failed(pending, KEYS[1], 'a pending update') end
 local waiting = num(pending[1])
 if pending[1] and not waiting then
   redis.call('DEL', KEYS[1])
@@ -79,7 +88,7 @@ if pending[1] and not waiting then
     .. '", not an integer in [0, 2^53 - 1]; removed')
 end
 local drain = redis.pcall('HMGET', KEYS[3], 'id', 'at')
-if drain.err then return bad(KEYS[3], '', 'a drain record') end
+if drain.err then return failed(drain, KEYS[3], 'a drain record') end
 local at = num(drain[2])
 if drain[2] and not at then
   redis.call('DEL', KEYS[3])
@@ -108,11 +117,12 @@ if drain[1] and now - at <= tonumber(ARGV[11]) then
 elseif drain[1] then
   code, field = 3, 'rescheduled'
 end
-local failed = count(field)
-if failed then return failed end
-if type(redis.pcall('ZADD', KEYS[2], 'NX', ARGV[10], ARGV[1] .. ':' .. ARGV[2])) == 'table' then
+local refused = count(field)
+if refused then return refused end
+local listed = redis.pcall('ZADD', KEYS[2], 'NX', ARGV[10], ARGV[1] .. ':' .. ARGV[2])
+if type(listed) == 'table' then
   redis.call('HINCRBY', KEYS[5], field, -1)
-  return bad(KEYS[2], ' (its downloads come back with their next put)', 'a pending set')
+  return failed(listed, KEYS[2], 'a pending set', ' (its downloads come back with their next put)')
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[12])
 redis.call('HSET', KEYS[1], 'seq', ARGV[3], 'status', ARGV[4], 'done', ARGV[5], 'total', ARGV[6],

@@ -8,6 +8,9 @@
 --          downloads enter it again with their next update)
 local unpack = unpack or table.unpack  -- Lua 5.1 (Redis) / 5.4 (Dragonfly)
 local members = redis.pcall('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if type(members) == 'table' and members.err and not string.find(members.err, 'WRONGTYPE', 1, true) then
+  return members  -- not about the key (out of memory, ...): the error as it came
+end
 if members.err then
   local held = redis.call('TYPE', KEYS[1])['ok']
   redis.call('DEL', KEYS[1])

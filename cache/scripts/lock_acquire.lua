@@ -10,6 +10,9 @@
 --          two holders in, or hand out a fence again), docs/coordination.md
 local function bad(key, problem) return redis.error_reply('BADKEY ' .. key .. ' ' .. problem) end
 local counter = redis.pcall('GET', KEYS[2])
+if type(counter) == 'table' and counter.err and not string.find(counter.err, 'WRONGTYPE', 1, true) then
+  return counter  -- not about the key (out of memory, ...): the error as it came
+end
 if type(counter) == 'table' then
   return bad(KEYS[2], 'holds a ' .. redis.call('TYPE', KEYS[2])['ok'] .. ', not a fencing counter;'
     .. ' refused (set it by hand to at least the highest fence handed out)')

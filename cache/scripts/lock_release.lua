@@ -8,6 +8,9 @@
 --          (expired, taken over or never held: nothing is changed); or the error reply
 --          "BADKEY <key> <problem>" when the key is not a string (refused, left as found)
 local held = redis.pcall('GET', KEYS[1])
+if type(held) == 'table' and held.err and not string.find(held.err, 'WRONGTYPE', 1, true) then
+  return held  -- not about the key (out of memory, ...): the error as it came
+end
 if type(held) == 'table' then
   return redis.error_reply('BADKEY ' .. KEYS[1] .. ' holds a ' .. redis.call('TYPE', KEYS[1])['ok']
     .. ', not a lease token; not released (left as found)')

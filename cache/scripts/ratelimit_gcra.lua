@@ -19,6 +19,9 @@ local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local tolerance = interval * burst
 local stored = redis.pcall('GET', KEYS[1])
+if type(stored) == 'table' and stored.err and not string.find(stored.err, 'WRONGTYPE', 1, true) then
+  return stored  -- not about the key (out of memory, ...): the error as it came
+end
 local tat, problem = now, nil
 if type(stored) == 'table' then
   problem = 'holds a ' .. redis.call('TYPE', KEYS[1])['ok'] .. ', not a time in microseconds'

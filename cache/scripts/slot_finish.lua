@@ -4,6 +4,9 @@
 -- returns: 1 marked done, 0 the claim is not ours (expired or taken over); or the error reply
 --          "BADKEY <key> <problem>" when the key holds no claim (left as found)
 local current = redis.pcall('GET', KEYS[1])
+if type(current) == 'table' and current.err and not string.find(current.err, 'WRONGTYPE', 1, true) then
+  return current  -- not about the key (out of memory, ...): the error as it came
+end
 if type(current) == 'table' then
   return redis.error_reply('BADKEY ' .. KEYS[1] .. ' holds a ' .. redis.call('TYPE', KEYS[1])['ok']
     .. ', not a slot claim; not finished (left as found)')
