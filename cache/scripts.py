@@ -15,6 +15,12 @@ exactly the keys its header declares (for a batch script: its fixed keys plus wh
 keys of a multi-key script share one ``{hashtag}``; scripts return integers, strings or arrays
 of them, never Lua floats. The one exception to the hashtag rule is the job engine on ARQ's own
 key layout, whose keys have none (``single_hashtag=False``; docs/dragonfly.md).
+
+A script that finds a key it reads of the wrong type, or holding a value it cannot use, fails
+that call alone before its first write (a script is not rolled back) with the error reply
+``BADKEY <key> <what it found>; <what it did>``. ``run`` raises it as ``CorruptKeyError``;
+``run_many`` returns it in that call's place, so one id's bad key never fails the other calls
+of a batch (docs/dragonfly.md, "Bad keys").
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from cache.errors import (
     CacheError,
     CacheOutOfMemoryError,
     CacheResponseError,
+    CorruptKeyError,
     is_out_of_memory,
     translate_errors,
 )
@@ -48,6 +55,8 @@ _ARGV_DECL = re.compile(r"^--\s*ARGV\[(\d+)\]", re.MULTILINE)
 _REPEAT_DECL = re.compile(r"^--\s*repeat:\s*KEYS\[(\d+)\.\.(\d+)\]", re.MULTILINE)
 ScriptArg = str | bytes | int | float
 ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]
+BAD_KEY = "BADKEY "
+"""How a script's error reply about a bad stored key starts (after an optional ``ERR``)."""
 
 
 def hashtag(key: str) -> str:
@@ -147,16 +156,23 @@ class ScriptRunner:
         *,
         single_hashtag: bool = True,
     ) -> Any:
-        """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules."""
+        """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules, and
+        ``CorruptKeyError`` when the script found a bad stored key."""
         script = self.get(name)
         check_keys(script, keys, single_hashtag=single_hashtag)
         first = keys[0] if keys else None
         with translate_errors(first, operation=f"script {name}"):
             try:
-                return await self._evalsha(script.sha, keys, args)
-            except redis_exc.NoScriptError:
-                await self.client.script_load(script.source)
-                return await self._evalsha(script.sha, keys, args)
+                try:
+                    return await self._evalsha(script.sha, keys, args)
+                except redis_exc.NoScriptError:
+                    await self.client.script_load(script.source)
+                    return await self._evalsha(script.sha, keys, args)
+            except redis_exc.ResponseError as exc:
+                bad = corrupt_key_error(name, keys, exc)
+                if bad is not None:
+                    raise bad from exc
+                raise
 
     async def run_many(
         self,
@@ -170,9 +186,12 @@ class ScriptRunner:
 
         Every call is checked like ``run`` (declared key count, one hashtag). A server that
         lost its scripts answers NOSCRIPT: the script is loaded and only those calls are sent
-        again. Any other error reply raises ``CacheResponseError`` (``CacheOutOfMemoryError``
-        for a full store) naming the call's first key; with ``return_errors`` that error takes
-        the call's place in the replies instead, so one failed call does not hide the others.
+        again. A call whose script found a bad stored key gets its ``CorruptKeyError`` in its
+        place in the list (returned, not raised: the other calls went through, and callers
+        check each reply with ``isinstance``). Any other error reply raises
+        ``CacheResponseError`` (``CacheOutOfMemoryError`` for a full store) naming the call's
+        first key; with ``return_errors`` that error takes the call's place in the replies
+        instead, so one failed call does not hide the others.
         """
         results, _ = await self._run_many(name, calls, single_hashtag, return_errors, None)
         return results
@@ -227,6 +246,10 @@ class ScriptRunner:
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, redis_exc.NoScriptError):
                     missing.append(i)
+                elif isinstance(reply, Exception) and (
+                    bad := corrupt_key_error(name, calls[i][0], reply)
+                ):
+                    results[i] = bad
                 elif isinstance(reply, Exception):
                     full = is_out_of_memory(reply)
                     kind = CacheOutOfMemoryError if full else CacheResponseError
@@ -248,6 +271,27 @@ class ScriptRunner:
         # redis-py types evalsha's arguments as str only; EVALSHA takes any bulk string.
         command = self.client.execute_command
         return await command("EVALSHA", sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+
+def corrupt_key_error(
+    name: str, keys: Sequence[str], reply: BaseException
+) -> CorruptKeyError | None:
+    """The ``CorruptKeyError`` of a ``BADKEY <key> <problem>`` error reply of script ``name``
+    called with ``keys``; None for any other reply. The key must be one of ``keys``, so no
+    other error text is ever taken for one."""
+    text = str(reply)
+    for prefix in (BAD_KEY, "ERR " + BAD_KEY):
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            break
+    else:
+        return None
+    named = [k for k in keys if rest.startswith(k + " ")]
+    if not named:
+        return None
+    key = max(named, key=len)
+    problem = rest[len(key) :].strip()
+    return CorruptKeyError(f"script {name}: {key} {problem}", key=key, script=name)
 
 
 def check_keys(script: Script, keys: Sequence[str], *, single_hashtag: bool = True) -> None:

@@ -239,7 +239,12 @@ class ProgressPublisher:
     async def publish_many(
         self, updates: Sequence[ProgressUpdate | Mapping[str, Any]]
     ) -> list[PublishOutcome]:
-        """Publish many updates: one pipelined round trip, plus one to enqueue drain jobs."""
+        """Publish many updates: one pipelined round trip, plus one to enqueue drain jobs.
+
+        An update that met a bad stored key (``PublishOutcome.CORRUPT``: the key was removed)
+        is not stored: the others are, their drain jobs are enqueued, and then
+        ``PublishError`` names the bad keys. Publishing the same updates again is safe and
+        stores the rest (an update already pending or applied is ignored)."""
         valid = [as_update(u) for u in updates]
         try:
             results = await self.cache.download.publish_many(valid)
@@ -249,6 +254,13 @@ class ProgressPublisher:
             if result.drain_id is not None:
                 self._drains_to_enqueue[result.drain_id] = result.shard
         await self._enqueue_owed()
+        errors = [r.error for r in results if r.error is not None]
+        if errors:
+            raise PublishError(
+                f"{len(errors)} of {len(results)} progress update(s) not stored (publish them "
+                f"again): {'; '.join(str(e) for e in errors[:3])}"
+                f"{'; ...' if len(errors) > 3 else ''}"
+            ) from errors[0]
         return [r.outcome for r in results]
 
     async def repair(self, *, lease_ms: int | None = None) -> int:

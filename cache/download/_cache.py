@@ -9,6 +9,7 @@ never regress a download. Layout and sharding: ``_layout``; the scripts' key and
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -25,8 +26,10 @@ from cache.download._events import EventFollower
 from cache.download._layout import DownloadLayout, parse_member
 from cache.download._models import (
     ApplyOutcome,
+    ApplyResult,
     DownloadProgress,
     ProgressUpdate,
+    apply_results,
     parse_progress,
     progress_from_fields,
 )
@@ -37,13 +40,14 @@ from cache.download._pending import (
     PutResult,
     new_drain_id,
 )
-from cache.errors import InvalidKeyError, SerializationError, translate_errors
+from cache.errors import CorruptKeyError, InvalidKeyError, SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptCall, ScriptRunner
 from cache.service import TTL, CacheService
 from cache.unreadable import Unreadable
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 KIND = "download"
 """The ``cache.unreadable`` kind of a download entry that cannot be read."""
@@ -90,9 +94,17 @@ class DownloadCache:
 
     # -- applying updates ---------------------------------------------------------------
     async def set_progress(self, update: ProgressUpdate, *, now: int | None = None) -> ApplyOutcome:
-        """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors."""
+        """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors.
+
+        A stored key of the download it cannot use raises ``CorruptKeyError`` naming the key
+        (removed: sending the update again applies it)."""
         keys, args = _calls.apply(self.layout, update, now or wall_ms())
-        outcome = ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
+        try:
+            reply = await self.scripts.run("download_apply", keys, args)
+        except CorruptKeyError:
+            self.outcomes[ApplyOutcome.CORRUPT] += 1
+            raise
+        outcome = ApplyOutcome(int(reply))
         self.outcomes[outcome] += 1
         return outcome
 
@@ -104,13 +116,20 @@ class DownloadCache:
     async def bulk_update_progress(
         self, updates: Sequence[ProgressUpdate], *, now: int | None = None
     ) -> list[ApplyOutcome]:
-        """Apply many updates in one pipelined round trip; outcomes in input order."""
+        """Apply many updates in one pipelined round trip; outcomes in input order
+        (``CORRUPT`` for an update that met a bad stored key: ``apply_many`` says which)."""
+        return [r.outcome for r in await self.apply_many(updates, now=now)]
+
+    async def apply_many(
+        self, updates: Sequence[ProgressUpdate], *, now: int | None = None
+    ) -> list[ApplyResult]:
+        """``bulk_update_progress`` with each bad key's ``CorruptKeyError``: one update's bad
+        key fails that update alone, the others of the batch are applied."""
         stamp = now or wall_ms()
         calls = [_calls.apply(self.layout, u, stamp) for u in updates]
-        replies = await self.scripts.run_many("download_apply", calls)
-        outcomes = [ApplyOutcome(int(r)) for r in replies]
-        self.outcomes.update(outcomes)
-        return outcomes
+        results = apply_results(await self.scripts.run_many("download_apply", calls))
+        self.outcomes.update(r.outcome for r in results)
+        return results
 
     # -- coalescing: pending updates and one drain job per shard ------------------------
     async def publish(self, update: ProgressUpdate) -> PutResult:
@@ -287,6 +306,10 @@ class DownloadCache:
         batch from the active index, then one pipelined round trip forgets their progress and
         user-index entries. No command handles more than one batch, so other clients wait at
         most one short command (well under a millisecond for 500 entries).
+
+        A bad key (a shard's active index, a download's progress hash or a user's index of the
+        wrong type or with an unusable value) is removed by the script that meets it and
+        logged; the cleanup goes on with the other downloads and shards.
         """
         size = count_arg(batch or self.config.download.cleanup_batch, "batch")
         cutoff = wall_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
@@ -294,14 +317,20 @@ class DownloadCache:
         for shard in self.layout.all_shards():
             while True:
                 keys, args = _calls.pop_stale(self.layout, shard, cutoff, size)
-                popped = await self.scripts.run("download_pop_stale", keys, args)
+                try:
+                    popped = await self.scripts.run("download_pop_stale", keys, args)
+                except CorruptKeyError as exc:
+                    log.warning("cleanup_stale: shard %d skipped: %s", shard, exc)
+                    break
                 if not popped:
                     break
                 removed += len(popped)
                 calls = [
                     _calls.forget(self.layout, shard, *parse_member(raw), cutoff) for raw in popped
                 ]
-                await self.scripts.run_many("download_forget", calls)
+                for reply in await self.scripts.run_many("download_forget", calls):
+                    if isinstance(reply, CorruptKeyError):
+                        log.warning("cleanup_stale: %s", reply)
                 if len(popped) < size:
                     break
         return removed
@@ -334,10 +363,15 @@ class DownloadCache:
             async with self.client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.hgetall(key)
-                rows = await pipe.execute()
+                rows = await pipe.execute(raise_on_error=False)
         totals = dict.fromkeys(DOWNLOAD_OUTCOMES, 0)
         skipped = Unreadable()
         for key, row in zip(keys, rows, strict=True):
+            # a corrupt counters hash is skipped here; the script counting into it next
+            # removes it (docs/dragonfly.md, "Bad keys")
+            if isinstance(row, Exception):
+                skipped.skip("download_stats", key, f"unreadable ({row})")
+                continue
             for name, value in row.items():
                 field = as_text(name)
                 try:

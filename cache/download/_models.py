@@ -1,5 +1,6 @@
 """Download progress values: what producers send (``ProgressUpdate``), what readers get
-(``DownloadProgress``) and what an apply did (``ApplyOutcome``, ``PublishOutcome``).
+(``DownloadProgress``) and what an apply did (``ApplyOutcome``, ``ApplyResult``,
+``PublishOutcome``).
 
 The stored form is a hash with short field names, the same names as the fields of an event in
 the shard's stream, so one parser serves both (``progress_from_fields``). Numbers are stored as
@@ -8,10 +9,11 @@ integer strings; the percentage in basis points. docs/wire-format.md lists every
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -23,6 +25,7 @@ from pydantic import (
 )
 
 from cache.codec import as_text
+from cache.errors import CorruptKeyError
 from cache.keys import validate_id
 
 MAX_INT = 2**53 - 1
@@ -49,7 +52,12 @@ TERMINAL = frozenset({DownloadStatus.COMPLETED, DownloadStatus.FAILED, DownloadS
 
 
 class ApplyOutcome(IntEnum):
-    """What the apply script did with one update (its integer return)."""
+    """What the apply script did with one update (its integer return).
+
+    ``CORRUPT`` is not a return of the script: it stands for its ``BADKEY`` error reply, a
+    stored key of the download or of its shard it could not use (``ApplyResult.error`` names
+    it). Nothing of the update was applied; the key was removed, so the update applies when it
+    is sent again."""
 
     STALE = 0
     APPLIED = 1
@@ -57,16 +65,41 @@ class ApplyOutcome(IntEnum):
     FINAL = 3
     REJECTED = 4
     EMPTY = 5
+    CORRUPT = 6
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """One update's outcome, with the bad key's error when the outcome is ``CORRUPT``."""
+
+    outcome: ApplyOutcome
+    error: CorruptKeyError | None = None
+
+
+def apply_results(replies: Sequence[Any]) -> list[ApplyResult]:
+    """The apply script's replies (from ``ScriptRunner.run_many``) as results: a
+    ``CorruptKeyError`` in a call's place is a ``CORRUPT`` outcome carrying it."""
+    return [
+        ApplyResult(ApplyOutcome.CORRUPT, r)
+        if isinstance(r, CorruptKeyError)
+        else ApplyResult(ApplyOutcome(int(r)))
+        for r in replies
+    ]
 
 
 class PublishOutcome(IntEnum):
-    """What a coalescing put did (first element of the put script's return)."""
+    """What a coalescing put did (first element of the put script's return).
+
+    ``CORRUPT`` stands for the put script's ``BADKEY`` error reply: a stored key it reads was
+    unusable, the update was not stored (``PutResult.error`` names the key, which was removed),
+    and putting it again goes through."""
 
     IGNORED = 0
     COALESCED = 1
     SCHEDULED = 2
     RESCHEDULED = 3
     REJECTED = 4
+    CORRUPT = 5
 
     @property
     def needs_enqueue(self) -> bool:
