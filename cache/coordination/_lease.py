@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from cache.errors import CorruptKeyError, translate_errors
 from cache.scripts import Replicas, ScriptCall, ScriptRunner
@@ -74,10 +75,10 @@ class Lease:
         return int(await self.scripts.run(RELEASE_SCRIPT, [key], [token])) == 1
 
 
-def _renewed(reply: object) -> bool:
+def _renewed(reply: Any) -> bool:
     """One compare-and-renew's reply: 1 renewed; a bad lease key (``CorruptKeyError``, the
     others of the batch renewed) is not renewed, and said."""
     if isinstance(reply, CorruptKeyError):
         log.warning("lease not renewed: %s", reply)
         return False
-    return int(reply) == 1  # type: ignore[call-overload]
+    return int(reply) == 1
