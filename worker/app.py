@@ -16,6 +16,7 @@ gives ARQ's ``Worker`` the same functions, periodic jobs and heartbeats on ARQ's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import sys
@@ -41,9 +42,10 @@ from worker.cron import build_cron_jobs
 from worker.engine import Engine, EngineConfig
 from worker.engine.functions import Defaults, from_resolved, function_table
 from worker.engine.schedule import Periodic
-from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
 from worker.job_modules import load_jobs
+from worker.metrics import MetricTotals, WorkerMetrics
+from worker.metrics.totals import StoreTotals
 from worker.outage import wait_until_reachable
 from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
@@ -295,28 +297,29 @@ class SeenWorker:
         else:
             log.info("start-up warmup: %s", done)
 
-    def metric_totals(self) -> dict[str, Any]:
+    def metric_totals(self) -> MetricTotals:
         """Totals owned by the engine, the runtime and the cache manager, read at scrape time
-        (``worker.http.series.Totals``)."""
+        (``worker.metrics.totals.Totals``)."""
         engine, runtime, manager = self.engine, self.runtime, self.manager
-        totals: dict[str, Any] = {
-            "leases_lost": engine.leases.lost_total if engine is not None else 0,
-            "poll_errors": engine.poll_errors if engine is not None else 0,
-            "outages": {"queue": runtime.outage.outages, "cache": runtime.cache_outage.outages},
-            "store_errors": {
-                "queue": dict(runtime.outage.errors),
-                "cache": dict(runtime.cache_outage.errors),
-            },
-            "progress": dict(manager.download.outcomes) if manager is not None else {},
-        }
-        if manager is not None:
-            totals.update(
-                reads=manager.reads.snapshot(),
-                locks=manager.locks.counters(),
-                rate_limits=dict(manager.ratelimit.decisions),
-                **manager.download.coalescing_counts(),
-            )
-        return totals
+        queue = StoreTotals(runtime.outage.outages, dict(runtime.outage.errors))
+        cache = StoreTotals(runtime.cache_outage.outages, dict(runtime.cache_outage.errors))
+        totals = MetricTotals(
+            leases_lost=engine.leases.lost_total if engine is not None else 0,
+            poll_errors=engine.poll_errors if engine is not None else 0,
+            paused=engine.paused if engine is not None else False,
+            queue=queue,
+            cache=cache,
+        )
+        if manager is None:
+            return totals
+        return dataclasses.replace(
+            totals,
+            progress=dict(manager.download.outcomes),
+            coalescing=manager.download.coalescing_counts(),
+            reads=manager.reads.snapshot(),
+            locks=manager.locks.counters(),
+            rate_limits=dict(manager.ratelimit.decisions),
+        )
 
     async def aclose(self) -> None:
         """Stop heartbeats (removing ours), close the cache manager, the HTTP server and the

@@ -252,8 +252,13 @@ def add_check(sub: Subparsers) -> None:
 
 # -- demo -----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.demo import run_demo
+    from worker.demo import SidecarStarter, run_demo
 
+    start_sidecar: SidecarStarter | None = None
+    if not args.no_dashboard:
+        from dashboard.server import start_beside
+
+        start_sidecar = start_beside
     headless = args.duration is not None
     coro = run_demo(
         downloads=args.downloads,
@@ -261,7 +266,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         headless=headless,
         seed=args.seed,
-        with_dashboard=not args.no_dashboard,
+        start_sidecar=start_sidecar,
     )
     # SIGTERM before the demo's own handlers are in place (start-up) ends it like Ctrl-C: the
     # embedded server and worker processes are stopped on the way out, never orphaned
@@ -299,8 +304,8 @@ def add_demo(sub: Subparsers) -> None:
 
 # -- dashboard ------------------------------------------------------------------------------
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.http.dashboard.security import new_token
-    from worker.http.dashboard.server import (
+    from dashboard.security import new_token
+    from dashboard.server import (
         DashboardConfigError,
         DashboardStartError,
         run_dashboard,

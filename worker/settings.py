@@ -279,7 +279,7 @@ class LogSettings(_Section):
 
 
 class FleetSettings(_Section):
-    """How the dashboard reads the whole fleet from the stores (``worker.http.fleet``).
+    """How the dashboard reads the whole fleet from the stores (``worker.fleet``).
 
     Every read is bounded: by a deadline (a slow store never hangs a page or a scrape), by how
     many keys one SCAN walk looks at, and by how many items a view holds.

@@ -26,12 +26,19 @@ from cache.download._models import (
     PublishOutcome,
     progress_from_fields,
 )
-from cache.download._pending import DrainIdFactory, DrainReport, PutResult, new_drain_id
+from cache.download._pending import (
+    CoalescingCounts,
+    DrainIdFactory,
+    DrainReport,
+    PutResult,
+    new_drain_id,
+)
 
 __all__ = [
     "MAX_INT",
     "TERMINAL",
     "ApplyOutcome",
+    "CoalescingCounts",
     "DownloadCache",
     "DownloadProgress",
     "DownloadStatus",

@@ -31,6 +31,7 @@ from cache.download._models import (
     progress_from_fields,
 )
 from cache.download._pending import (
+    CoalescingCounts,
     DrainIdFactory,
     DrainReport,
     PendingUpdates,
@@ -139,15 +140,10 @@ class DownloadCache:
                 scheduled[drain_id] = shard
         return scheduled
 
-    def coalescing_counts(self) -> dict[str, Any]:
-        """This process's coalescing counters, no I/O: ``drain_jobs`` run, ``drained_updates``
-        they consumed, and ``published`` (puts by ``PublishOutcome``, made by producers)."""
+    def coalescing_counts(self) -> CoalescingCounts:
+        """This process's coalescing counters, no I/O (``CoalescingCounts``)."""
         p = self.pending
-        return {
-            "drain_jobs": p.drain_jobs,
-            "drained_updates": p.drained_updates,
-            "published": dict(p.published),
-        }
+        return CoalescingCounts(p.drain_jobs, p.drained_updates, dict(p.published))
 
     async def pending_count(self) -> int:
         """Downloads with a pending (not yet applied) update, over all shards."""

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
@@ -43,6 +43,18 @@ class PutResult:
     outcome: PublishOutcome
     shard: int
     drain_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CoalescingCounts:
+    """One process's coalescing counters (``DownloadCache.coalescing_counts``)."""
+
+    drain_jobs: int = 0
+    """Drain jobs run here."""
+    drained_updates: int = 0
+    """Pending updates those drains consumed, applied or ignored."""
+    published: dict[PublishOutcome, int] = field(default_factory=dict)
+    """Puts made here (by producers), by what each did."""
 
 
 @dataclass

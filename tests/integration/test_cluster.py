@@ -25,7 +25,7 @@ from tests.support.cluster import TestCluster
 from tests.support.processes import run_burst_worker, run_cli, worker_settings, write_settings
 from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
-from worker.http.fleet.store import read_store
+from worker.fleet.store import read_store
 from worker.queue_store import QueueStoreError, refuse_cluster
 
 pytestmark = pytest.mark.cluster

@@ -11,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
+from dashboard.security import CSP
+from dashboard.server import DashboardConfigError, DashboardServer
 from jobs.deadletter import letter_id, make_dead_letter, push_dead_letters
 from jobs.serializer import parse_record
 from tests.conftest import TestServer
@@ -21,8 +23,6 @@ from tests.support.dashboard import (
     running_dashboard,
 )
 from tests.support.processes import run_cli
-from worker.http.dashboard.security import CSP
-from worker.http.dashboard.server import DashboardConfigError, DashboardServer
 from worker.settings import SettingsError
 
 PAGES = ["/", "/downloads", "/schedules", "/dead-letters", "/locks", "/api/overview"]
@@ -267,8 +267,8 @@ async def test_requeue_by_the_shown_id_takes_exactly_that_entry(
 
 
 async def test_unreachable_store_is_a_clear_start_error() -> None:
+    from dashboard.server import DashboardStartError
     from worker.embedded import free_port
-    from worker.http.dashboard.server import DashboardStartError
 
     server = DashboardServer(dashboard_settings(f"127.0.0.1:{free_port()}"))
     with pytest.raises(DashboardStartError, match="did not start"):

@@ -33,6 +33,7 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
+from dashboard.server import DashboardServer
 from jobs.wire.layout import LayoutKind, QueueLayout
 from tests.conftest import TestServer
 from tests.support.backlog import QueuedJob, progress_job, write_backlog
@@ -41,7 +42,6 @@ from tests.support.deploy import ROOT, find, kustomize
 from tests.support.processes import Fleet
 from tests.support.prometheus import PrometheusServer, ScrapeTarget, require_prometheus
 from tests.support.waiting import wait_until
-from worker.http.dashboard.server import DashboardServer
 from worker.settings import load_settings
 
 JOBS = 300

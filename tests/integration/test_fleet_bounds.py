@@ -15,14 +15,15 @@ from redis.asyncio import Redis
 from cache.client import create_client
 from cache.errors import CacheConnectionError
 from cache.manager import CacheManager
+from dashboard.exporter import render_fleet_metrics
 from jobs.deadletter import make_dead_letter, push_dead_letters
 from tests.conftest import TestServer, cache_config_for
 from tests.integration.test_fleet_reader import SHARDS, reader_settings
 from tests.integration.test_worker_metrics import families, value
 from worker.embedded import EmbeddedServer, free_port
-from worker.http.fleet import FleetReader, FleetTimeout, render_fleet_metrics
-from worker.http.fleet.deadletters import DEAD_LETTER_KINDS
-from worker.http.fleet.models import QUEUE_STATES, SLOT_STATES
+from worker.fleet import FleetReader, FleetTimeout
+from worker.fleet.deadletters import DEAD_LETTER_KINDS
+from worker.fleet.models import QUEUE_STATES, SLOT_STATES
 
 
 async def fill(raw: Redis, count: int, make: str, value: str = "x") -> None:

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from cache.keys import shard_of
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
+from dashboard.exporter import render_fleet_metrics
 from jobs import maintenance
 from jobs.deadletter import letter_id
 from jobs.schedule import SlotClaims, slot_of
@@ -38,8 +39,8 @@ from tests.support.queue import TestQueue, producer
 from tests.support.sources import SLOW_EVENTS
 from tests.support.updates import upd
 from tests.support.waiting import items, wait_until
+from worker.fleet import FleetReader
 from worker.heartbeat import WorkerBeat, add_beat, read_beats
-from worker.http.fleet import FleetReader, render_fleet_metrics
 from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.timeout(90)

@@ -34,8 +34,8 @@ from tests.support.dashboard import running_dashboard, sse
 from tests.support.processes import run_cli
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
+from worker.fleet import FleetReader
 from worker.heartbeat import WorkerBeat, add_beat
-from worker.http.fleet import FleetReader
 from worker.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

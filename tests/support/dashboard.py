@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from worker.http.dashboard.server import DashboardServer
+from dashboard.server import DashboardServer
 from worker.settings import Settings, load_settings
 
 TOKEN = "t" * 8 + "-test-token-of-at-least-32-bytes"

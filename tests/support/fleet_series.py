@@ -12,13 +12,13 @@ import re
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.http.fleet.exporter import (
+from dashboard.exporter import (
     FleetSnapshot,
     StaticCollector,
     scrape_families,
     snapshot_families,
 )
-from worker.http.fleet.models import (
+from worker.fleet.models import (
     DeadLetters,
     JobTotals,
     Overview,

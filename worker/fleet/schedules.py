@@ -30,7 +30,7 @@ from cache.keys import KeyBuilder
 from cache.unreadable import Unreadable
 from jobs.config import MaintenanceSettings
 from jobs.schedule import scheduled_ms, slot_of
-from worker.http.fleet.models import RunView, Schedule, SlotView
+from worker.fleet.models import RunView, Schedule, SlotView
 
 
 def _int(value: Any) -> int | None:

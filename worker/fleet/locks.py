@@ -17,8 +17,8 @@ from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.unreadable import Unreadable
-from worker.http.fleet.bounds import scan_keys
-from worker.http.fleet.models import LockView
+from worker.fleet.bounds import scan_keys
+from worker.fleet.models import LockView
 
 GUARD_PREFIX = "maintenance:"
 TOKEN_SHOWN = 8

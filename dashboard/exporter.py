@@ -33,9 +33,9 @@ from prometheus_client.registry import Collector
 
 from cache.errors import CacheError
 from cache.unreadable import Unreadable
-from worker.http.fleet.bounds import concurrently, deadline
-from worker.http.fleet.deadletters import DEAD_LETTER_KINDS
-from worker.http.fleet.models import (
+from worker.fleet.bounds import concurrently, deadline
+from worker.fleet.deadletters import DEAD_LETTER_KINDS
+from worker.fleet.models import (
     QUEUE_STATES,
     SLOT_STATES,
     UNREADABLE_KINDS,
@@ -45,7 +45,7 @@ from worker.http.fleet.models import (
     Schedule,
     ShardView,
 )
-from worker.http.fleet.reader import FleetReader
+from worker.fleet.reader import FleetReader
 
 log = logging.getLogger("seen.dashboard.exporter")
 

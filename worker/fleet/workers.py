@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from cache.keys import KeyBuilder
 from cache.unreadable import Unreadable
+from worker.fleet.models import WorkerView
 from worker.heartbeat import WorkerBeat, read_beats
-from worker.http.fleet.models import WorkerView
 
 
 def worker_view(beat: WorkerBeat, now_ms: int, stale_after_s: float) -> WorkerView:

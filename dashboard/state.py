@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from cache.client import create_client
 from cache.manager import CacheManager
-from worker.http.dashboard.hub import EventHub
-from worker.http.fleet import FleetReader
+from dashboard.hub import EventHub
+from worker.fleet import FleetReader
 from worker.settings import Settings
 
 log = logging.getLogger("seen.dashboard")

@@ -33,10 +33,11 @@ from starlette.staticfiles import StaticFiles
 from cache.errors import CacheError
 from cache.ratelog import RateLimitedLog
 from cache.unreadable import Unreadable
-from worker.http.dashboard import readers
-from worker.http.dashboard.actions import ActionError, requeue_dead_letters, run_now
-from worker.http.dashboard.failures import describe_failure
-from worker.http.dashboard.security import (
+from dashboard import readers
+from dashboard.actions import ActionError, requeue_dead_letters, run_now
+from dashboard.exporter import render_fleet_metrics
+from dashboard.failures import describe_failure
+from dashboard.security import (
     AllowedHosts,
     Guard,
     RequireToken,
@@ -46,10 +47,9 @@ from worker.http.dashboard.security import (
     same_origin,
     set_session_cookie,
 )
-from worker.http.dashboard.state import DashboardState
-from worker.http.dashboard.stream import live_events
-from worker.http.fleet import FleetTimeout
-from worker.http.fleet.exporter import render_fleet_metrics
+from dashboard.state import DashboardState
+from dashboard.stream import live_events
+from worker.fleet import FleetTimeout
 from worker.http.hosts import HostPolicy
 from worker.job_modules import load_jobs
 from worker.settings import Settings

@@ -4,8 +4,8 @@ Per-job series (outcome, duration, queue wait, in progress) and scheduled runs o
 (``seen_cron_runs_total``) are recorded by the engine, which calls this as its observer;
 totals the worker or its cache manager already counts (lost leases, poll errors,
 store outages and errors, progress applies and coalescing, cache reads, locks, rate limits)
-are read from their owners at scrape time by ``worker.http.series.Totals``, so there is one
-count of each thing, not two. Labels are bounded (``worker.http.series``): function and cron
+are read from their owners at scrape time by ``worker.metrics.totals.Totals``, so there is one
+count of each thing, not two. Labels are bounded (``worker.metrics.totals``): function and cron
 names come from the worker's own lists (anything else is ``unknown``); never a job, download,
 user or worker id. Every labelled series exists at zero from start-up.
 """
@@ -17,12 +17,12 @@ from collections import Counter as Tally
 from collections.abc import Iterable
 from importlib import metadata
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollector
 from redis import exceptions as redis_exc
 
 from cache.errors import CacheConnectionError, CacheResponseError, store_error_kind
-from worker.http.jobseries import JobSeries
-from worker.http.series import (
+from worker.metrics.jobseries import JobSeries
+from worker.metrics.totals import (
     BUCKETS,
     CRON_OUTCOMES,
     JOB_OUTCOMES,
@@ -71,6 +71,7 @@ class WorkerMetrics:
             "seen_build_info", "Always 1; labels say what runs", ["version", "python"], registry=r
         )
         info.labels(build_version(), platform.python_version()).set(1)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, resident memory, open fds
         self.cron_runs = Counter(
             "seen_cron_runs",
             "Scheduled runs of periodic jobs, by how they ended",

@@ -4,13 +4,12 @@
 ``queue`` (ARQ's queue by state), ``store`` (cache INFO), ``schedules`` (periodic jobs' slots
 and history), ``deadletters``, ``locks`` (locks, run guards, job leases), ``downloads``
 (per shard). ``bounds`` holds the deadline and the bounded SCAN walks every read keeps to;
-``models`` the values (frozen dataclasses of plain fields); ``exporter`` the ``seen_fleet_*``
-series, collected once per scrape.
+``models`` the values (frozen dataclasses of plain fields). The ``seen_fleet_*`` series are
+the dashboard's (``dashboard.exporter``).
 """
 
-from worker.http.fleet.bounds import FleetTimeout
-from worker.http.fleet.exporter import render_fleet_metrics
-from worker.http.fleet.models import (
+from worker.fleet.bounds import FleetTimeout
+from worker.fleet.models import (
     QUEUE_STATES,
     SLOT_STATES,
     DeadLetters,
@@ -27,7 +26,7 @@ from worker.http.fleet.models import (
     StoreView,
     WorkerView,
 )
-from worker.http.fleet.reader import FleetReader
+from worker.fleet.reader import FleetReader
 
 __all__ = [
     "QUEUE_STATES",
@@ -47,5 +46,4 @@ __all__ = [
     "SlotView",
     "StoreView",
     "WorkerView",
-    "render_fleet_metrics",
 ]

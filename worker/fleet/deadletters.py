@@ -16,7 +16,7 @@ from cache.errors import translate_errors
 from cache.manager import CacheManager
 from cache.unreadable import Unreadable
 from jobs.deadletter import StoredLetter, read_stored
-from worker.http.fleet.models import DeadLetters, DeadLetterView, ReasonGroup
+from worker.fleet.models import DeadLetters, DeadLetterView, ReasonGroup
 
 DEAD_LETTER_KINDS = ("invalid_payload", "invalid_record", "unknown_function", "unreadable")
 

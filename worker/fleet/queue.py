@@ -13,8 +13,8 @@ from arq.constants import result_key_prefix
 from redis.asyncio import Redis
 
 from jobs.stats import queue_stats
-from worker.http.fleet.bounds import count_keys
-from worker.http.fleet.models import QueueView
+from worker.fleet.bounds import count_keys
+from worker.fleet.models import QueueView
 
 
 async def read_queue(

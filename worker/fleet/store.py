@@ -14,7 +14,7 @@ from typing import Any
 from cache.errors import CacheResponseError
 from cache.manager import CacheManager
 from cache.stats import parse_info
-from worker.http.fleet.models import StoreView
+from worker.fleet.models import StoreView
 
 
 async def read_store(manager: CacheManager) -> StoreView:

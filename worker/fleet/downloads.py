@@ -14,7 +14,7 @@ from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
-from worker.http.fleet.models import ShardView
+from worker.fleet.models import ShardView
 
 
 def entry_ms(entry_id: bytes | str) -> int | None:

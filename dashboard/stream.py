@@ -27,9 +27,9 @@ from cache.download import progress_from_fields
 from cache.errors import CacheError, translate_errors
 from cache.manager import CacheManager
 from cache.unreadable import Unreadable
-from worker.http.dashboard import cursor as cursors
-from worker.http.dashboard.failures import describe_failure
-from worker.http.dashboard.frames import (
+from dashboard import cursor as cursors
+from dashboard.failures import describe_failure
+from dashboard.frames import (
     PING_FRAME,
     RESYNC_FRAME,
     frame,
@@ -38,7 +38,7 @@ from worker.http.dashboard.frames import (
     progress_frame,
     snapshot_data,
 )
-from worker.http.dashboard.hub import EventHub, Subscriber, TooManyClients
+from dashboard.hub import EventHub, Subscriber, TooManyClients
 
 
 async def read_gap(

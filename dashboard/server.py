@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import uvicorn
 
-from worker.http.dashboard.app import create_app
+from dashboard.app import create_app
 from worker.http.server import is_loopback
-from worker.settings import Settings
+from worker.settings import Settings, load_settings
 
 log = logging.getLogger("seen.dashboard")
 
@@ -135,6 +135,23 @@ class DashboardServer:
                 await task
         if not task.done():
             task.cancel()
+
+
+async def start_beside(settings: Settings, say: Callable[[str], None]) -> DashboardServer | None:
+    """A dashboard beside ``seen-worker demo`` on its store: ``dashboard.addr``, else any free
+    loopback port; None (said why) when neither starts."""
+    for addr in (settings.dashboard.addr, "127.0.0.1:0"):
+        local = load_settings(cache={"addr": settings.cache.addr}, dashboard={"addr": addr})
+        server = DashboardServer(local)
+        try:
+            await server.start()
+        except (OSError, RuntimeError) as exc:
+            say(f"[dim]dashboard not on {addr}: {exc}[/dim]")
+            await server.aclose()
+            continue
+        say(f"dashboard: [bold]{server.url}[/bold] (live downloads: {server.url}downloads)")
+        return server
+    return None
 
 
 async def run_dashboard(settings: Settings, *, allow_actions: bool | None = None) -> int:

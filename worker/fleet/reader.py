@@ -22,12 +22,11 @@ from cache.manager import CacheManager
 from cache.ratelog import RateLimitedLog
 from cache.unreadable import Unreadable
 from jobs.stats import JobCounters, job_counters
-from worker.heartbeat import read_beats
-from worker.http.fleet.bounds import concurrently, deadline
-from worker.http.fleet.deadletters import count_dead_letters, read_grouped
-from worker.http.fleet.downloads import read_downloads
-from worker.http.fleet.locks import read_locks
-from worker.http.fleet.models import (
+from worker.fleet.bounds import concurrently, deadline
+from worker.fleet.deadletters import count_dead_letters, read_grouped
+from worker.fleet.downloads import read_downloads
+from worker.fleet.locks import read_locks
+from worker.fleet.models import (
     DeadLetters,
     JobTotals,
     LockView,
@@ -35,10 +34,11 @@ from worker.http.fleet.models import (
     Schedule,
     ShardView,
 )
-from worker.http.fleet.queue import read_queue
-from worker.http.fleet.schedules import read_schedules
-from worker.http.fleet.store import read_store
-from worker.http.fleet.workers import read_workers
+from worker.fleet.queue import read_queue
+from worker.fleet.schedules import read_schedules
+from worker.fleet.store import read_store
+from worker.fleet.workers import read_workers
+from worker.heartbeat import read_beats
 from worker.job_modules import load_jobs
 from worker.settings import Settings
 

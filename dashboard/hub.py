@@ -26,8 +26,8 @@ from cache.backoff import Backoff
 from cache.download import EventFollower
 from cache.errors import CacheError
 from cache.manager import CacheManager
-from worker.http.dashboard import cursor as cursors
-from worker.http.dashboard.frames import item, progress_frame, snapshot_frame
+from dashboard import cursor as cursors
+from dashboard.frames import item, progress_frame, snapshot_frame
 
 log = logging.getLogger("seen.dashboard.hub")
 

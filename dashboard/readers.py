@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from worker.http.fleet import DeadLetters
+from worker.fleet import DeadLetters
 
 
 def dead_letter_page(dead: DeadLetters) -> dict[str, Any]:
