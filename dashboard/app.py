@@ -49,6 +49,7 @@ from dashboard.security import (
 )
 from dashboard.state import DashboardState
 from dashboard.stream import live_events
+from jobs.outcome import OUTCOMES
 from worker.fleet import FleetTimeout
 from worker.http.hosts import HostPolicy
 from worker.job_modules import load_jobs
@@ -71,6 +72,7 @@ def _env() -> Environment:
         loader=FileSystemLoader(HERE / "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),
     )
+    env.globals["outcomes"] = OUTCOMES
     env.filters["bytes"] = _bytes
     env.filters["ago"] = _ago
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f} %"

@@ -120,8 +120,7 @@ def snapshot_families(snapshot: FleetSnapshot, queue_name: str) -> list[Metric]:
     jobs = CounterMetricFamily(
         "seen_fleet_jobs", "Jobs ended fleet-wide (seen:jobs:stats), by outcome", labels=["outcome"]
     )
-    totals = {"done": o.jobs.done, "failed": o.jobs.failed, "retried": o.jobs.retried}
-    for outcome, total in totals.items():
+    for outcome, total in o.jobs.totals.items():
         if total is not None:  # unreadable: unknown, left out
             jobs.add_metric([outcome], total)
     dead = _gauge("seen_fleet_dead_letters", "Entries in the dead-letter list")

@@ -267,10 +267,9 @@ class SeenWorker:
         self.runtime.state = "stopping"
 
     def _store_counts(self) -> dict[str, int]:
-        """The engine's totals as the fleet-wide counters name them."""
+        """The engine's totals by outcome (``jobs.outcome``: the fleet-wide counters' fields)."""
         assert self.engine is not None
-        c = self.engine.counts
-        return {"done": c.complete, "failed": c.failed + c.cancelled, "retried": c.retried}
+        return self.engine.counts.as_dict()
 
     async def _start_http(self) -> None:
         """Serve ``/metrics``, ``/livez``, ``/readyz`` (``[http]``); a port that cannot be bound

@@ -43,7 +43,8 @@ STOP_LOOP_WITHIN_S = 1.0
 
 
 Counts = Callable[[], Mapping[str, int]]
-"""Jobs ended so far by this process, by ``seen:jobs:stats`` field (done, failed, retried)."""
+"""Jobs ended so far by this process, by outcome (``jobs.outcome``: the ``seen:jobs:stats``
+fields)."""
 
 
 def make_worker_id() -> str:
@@ -158,8 +159,8 @@ class WorkerRuntime:
         counts = self.counts()
         if counts is None:
             return {}
-        deltas = {k: counts[k] - self._flushed[k] for k in JOB_OUTCOMES}
-        self._flushed = {k: counts[k] for k in JOB_OUTCOMES}
+        deltas = {k: counts.get(k, 0) - self._flushed[k] for k in JOB_OUTCOMES}
+        self._flushed = {k: counts.get(k, 0) for k in JOB_OUTCOMES}
         return deltas
 
     def _give_back(self, deltas: dict[str, int]) -> None:

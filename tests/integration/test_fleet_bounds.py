@@ -17,6 +17,7 @@ from cache.errors import CacheConnectionError
 from cache.manager import CacheManager
 from dashboard.exporter import render_fleet_metrics
 from jobs.deadletter import make_dead_letter, push_dead_letters
+from jobs.outcome import OUTCOMES
 from tests.conftest import TestServer, cache_config_for
 from tests.integration.test_fleet_reader import SHARDS, reader_settings
 from tests.integration.test_worker_metrics import families, value
@@ -137,7 +138,7 @@ async def test_every_series_exists_at_zero_on_an_empty_store(
     assert value(series["seen_fleet_dead_letters"]) == 0
     for kind in DEAD_LETTER_KINDS:
         assert value(series["seen_fleet_dead_letters_by_reason"], reason=kind) == 0
-    for outcome in ("done", "failed", "retried"):
+    for outcome in OUTCOMES:
         assert value(series["seen_fleet_jobs"], "_total", outcome=outcome) == 0
     for cron, period in (("log_cache_stats", 300), ("warmup_cache", 3600)):
         assert value(series["seen_fleet_cron_last_success_timestamp_seconds"], cron=cron) == 0

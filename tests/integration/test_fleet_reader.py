@@ -103,7 +103,7 @@ async def plant_beats(manager: CacheManager) -> None:
         pid=7,
         started_ms=now - 30 * 86_400_000,
         last_beat_ms=now - 30_000,
-        done=4,
+        complete=4,
     )
     async with manager.client.pipeline(transaction=False) as pipe:
         add_beat(pipe, manager.keys, old, 120)
@@ -180,7 +180,7 @@ async def test_views_and_series_after_known_work(
     assert live.alive and live.pid == worker.pid and live.running == 1 and live.state == "running"
     assert live.heartbeat_age_s < STALE_AFTER
     assert not by_id["w-stale"].alive and 29 < by_id["w-stale"].heartbeat_age_s < 60
-    assert by_id["w-stale"].done == 4 and by_id["w-stale"].state == "running"
+    assert by_id["w-stale"].ended["complete"] == 4 and by_id["w-stale"].state == "running"
     assert not by_id["w-gone"].alive and by_id["w-gone"].state == "expired"
     assert (overview.alive, overview.stale) == (1, 2)
     q = overview.queue
@@ -189,7 +189,9 @@ async def test_views_and_series_after_known_work(
     assert (q.due, q.deferred, q.in_progress, q.results) == (3, 1, 1, results)
     assert q.counted and q.results_complete
     assert q.oldest_due_age_s is not None and 0 <= q.oldest_due_age_s <= time.time() - due_at + 1
-    assert (overview.jobs.done or 0) >= 1 and (overview.jobs.failed or 0) >= 1
+    assert (overview.jobs.totals["complete"] or 0) >= 1 and (
+        overview.jobs.totals["failed"] or 0
+    ) >= 1
     assert overview.store.ok and overview.store.used_memory > 0
     assert overview.dead_letters == 2
 
@@ -285,7 +287,10 @@ async def test_views_and_series_after_known_work(
     assert value(by_reason, reason="invalid_payload") == 1
     assert value(by_reason, reason="invalid_record") == 0
     assert series["seen_fleet_jobs"].type == "counter"
-    assert value(series["seen_fleet_jobs"], "_total", outcome="done") == overview.jobs.done
+    assert (
+        value(series["seen_fleet_jobs"], "_total", outcome="complete")
+        == overview.jobs.totals["complete"]
+    )
     success = series["seen_fleet_cron_last_success_timestamp_seconds"]
     assert value(success, cron="log_cache_stats") == schedule.last_success_ms / 1000
     slots = series["seen_fleet_cron_slots"]

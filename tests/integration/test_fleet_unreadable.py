@@ -141,7 +141,7 @@ async def test_pages_and_json_show_the_good_rows_and_count_the_bad(
         assert r.status_code == 200, r.text
         overview = r.json()
         assert [w["worker_id"] for w in overview["workers"]] == [good.good_worker]
-        assert overview["jobs"]["done"] == 5
+        assert overview["jobs"]["totals"]["complete"] == 5
         assert overview["unreadable"]["by_kind"] == {"heartbeat": 3, "job_counter": 1}
         assert r.headers["x-seen-unreadable"] == "4"
         page = await c.get("/")
@@ -218,7 +218,7 @@ async def test_exporter_counts_unreadable_records_by_kind(
     for kind, count in EXPORTED.items():
         assert samples[("seen_fleet_unreadable_records", (("kind", kind),))] == count, kind
     assert samples[("seen_fleet_workers", (("state", "alive"),))] == 1
-    assert samples[("seen_fleet_jobs_total", (("outcome", "done"),))] == 5
+    assert samples[("seen_fleet_jobs_total", (("outcome", "complete"),))] == 5
     assert ("seen_fleet_jobs_total", (("outcome", "failed"),)) not in samples  # unknown
 
 
@@ -262,7 +262,7 @@ async def test_health_stats_and_watch_commands(
     stats = _cli(server, "stats", "--json")
     assert stats.returncode == 0, stats.stderr
     figures = json.loads(stats.stdout)
-    assert figures["jobs_done"] == 5 and figures["jobs_failed"] is None
+    assert figures["jobs_complete"] == 5 and figures["jobs_failed"] is None
     assert figures["unreadable_records"] == 1
     assert "seen:jobs:stats" in stats.stderr  # named, on stderr
 

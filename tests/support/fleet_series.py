@@ -18,6 +18,7 @@ from dashboard.exporter import (
     scrape_families,
     snapshot_families,
 )
+from jobs.outcome import OUTCOMES
 from worker.fleet.models import (
     DeadLetters,
     JobTotals,
@@ -34,7 +35,9 @@ SERIES = re.compile(r"\b(seen_[a-z0-9_]+)\b")
 
 def exported_sample_names() -> set[str]:
     queue = QueueView("arq:queue", 0, 0, 0, 0, None, True, True)
-    overview = Overview(0, [], queue, JobTotals(0, 0, 0), StoreView(ok=True), 0, 15.0)
+    overview = Overview(
+        0, [], queue, JobTotals(dict.fromkeys(OUTCOMES, 0)), StoreView(ok=True), 0, 15.0
+    )
     snapshot = FleetSnapshot(
         overview,
         [Schedule("log_cache_stats", 300, [], [], None)],

@@ -60,9 +60,8 @@ class WorkerView:
     alive: bool
     """The heartbeat is at most ``health.stale_after`` old."""
     running: int
-    done: int | None
-    failed: int | None
-    retried: int | None
+    ended: dict[str, int | None]
+    """Jobs this worker ended, by outcome (``jobs.outcome.OUTCOMES``; None: not reported)."""
     started_ms: int
 
 
@@ -87,15 +86,12 @@ class QueueView:
 
 @dataclass(frozen=True)
 class JobTotals:
-    """Fleet-wide job counters (``seen:jobs:stats``), and their rates since the previous read.
-    None: that counter is not an integer in the store (unreadable, so unknown)."""
+    """Fleet-wide job counters (``seen:jobs:stats``) by outcome (``jobs.outcome.OUTCOMES``),
+    and their rates since the previous read. None: that counter is not an integer in the
+    store (unreadable, so unknown), or no rate yet."""
 
-    done: int | None
-    failed: int | None
-    retried: int | None
-    done_per_s: float | None = None
-    failed_per_s: float | None = None
-    retried_per_s: float | None = None
+    totals: dict[str, int | None]
+    per_s: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

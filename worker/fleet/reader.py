@@ -21,6 +21,7 @@ from cache.clock import wall_ms
 from cache.manager import CacheManager
 from cache.ratelog import RateLimitedLog
 from cache.unreadable import Unreadable
+from jobs.outcome import OUTCOMES
 from jobs.stats import JobCounters, job_counters
 from worker.fleet.bounds import concurrently, deadline
 from worker.fleet.deadletters import count_dead_letters, read_grouped
@@ -58,7 +59,7 @@ class FleetReader:
         self.keys = manager.keys
         self.cron_periods = load_jobs(settings).slot_periods(settings)
         self._previous: tuple[int, JobCounters] | None = None
-        self._rates: tuple[float | None, float | None, float | None] | None = None
+        self._rates: dict[str, float | None] | None = None
         self.scrape_errors: dict[str, int] = {}
         """Fleet scrapes that could not read the stores, by kind (``exporter``)."""
         self.skip_log = RateLimitedLog(logging.getLogger("seen.unreadable"))
@@ -123,21 +124,10 @@ class FleetReader:
         elif (now - previous[0]) / 1000 >= RATE_MIN_INTERVAL_S:
             seconds = (now - previous[0]) / 1000
             before = previous[1]
-            self._rates = (
-                _rate(counters.done, before.done, seconds),
-                _rate(counters.failed, before.failed, seconds),
-                _rate(counters.retried, before.retried, seconds),
-            )
+            self._rates = {o: _rate(counters.of(o), before.of(o), seconds) for o in OUTCOMES}
             self._previous = (now, counters)
-        done, failed, retried = self._rates or (None, None, None)
-        return JobTotals(
-            done=counters.done,
-            failed=counters.failed,
-            retried=counters.retried,
-            done_per_s=done,
-            failed_per_s=failed,
-            retried_per_s=retried,
-        )
+        rates = self._rates or dict.fromkeys(OUTCOMES)
+        return JobTotals({o: counters.of(o) for o in OUTCOMES}, rates)
 
     async def schedules(self, unreadable: Unreadable | None = None) -> list[Schedule]:
         """Each enabled periodic job: recent slots with their state, run history, last success.

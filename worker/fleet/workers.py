@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from cache.keys import KeyBuilder
 from cache.unreadable import Unreadable
+from jobs.outcome import OUTCOMES
 from worker.fleet.models import WorkerView
 from worker.heartbeat import WorkerBeat, read_beats
 
@@ -26,9 +27,7 @@ def worker_view(beat: WorkerBeat, now_ms: int, stale_after_s: float) -> WorkerVi
         heartbeat_age_s=round(age, 3),
         alive=beat.state != "expired" and age <= stale_after_s,
         running=beat.running,
-        done=beat.done,
-        failed=beat.failed,
-        retried=beat.retried,
+        ended={outcome: getattr(beat, outcome) for outcome in OUTCOMES},
         started_ms=beat.started_ms,
     )
 
