@@ -8,6 +8,8 @@
             headless, ends when every download did)
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 ``dashboard`` the web dashboard (``--addr``, ``--token-file``, ``--allow-actions``, ``--new-token``)
+``jobs``    list, show, retry, cancel, delete jobs; requeue dead letters (``worker.cli_jobs``)
+``queue``   pause, resume or show the queue, fleet-wide
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from cache.client import create_client
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from cache.numbers import seconds_arg
+from worker.cli_jobs import add_jobs, add_queue
 from worker.embedded import EmbeddedServer, EmbeddedServerError
 from worker.outage import StartupTimeout
 from worker.settings import Settings, SettingsError, load_settings
@@ -356,6 +359,8 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_check,
     add_demo,
     add_dashboard,
+    add_jobs,
+    add_queue,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 
