@@ -70,7 +70,7 @@ async def read_snapshot(reader: FleetReader) -> FleetSnapshot:
     skipped = reader.unreadable()
     async with concurrently() as group:
         overview = group.create_task(reader.overview(skipped))
-        schedules = group.create_task(reader.schedules(skipped))
+        schedules = group.create_task(reader.schedules(skipped, unclaimed=False))
         downloads = group.create_task(reader.downloads())
         dead = group.create_task(reader.dead_letters(sample, 0, skipped))
     return FleetSnapshot(
@@ -99,6 +99,12 @@ def snapshot_families(snapshot: FleetSnapshot, queue_name: str) -> list[Metric]:
     o = snapshot.overview
     q = o.queue
     queue = _gauge("seen_fleet_queue_jobs", "Jobs in the queue by state", ["queue", "state"])
+    paused = _gauge(
+        "seen_fleet_queue_paused",
+        "1 while the queue is paused (workers claim nothing: seen-worker queue pause)",
+        ["queue"],
+    )
+    paused.add_metric([queue_name], 1 if q.paused else 0)
     by_state = {"due": q.due, "deferred": q.deferred, "in_progress": q.in_progress}
     by_state["results"] = q.results
     for state in QUEUE_STATES:
@@ -150,7 +156,8 @@ def snapshot_families(snapshot: FleetSnapshot, queue_name: str) -> list[Metric]:
     )
     for kind, count in snapshot.unreadable.items():
         unreadable.add_metric([kind], count)
-    families: list[Metric] = [queue, oldest, workers, running, jobs, dead, by_kind, unreadable]
+    families: list[Metric] = [queue, paused, oldest, workers, running, jobs, dead, by_kind]
+    families.append(unreadable)
     families += [memory, max_memory, hits]
     families += cron_families(snapshot.schedules)
     families += download_families(snapshot.downloads)

@@ -209,7 +209,9 @@ class SeenWorker:
         await refuse_cluster(queue, where, sharded=self.layout.kind == "sharded")
         init_sentry(settings, runtime.worker_id)
         self.scripts = scripts = ScriptRunner(queue)
-        self.manager = manager = await CacheManager.connect(settings, verify=False)
+        self.manager = manager = await CacheManager.connect(
+            settings, verify=False, holder=runtime.worker_id
+        )
         self.ctx = {
             "cache": manager,
             "redis": queue,
@@ -358,7 +360,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     queue: ArqRedis = ctx["redis"]
     await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
     init_sentry(settings, runtime.worker_id)
-    manager = await CacheManager.connect(settings, verify=False)
+    manager = await CacheManager.connect(settings, verify=False, holder=runtime.worker_id)
     ctx.update(queue_scripts=ScriptRunner(queue), cache=manager, layout=settings.queue.key_layout())
     await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
     await runtime.start(queue)

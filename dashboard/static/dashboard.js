@@ -29,7 +29,15 @@
   const SEQ_HISTORY = 1000;
 
   function liveDownloads() {
-    const tbody = document.querySelector("#downloads tbody");
+    const table = document.getElementById("downloads");
+    const tbody = table.querySelector("tbody");
+    // the page's filters (user, status, download id): rows that do not match are not shown
+    const filter = { u: table.dataset.user, s: table.dataset.status, j: table.dataset.id };
+    const shownEl = document.getElementById("shown");
+    function matches(it) {
+      return (!filter.u || it.u === filter.u) && (!filter.s || it.s === filter.s) &&
+        (!filter.j || it.j === filter.j);
+    }
     const conn = document.getElementById("conn");
     const activeEl = document.getElementById("active");
     const eventsEl = document.getElementById("events");
@@ -89,6 +97,14 @@
 
     function apply(item, live) {
       const row = rows.get(item.j);
+      if (!matches(item)) {  // it left the filter (a status filter): its row goes
+        if (row && item.q > row.item.q) {
+          if (row.tr) row.tr.remove();
+          rows.delete(item.j);
+          dirty.delete(item.j);
+        }
+        return;
+      }
       if (row && (TERMINAL.has(row.item.s) || item.q <= row.item.q)) return;
       if (row) row.item = item; else rows.set(item.j, { item: item, tr: null });
       dirty.add(item.j);
@@ -126,6 +142,7 @@
       let active = 0;
       for (const row of rows.values()) if (!TERMINAL.has(row.item.s)) active++;
       activeEl.textContent = active;
+      shownEl.textContent = rows.size;
       eventsEl.textContent = stats.events;
     }
 

@@ -31,6 +31,7 @@ from cache.manager import CacheManager
 from jobs.deadletter import make_dead_letter, push_dead_letters
 from tests.conftest import TestServer
 from tests.support.dashboard import running_dashboard, sse
+from tests.support.layout import QUEUE_SECTION, lease_key
 from tests.support.processes import run_cli
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
@@ -96,8 +97,8 @@ async def plant(manager: CacheManager, client: Redis) -> Planted:
     # locks and leases: one good of each, one of each that is not a string
     await manager.session.acquire_lock("good-lock", 60)
     await raw.hset(keys.lock("bad-lock"), mapping={"x": "1"})
-    await raw.set("arq:in-progress:job-good", "w-good:abc", px=60_000)
-    await raw.rpush("arq:in-progress:job-bad", "x")
+    await raw.set(lease_key("job-good"), "w-good:abc", px=60_000)
+    await raw.rpush(lease_key("job-bad"), "x")
     # schedules: a good run of log_cache_stats, an entry that is not JSON, two bad claims
     slot = now // (STATS_PERIOD * 1000)
     run_id = f"log_cache_stats:{slot * STATS_PERIOD * 1000}"
@@ -229,7 +230,7 @@ async def test_a_flood_of_bad_rows_is_counted_and_logged_a_few_times(
     now = int(time.time() * 1000)
     await raw.zadd(manager.keys.workers_index(), {f"bad id {n}": now for n in range(500)})
     caplog.set_level(logging.WARNING)
-    settings = load_settings(cache={"addr": server.addr})
+    settings = load_settings(cache={"addr": server.addr}, queue=dict(QUEUE_SECTION))
     reader = FleetReader(manager.client, manager, settings)
     from cache.unreadable import Unreadable
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from cache.codec import as_text
-from cache.errors import translate_errors
+from cache.scanpage import scan_page
 
 
 class FleetTimeout(TimeoutError):
@@ -62,9 +61,9 @@ class ScanResult:
 
 
 class ScanWalk:
-    """One bounded SCAN walk: batches of matching keys until the cursor comes back to 0
-    (``complete``) or about ``max_keys`` keys were looked at (SCAN ``COUNT`` is a hint, so
-    the bound holds per round)."""
+    """One bounded SCAN walk: batches of matching keys until the walk is over (``complete``)
+    or about ``max_keys`` keys were looked at (SCAN ``COUNT`` is a hint, so the bound holds per
+    round). Every primary of a cluster is walked (``cache.scanpage``)."""
 
     def __init__(self, client: Redis, pattern: str, count: int, max_keys: int) -> None:
         self.client = client
@@ -73,16 +72,18 @@ class ScanWalk:
         self.max_keys = max_keys
         self.complete = False
 
-    async def batches(self) -> AsyncGenerator[list[bytes | str], None]:
-        cursor = 0
+    async def batches(self) -> AsyncGenerator[list[str], None]:
+        cursor: str | None = None
         looked = 0
         while True:
-            with translate_errors(self.pattern, operation="SCAN"):
-                cursor, batch = await self.client.scan(cursor, match=self.pattern, count=self.count)
-            looked += self.count
-            self.complete = cursor == 0
-            yield batch
-            if cursor == 0 or looked >= self.max_keys:
+            page = await scan_page(
+                self.client, self.pattern, cursor, count=self.count, max_keys=self.count
+            )
+            looked += page.looked
+            cursor = page.cursor
+            self.complete = cursor is None
+            yield page.keys
+            if cursor is None or looked >= self.max_keys:
                 return
 
 
@@ -95,7 +96,7 @@ async def scan_keys(
     walk = ScanWalk(client, pattern, count, max_keys)
     async with aclosing(walk.batches()) as batches:
         async for batch in batches:
-            found.update(dict.fromkeys(as_text(raw) for raw in batch))
+            found.update(dict.fromkeys(batch))
             if len(found) > max_items:
                 return ScanResult(list(found)[:max_items], False)
     return ScanResult(list(found), walk.complete)

@@ -9,13 +9,14 @@ by ``kind``, a bounded class of the reason (``DEAD_LETTER_KINDS``). Each entry c
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Collection
 from typing import cast
 
 from cache.errors import translate_errors
 from cache.manager import CacheManager
 from cache.unreadable import Unreadable
 from jobs.deadletter import StoredLetter, read_stored
+from jobs.requeue import requeue_plan
 from worker.fleet.models import DeadLetters, DeadLetterView, ReasonGroup
 
 DEAD_LETTER_KINDS = ("invalid_payload", "invalid_record", "unknown_function", "unreadable")
@@ -32,9 +33,13 @@ def reason_kind(reason: str) -> str:
     return "invalid_payload"
 
 
-def letter_view(entry: StoredLetter, payload_chars: int) -> DeadLetterView:
+def letter_view(
+    entry: StoredLetter, payload_chars: int, known: Collection[str] = ()
+) -> DeadLetterView:
+    """One entry as a page shows it; ``known``: the functions a requeue may enqueue."""
     letter = entry.letter
     cut = len(letter.payload) > payload_chars
+    plan = requeue_plan(letter, known) if entry.readable else "unreadable entry"
     return DeadLetterView(
         id=entry.id,
         at_ms=letter.at_ms,
@@ -46,6 +51,8 @@ def letter_view(entry: StoredLetter, payload_chars: int) -> DeadLetterView:
         truncated=letter.truncated or cut,
         job_try=letter.job_try,
         stored_truncated=letter.truncated,
+        why_not=plan if isinstance(plan, str) else None,
+        requeue_as=None if isinstance(plan, str) else plan.job_id,
     )
 
 
@@ -56,7 +63,11 @@ async def count_dead_letters(manager: CacheManager) -> int:
 
 
 async def read_grouped(
-    manager: CacheManager, limit: int, payload_chars: int, unreadable: Unreadable | None = None
+    manager: CacheManager,
+    limit: int,
+    payload_chars: int,
+    unreadable: Unreadable | None = None,
+    known: Collection[str] = (),
 ) -> DeadLetters:
     """The newest ``limit`` entries, grouped by reason, and the list's whole length.
 
@@ -69,7 +80,7 @@ async def read_grouped(
             skipped.skip(
                 "dead_letter", f"{manager.keys.dead_letter()} entry {entry.id}", "not a dead letter"
             )
-    entries = [letter_view(x, payload_chars) for x in stored]
+    entries = [letter_view(x, payload_chars, known) for x in stored]
     counts: Counter[str] = Counter(e.reason for e in entries)
     newest: dict[str, int] = {}
     for e in entries:

@@ -26,7 +26,7 @@ SLOT_STATES = ("expected", "claimed", "done", "failed", "skipped", "missed")
 
 QUEUE_STATES = ("due", "deferred", "in_progress", "results")
 """Jobs of the queue by state: due and not started, scheduled for later, being run, results
-kept (``arq:result:<id>``)."""
+kept (the layout's ``result`` keys of every shard)."""
 
 WORKER_STATES = ("alive", "stale")
 
@@ -67,7 +67,7 @@ class WorkerView:
 
 @dataclass(frozen=True)
 class QueueView:
-    """One ARQ queue, by state (``QUEUE_STATES``)."""
+    """One queue (every shard of it), by state (``QUEUE_STATES``), and its pause flag."""
 
     name: str
     due: int
@@ -75,13 +75,20 @@ class QueueView:
     deferred: int
     in_progress: int
     results: int
-    """Results kept (a SCAN of ``arq:result:*``): at least this many when not
+    """Results kept (a SCAN of the result keys): at least this many when not
     ``results_complete``."""
     oldest_due_age_s: float | None
     """Age of the oldest due job no worker has started; None when there is none (or unknown)."""
     counted: bool
     """Every due job was checked for a running marker (else the oldest ``fleet.queue_scan``)."""
     results_complete: bool
+    layout: str = "arq"
+    shards: int = 1
+    paused: bool = False
+    """Workers claim nothing while the pause flag is set (``jobs.queue_control``)."""
+    paused_by: str | None = None
+    paused_at_ms: int | None = None
+    paused_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,17 @@ class Schedule:
     history: list[RunView]
     last_success_ms: int | None
     """When the newest successful run in the history finished."""
+    claims_slots: bool = True
+    """False for a job that claims no slot and keeps no history (``once_per_slot=False``,
+    e.g. ``repair_pending_progress``): ``slots`` and ``history`` stay empty and ``next_ms``,
+    ``current_job_id`` and ``current_state`` say what the store shows of it."""
+    next_ms: int | None = None
+    """When it is due next."""
+    current_job_id: str | None = None
+    """The job id of the last time it was due (``<name>:<due ms>``, the same on every worker)."""
+    current_state: str | None = None
+    """That job's state (``jobs.inspect.JOB_STATES``; ``not_found`` once it ran, as it keeps no
+    result, or when no worker enqueued it)."""
     counts: dict[str, int] = field(init=False)
     """Slots by state, every one of ``SLOT_STATES`` (computed from ``slots``)."""
 
@@ -204,6 +222,10 @@ class DeadLetterView:
     job_try: int | None
     stored_truncated: bool
     """The payload was already cut when dead-lettered, so the entry cannot be requeued."""
+    why_not: str | None = None
+    """Why it cannot be requeued (``jobs.requeue.requeue_plan``); None: it can."""
+    requeue_as: str | None = None
+    """The job id a requeue gives it back (its own); None: a fresh id (or not requeueable)."""
 
 
 @dataclass(frozen=True)
@@ -234,8 +256,15 @@ class LockView:
     name: str
     """Lock name, maintenance job name, or job id of a lease."""
     holder: str
-    """Who holds it, without the secret part of its token: a lease's worker id, a guard's job
-    id; a lock's random token is never shown whole (first 8 characters)."""
+    """Who holds it: a lease's worker id, the worker running a guard's job, a lock's holder
+    (``cache.coordination.holder_of``); never a token."""
+    host: str | None
+    pid: int | None
+    beating: bool | None
+    """The holder is a worker whose heartbeat is fresh (False: stale or gone; None: not a
+    worker, or unknown)."""
+    job_id: str | None
+    """The job a lease or a guard belongs to (the job page's link)."""
     fencing_token: int | None
     ttl_s: float | None
     """Time left on the lease; None when the key has no TTL (a lock that never expires)."""

@@ -36,7 +36,7 @@ from worker.fleet.models import (
     ShardView,
 )
 from worker.fleet.queue import read_queue
-from worker.fleet.schedules import read_schedules
+from worker.fleet.schedules import read_schedules, read_unclaimed
 from worker.fleet.store import read_store
 from worker.fleet.workers import read_workers
 from worker.heartbeat import read_beats
@@ -57,7 +57,11 @@ class FleetReader:
         self.manager = manager
         self.settings = settings
         self.keys = manager.keys
-        self.cron_periods = load_jobs(settings).slot_periods(settings)
+        self.layout = settings.queue.key_layout()
+        registry = load_jobs(settings)
+        self.cron_periods = registry.slot_periods(settings)
+        self.unclaimed_periods = registry.unclaimed_periods(settings)
+        self.functions = frozenset(registry.names())
         self._previous: tuple[int, JobCounters] | None = None
         self._rates: dict[str, float | None] | None = None
         self.scrape_errors: dict[str, int] = {}
@@ -95,7 +99,7 @@ class FleetReader:
             queue = group.create_task(
                 read_queue(
                     self.queue,
-                    self.settings.queue.name,
+                    self.layout,
                     now,
                     queue_scan=fleet.queue_scan,
                     scan_count=self.settings.cache.scan_count,
@@ -129,8 +133,11 @@ class FleetReader:
         rates = self._rates or dict.fromkeys(OUTCOMES)
         return JobTotals({o: counters.of(o) for o in OUTCOMES}, rates)
 
-    async def schedules(self, unreadable: Unreadable | None = None) -> list[Schedule]:
-        """Each enabled periodic job: recent slots with their state, run history, last success.
+    async def schedules(
+        self, unreadable: Unreadable | None = None, *, unclaimed: bool = True
+    ) -> list[Schedule]:
+        """Each enabled periodic job: recent slots with their state, run history, last success;
+        with ``unclaimed`` also the jobs that claim no slot (``read_unclaimed``), last.
         Heartbeats are read only for the earliest worker start: a bad one is logged but counted
         by the overview, not here."""
         fleet = self.settings.fleet
@@ -143,17 +150,23 @@ class FleetReader:
                 unreadable=self.unreadable(),
             )
             first_worker = min((b.started_ms for b in beats if b.started_ms > 0), default=None)
-            return await read_schedules(
+            now = wall_ms()
+            claimed = await read_schedules(
                 self.queue,
                 self.keys,
                 self.settings.maintenance,
                 self.cron_periods,
-                wall_ms(),
+                now,
                 slots=fleet.schedule_slots,
                 history=fleet.history,
                 grace_s=fleet.cron_grace,
                 first_worker_ms=first_worker,
                 unreadable=unreadable or self.unreadable(),
+            )
+            if not unclaimed:
+                return claimed
+            return claimed + await read_unclaimed(
+                self.queue, self.layout, self.unclaimed_periods, now
             )
 
     async def dead_letters(
@@ -163,7 +176,9 @@ class FleetReader:
         ``payload_chars``; ``total`` is the whole list's length."""
         skipped = unreadable or self.unreadable()
         async with deadline("dead letters", self._timeout):
-            return await read_grouped(self.manager, max(0, limit), max(0, payload_chars), skipped)
+            return await read_grouped(
+                self.manager, max(0, limit), max(0, payload_chars), skipped, self.functions
+            )
 
     async def locks(self, limit: int, unreadable: Unreadable | None = None) -> list[LockView]:
         """Job leases, maintenance run guards and locks (at most ``limit`` of each kind)."""
@@ -173,10 +188,12 @@ class FleetReader:
                 self.manager.client,
                 self.queue,
                 self.keys,
+                self.layout,
                 separate=self.separate_stores,
                 limit=max(0, limit),
                 count=self.settings.cache.scan_count,
                 max_keys=self.settings.fleet.scan_keys,
+                stale_after_s=self.settings.health.stale_after,
                 unreadable=skipped,
             )
 

@@ -29,7 +29,10 @@ from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.unreadable import Unreadable
 from jobs.config import MaintenanceSettings
+from jobs.inspect import inspect_job
 from jobs.schedule import scheduled_ms, slot_of
+from jobs.wire.layout import QueueLayout
+from worker.engine.schedule import Periodic
 from worker.fleet.models import RunView, Schedule, SlotView
 
 
@@ -191,6 +194,35 @@ async def read_schedules(
                 slots=views,
                 history=runs.good[:history],
                 last_success_ms=last_success_ms(runs.good),
+            )
+        )
+    return out
+
+
+async def read_unclaimed(
+    queue: Redis, layout: QueueLayout, periods: Mapping[str, int], now_ms: int
+) -> list[Schedule]:
+    """Scheduled jobs that claim no slot (``JobRegistry.unclaimed_periods``): their period,
+    when they are due next, and the state of the job of the last time they were due."""
+    enabled = [(name, period) for name, period in periods.items() if period > 0]
+    schedules = [Periodic(name, period) for name, period in enabled]
+    out = []
+    for schedule in schedules:
+        upcoming = schedule.due_after(now_ms)
+        last = upcoming - schedule.period_s * 1000
+        job_id = schedule.job_id(last)
+        view = await inspect_job(queue, layout, job_id, now_ms=now_ms)
+        out.append(
+            Schedule(
+                name=schedule.name,
+                period_s=schedule.period_s,
+                slots=[],
+                history=[],
+                last_success_ms=None,
+                claims_slots=False,
+                next_ms=upcoming,
+                current_job_id=job_id,
+                current_state=view.state,
             )
         )
     return out
