@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from cache.download import entry_key
+
 _ENTRY = re.compile(r"\d{1,20}-\d{1,20}")
 MAX_CURSOR_CHARS = 64 * 1024
 
@@ -35,11 +37,6 @@ def decode(text: str | None, shards: int) -> list[str] | None:
         else:
             return None
     return out
-
-
-def entry_key(entry_id: str) -> tuple[int, int]:
-    ms, _, n = entry_id.partition("-")
-    return int(ms), int(n or 0)
 
 
 def after(entry_id: str) -> str:

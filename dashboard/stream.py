@@ -4,9 +4,10 @@ Catch-up, in order of preference, for a client that sends ``Last-Event-ID``:
 
 1. the id is in the hub's replay buffer: the buffered batches after it;
 2. it is older (or from before this process started): the gap is read from the streams
-   themselves with ``XRANGE`` (from the client's position, inclusive, to the position the client
-   was registered at) and sent as one ``progress`` frame, when every shard still holds the
-   client's last entry (nothing was trimmed in between) and the gap is under ``gap_limit``;
+   themselves (``DownloadCache.events_between``: ``XRANGE`` from the client's position to the
+   position the client was registered at) and sent as one ``progress`` frame, when every shard
+   still holds the client's last entry (nothing was trimmed in between) and the gap is under
+   ``gap_limit``;
 3. otherwise (no id, unknown id, trimmed, too long): a ``snapshot`` of the active downloads
    (an entry that cannot be read is skipped and counted: the snapshot's ``unreadable``).
 
@@ -20,11 +21,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-
-from cache.codec import as_text
-from cache.download import progress_from_fields
-from cache.errors import CacheError, translate_errors
+from cache.errors import CacheError
 from cache.manager import CacheManager
 from cache.unreadable import Unreadable
 from dashboard import cursor as cursors
@@ -42,46 +39,14 @@ from dashboard.hub import EventHub, Subscriber, TooManyClients
 
 
 async def read_gap(
-    client: Redis,
-    keys: list[str],
-    last: list[str],
-    target: list[str],
-    *,
-    limit: int,
-    maxlen: int,
+    manager: CacheManager, last: list[str], target: list[str], *, limit: int
 ) -> list[dict[str, Any]] | None:
-    """Entries after ``last`` up to ``target`` in every stream; None when that is not exact."""
-    wanted = [(key, frm, to) for key, frm, to in zip(keys, last, target, strict=True) if frm != to]
-    if any(cursors.entry_key(frm) > cursors.entry_key(to) for _, frm, to in wanted):
-        return None  # from the future: the store was reset
-    if not wanted:
-        return []
-    with translate_errors(None, operation="XRANGE events (resume)"):
-        async with client.pipeline(transaction=False) as pipe:
-            for key, frm, to in wanted:
-                pipe.xrange(key, "-" if frm == "0-0" else frm, to, count=limit + 2)
-                pipe.xlen(key)
-            replies = await pipe.execute()
-    out: list[tuple[tuple[int, int], dict[str, Any]]] = []
-    shard_of = {key: n for n, key in enumerate(keys)}
-    for n, (key, frm, _to) in enumerate(wanted):
-        entries, length = replies[2 * n], int(replies[2 * n + 1])
-        if frm == "0-0":
-            if length >= maxlen:
-                return None  # may have been trimmed since the stream was empty
-        elif not entries or as_text(entries[0][0]) != frm:
-            return None  # the client's last entry was trimmed: entries after it may be too
-        else:
-            entries = entries[1:]
-        if len(entries) > limit or len(out) + len(entries) > limit:
-            return None
-        for raw_id, fields in entries:
-            entry_id = as_text(raw_id)
-            progress = progress_from_fields(fields)
-            if progress is not None:
-                out.append((cursors.entry_key(entry_id), item(progress, entry_id, shard_of[key])))
-    out.sort(key=lambda pair: pair[0])
-    return [i for _, i in out]
+    """The events after ``last`` up to ``target`` as progress items, or None when that is not
+    exact (the streams are read by ``DownloadCache.events_between``, where their keys are)."""
+    events = await manager.download.events_between(last, target, limit=limit)
+    if events is None:
+        return None
+    return [item(e.progress, e.id, e.shard) for e in events]
 
 
 async def catch_up(
@@ -99,14 +64,7 @@ async def catch_up(
     last = cursors.decode(last_id, hub.shards)
     target = cursors.decode(start, hub.shards)
     if last is not None and target is not None:
-        items = await read_gap(
-            manager.client,
-            hub.keys,
-            last,
-            target,
-            limit=gap_limit,
-            maxlen=manager.config.download.events_maxlen,
-        )
+        items = await read_gap(manager, last, target, limit=gap_limit)
         if items is not None:
             return progress_frame(start, items)
 

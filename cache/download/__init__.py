@@ -14,7 +14,7 @@ in its header's order), ``_pending`` (coalescing), ``_events`` (event streams), 
 """
 
 from cache.download._cache import DownloadCache
-from cache.download._events import EventFollower, ProgressEvent
+from cache.download._events import EventFollower, ProgressEvent, entry_key
 from cache.download._layout import member, now_ms
 from cache.download._models import (
     MAX_INT,
@@ -49,6 +49,7 @@ __all__ = [
     "ProgressUpdate",
     "PublishOutcome",
     "PutResult",
+    "entry_key",
     "member",
     "new_drain_id",
     "now_ms",

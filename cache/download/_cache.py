@@ -21,7 +21,7 @@ from cache.codec import as_text
 from cache.config import CacheConfig
 from cache.counts import ReadCounts
 from cache.download import _calls
-from cache.download._events import EventFollower
+from cache.download._events import EventFollower, ProgressEvent, read_between
 from cache.download._layout import DownloadLayout, parse_member
 from cache.download._models import (
     ApplyOutcome,
@@ -342,6 +342,21 @@ class DownloadCache:
                     skipped.skip("download_stats", f"{key} field {field!r}", "not an integer")
         totals["active"] = await self.count_active()
         return totals
+
+    async def events_between(
+        self, last: list[str], target: list[str], *, limit: int
+    ) -> list[ProgressEvent] | None:
+        """The live events after the positions ``last`` up to ``target`` (per shard; a
+        reconnecting reader's gap), or None when that cannot be told exactly
+        (``_events.read_between``)."""
+        return await read_between(
+            self.client,
+            self.layout,
+            last,
+            target,
+            limit=limit,
+            maxlen=self.config.download.events_maxlen,
+        )
 
     def follower(self, *, block_ms: int = 1000, count: int = 500) -> EventFollower:
         """A reader of the live event streams of every shard (``seen-worker watch``)."""
