@@ -1,21 +1,33 @@
-"""The endpoints that are not pages: the live stream, login and logout, ``/metrics`` and
-``/livez``. Module-level functions; what they need is on ``app.state`` (``context``).
+"""The endpoints that are not pages: the live stream, the history the graphs draw, login and
+logout, ``/metrics`` and ``/livez``. Module-level functions; what they need is on
+``app.state`` (``context``).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 
+from cache.clock import wall_ms
+from cache.errors import CacheError
 from dashboard.context import context, state, who
 from dashboard.exporter import render_fleet_metrics
+from dashboard.failures import describe_failure
 from dashboard.forms import FormError, read_form
 from dashboard.pages import NAV
 from dashboard.render import render
 from dashboard.security import bearer, same, same_origin, set_session_cookie
 from dashboard.stream import live_events
+from jobs.history import read_history
 
 log = logging.getLogger("seen.dashboard")
 
@@ -72,6 +84,20 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/login" if context(request).guard.required else "/", 303)
     response.delete_cookie("seen_dashboard", path="/")
     return response
+
+
+async def history(request: Request) -> Response:
+    """``/api/history?range=hour|day``: the fleet's history (``jobs.history``), the graphs'."""
+    s = state(request)
+    wanted = request.query_params.get("range", "hour")
+    try:
+        found = await read_history(s.queue, s.manager.keys, wanted, wall_ms())
+    except ValueError as exc:
+        return JSONResponse({"error": f"bad request: {exc}"}, 400)
+    except CacheError as exc:
+        status, text = describe_failure(exc)
+        return JSONResponse({"error": text}, status)
+    return JSONResponse(asdict(found), headers={"Cache-Control": "no-store"})
 
 
 async def livez(request: Request) -> Response:

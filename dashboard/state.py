@@ -1,4 +1,5 @@
-"""``DashboardState``: the connections and the hub one dashboard process owns.
+"""``DashboardState``: the connections, the hub and the history sampler one dashboard process
+owns.
 
 Created by the app's lifespan (``await DashboardState.create(settings)``) and closed when the
 server stops (``aclose``, every step bounded). Nothing is connected at import time.
@@ -15,6 +16,7 @@ from redis.asyncio import Redis
 
 from cache.client import create_client
 from cache.manager import CacheManager
+from dashboard.history import HistorySampler
 from dashboard.hub import EventHub
 from worker.fleet import FleetReader
 from worker.settings import Settings
@@ -31,10 +33,12 @@ class DashboardState:
     queue: Redis
     hub: EventHub
     fleet: FleetReader
+    history: HistorySampler
 
     @classmethod
     async def create(cls, settings: Settings) -> DashboardState:
-        """Connect to both stores and start the event hub (bounded by the connect timeouts)."""
+        """Connect to both stores, start the event hub and the history sampler (bounded by
+        the connect timeouts)."""
         cfg = settings.dashboard
         manager = await CacheManager.connect(settings)
         queue = create_client(settings.queue_cache_settings())
@@ -52,9 +56,12 @@ class DashboardState:
             await queue.aclose()
             await manager.aclose()
             raise
-        return cls(settings, manager, queue, hub, FleetReader(queue, manager, settings))
+        sampler = HistorySampler(queue, manager, settings)
+        sampler.start()
+        return cls(settings, manager, queue, hub, FleetReader(queue, manager, settings), sampler)
 
     async def aclose(self) -> None:
+        await self.history.aclose()
         await self.hub.aclose()
         for close in (self.queue.aclose, self.manager.aclose):
             with contextlib.suppress(Exception):

@@ -250,7 +250,12 @@ class SeenWorker:
             on_stopping=self._stopping,
         )
         self.engine = engine
-        await runtime.start(queue, counts=self._store_counts, running=lambda: engine.running)
+        await runtime.start(
+            queue,
+            counts=self._store_counts,
+            running=lambda: engine.running,
+            durations=self.metrics.duration_totals,
+        )
         if settings.maintenance.warmup_at_startup:
             await self._warmup()
         runtime.state = "running"

@@ -5,9 +5,140 @@
 (function () {
   const page = document.body.dataset.page;
   if (page === "downloads") liveDownloads();
-  if (page === "overview" || page === "schedules" || page === "locks") {
-    // these pages are snapshots rendered by the server; refresh them gently
-    setTimeout(() => window.location.reload(), 10000);
+  if (page === "overview") history();
+  if (page === "overview" || page === "schedules" || page === "locks" || page === "job") {
+    // these pages are snapshots rendered by the server; refresh them gently, never while
+    // the operator types (a pause reason) or on a job that is over
+    const state = document.getElementById("job-state");
+    const over = state && ["complete", "failed", "not found"].includes(state.textContent);
+    if (!over) setTimeout(refresh, page === "job" ? 5000 : 15000);
+  }
+
+  function refresh() {
+    const typing = document.activeElement &&
+      ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
+    if (typing) { setTimeout(refresh, 5000); return; }
+    window.location.reload();
+  }
+
+  // -- the overview's graphs: the fleet's history (/api/history), drawn as inline SVG ------
+  const SVG = "http://www.w3.org/2000/svg";
+  const CHARTS = [
+    { id: "chart-throughput", title: "Jobs ended per minute, by outcome", unit: "",
+      series: [["complete", p => p.ended.complete], ["failed", p => p.ended.failed],
+               ["retried", p => p.ended.retried], ["cancelled", p => p.ended.cancelled],
+               ["stale", p => p.ended.stale]] },
+    { id: "chart-queue", title: "Queue: due, running, deferred", unit: "",
+      series: [["due", p => p.due], ["running", p => p.running], ["deferred", p => p.deferred]] },
+    { id: "chart-age", title: "Oldest waiting job (seconds)", unit: " s",
+      series: [["oldest", p => p.oldest_s]] },
+    { id: "chart-duration", title: "Job run time p50 / p95 (seconds)", unit: " s",
+      series: [["p50", p => p.duration_p50_s], ["p95", p => p.duration_p95_s]] },
+  ];
+
+  function history() {
+    const box = document.getElementById("history");
+    if (!box) return;
+    const stats = window.seenHistory = { loads: 0, errors: 0, points: 0, range: null, totals: {} };
+    let range = window.location.hash === "#day" ? "day" : "hour";
+    for (const button of box.querySelectorAll("button[data-range]")) {
+      button.addEventListener("click", () => {
+        range = button.dataset.range;
+        window.location.hash = range === "day" ? "#day" : "";
+        load();
+      });
+    }
+    async function load() {
+      try {
+        const response = await fetch("/api/history?range=" + range, { cache: "no-store" });
+        if (!response.ok) throw new Error(response.status + " " + (await response.text()));
+        const data = await response.json();
+        stats.loads++;
+        stats.points = data.points.length;
+        stats.range = data.range;
+        stats.totals = {};
+        for (const p of data.points) {
+          for (const [k, v] of Object.entries(p.ended)) stats.totals[k] = (stats.totals[k] || 0) + v;
+        }
+        for (const button of box.querySelectorAll("button[data-range]")) {
+          button.classList.toggle("on", button.dataset.range === range);
+        }
+        for (const chart of CHARTS) draw(document.getElementById(chart.id), chart, data);
+        document.getElementById("history-note").textContent = "";
+      } catch (err) {
+        stats.errors++;
+        document.getElementById("history-note").textContent = "history not loaded: " + err.message;
+      }
+    }
+    load();
+    setInterval(load, 15000);
+  }
+
+  function el(name, attrs, text) {
+    const node = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function hm(ms) {
+    const d = new Date(ms);
+    return String(d.getUTCHours()).padStart(2, "0") + ":" + String(d.getUTCMinutes()).padStart(2, "0");
+  }
+
+  function nice(v) {
+    if (v >= 100) return v.toFixed(0);
+    if (v >= 10) return v.toFixed(1);
+    return Number(v.toPrecision(2)).toString();
+  }
+
+  function draw(figure, chart, data) {
+    const W = 560, H = 170, L = 46, R = 10, T = 10, B = 24;
+    const points = data.points;
+    const n = points.length;
+    let max = 0;
+    const values = chart.series.map(([name, get]) => points.map(p => {
+      const v = get(p);
+      if (v !== null && v !== undefined && v > max) max = v;
+      return v === undefined ? null : v;
+    }));
+    if (max <= 0) max = 1;
+    const x = i => L + (W - L - R) * (n <= 1 ? 0 : i / (n - 1));
+    const y = v => T + (H - T - B) * (1 - v / max);
+    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "data-points": n,
+                            "aria-label": chart.title });
+    svg.appendChild(el("title", {}, chart.title + " (" + data.range + ", UTC)"));
+    for (const frac of [0, 0.5, 1]) {
+      const v = max * frac;
+      svg.appendChild(el("line", { class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v) }));
+      svg.appendChild(el("text", { class: "tick", x: L - 4, y: y(v) + 4, "text-anchor": "end" },
+                         nice(v) + chart.unit));
+    }
+    for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
+      if (i < 0) continue;
+      svg.appendChild(el("text", { class: "tick", x: x(i), y: H - 6, "text-anchor": "middle" },
+                         hm(points[i].at_ms)));
+    }
+    const legend = document.createElement("p");
+    legend.className = "legend";
+    chart.series.forEach(([name], s) => {
+      let path = "";
+      let drawn = 0;
+      values[s].forEach((v, i) => {
+        if (v === null) return;
+        path += (path && values[s][i - 1] !== null && i > 0 ? " L" : " M") + x(i).toFixed(1) + " " + y(v).toFixed(1);
+        drawn++;
+      });
+      const line = el("path", { class: "series s-" + name, d: path.trim() || "M0 0",
+                                "data-series": name, "data-drawn": drawn });
+      svg.appendChild(line);
+      const last = [...values[s]].reverse().find(v => v !== null);
+      const key = document.createElement("span");
+      key.className = "key s-" + name;
+      key.textContent = name + (last === undefined ? " -" : " " + nice(last) + chart.unit);
+      legend.appendChild(key);
+    });
+    figure.replaceChildren(svg, legend);
   }
 
   function fmtBytes(n) {

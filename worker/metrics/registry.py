@@ -85,6 +85,18 @@ class WorkerMetrics:
         """Store failures job bodies raised (also behind a ``Retry``), by kind."""
         r.register(Totals(sources, self.job_store_errors))
 
+    def duration_totals(self) -> tuple[list[int], float]:
+        """Run times of every job so far, over all functions: counts per ``BUCKETS`` bucket
+        (not cumulative, the last above the largest bound) and their sum in seconds (what the
+        heartbeat adds to the fleet's history, ``jobs.history``)."""
+        counts = [0] * (len(BUCKETS) + 1)
+        total = 0.0
+        for series in self.series.of.values():
+            for i, n in enumerate(series.duration.counts):
+                counts[i] += n
+            total += series.duration.sum
+        return counts, total
+
     def function(self, name: object) -> str:
         return name if isinstance(name, str) and name in self.functions else UNKNOWN
 

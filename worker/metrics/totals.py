@@ -22,6 +22,7 @@ from cache.coordination import DECISIONS, LIMITERS
 from cache.counts import CACHE_KINDS, READ_RESULTS
 from cache.download import ApplyOutcome, CoalescingCounts, PublishOutcome
 from cache.errors import STORE_ERROR_KINDS
+from jobs.history import DURATION_BUCKETS
 from jobs.outcome import OUTCOMES
 
 JOB_OUTCOMES = OUTCOMES
@@ -38,8 +39,9 @@ LOCK_COUNTER_OF = {
 }
 """``seen_lock_acquisitions_total`` result -> ``LockService`` counter."""
 CRON_OUTCOMES = ("ran", "failed", "skipped", "deferred", "handed_back")
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-"""Seconds: from a fast ping to a ten-minute maintenance run."""
+BUCKETS = DURATION_BUCKETS
+"""Seconds: from a fast ping to a ten-minute maintenance run (the fleet's history keeps run
+times in the same buckets: ``jobs.history``)."""
 UNKNOWN = "unknown"
 
 
