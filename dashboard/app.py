@@ -53,6 +53,7 @@ def routes() -> list[BaseRoute]:
         *found,
         Route("/events/downloads", endpoints.events),
         Route("/api/history", endpoints.history, methods=["GET"]),
+        Route("/api/health", endpoints.health, methods=["GET"]),
         Route("/login", endpoints.login_form, methods=["GET"]),
         Route("/login", endpoints.login, methods=post),
         Route("/logout", endpoints.logout, methods=post),

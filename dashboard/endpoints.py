@@ -24,10 +24,12 @@ from dashboard.exporter import render_fleet_metrics
 from dashboard.failures import describe_failure
 from dashboard.forms import FormError, read_form
 from dashboard.pages import NAV
+from dashboard.readers import verdict
 from dashboard.render import render
 from dashboard.security import bearer, same, same_origin, set_session_cookie
 from dashboard.stream import live_events
 from jobs.history import read_history
+from worker.fleet import FleetTimeout
 
 log = logging.getLogger("seen.dashboard")
 
@@ -98,6 +100,16 @@ async def history(request: Request) -> Response:
         status, text = describe_failure(exc)
         return JSONResponse({"error": text}, status)
     return JSONResponse(asdict(found), headers={"Cache-Control": "no-store"})
+
+
+async def health(request: Request) -> Response:
+    """``/api/health``: the verdict (``seen-worker health --json``'s), the banner's."""
+    try:
+        found = await verdict(request)
+    except (CacheError, FleetTimeout) as exc:
+        status, text = describe_failure(exc)
+        return JSONResponse({"error": text}, status)
+    return JSONResponse(found.model_dump(mode="json"), 200 if found.healthy else 503)
 
 
 async def livez(request: Request) -> Response:

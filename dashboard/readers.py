@@ -20,6 +20,8 @@ from dashboard.context import context, state
 from jobs.browse import LIST_STATES, list_jobs
 from jobs.inspect import JOB_STATES, inspect_job
 from worker.fleet import DeadLetters
+from worker.fleet.bounds import concurrently, deadline
+from worker.health import HealthVerdict, evaluate
 from worker.holders import worker_holders
 
 SEARCH_STATES = LIST_STATES
@@ -34,16 +36,28 @@ def query(request: Request, name: str, limit: int = 200) -> str | None:
     return value or None
 
 
+async def verdict(request: Request) -> HealthVerdict:
+    """The banner's verdict: ``seen-worker health``'s rules (``worker.health``), bounded by
+    ``fleet.read_timeout``."""
+    s, ctx = state(request), context(request)
+    async with deadline("verdict", ctx.settings.fleet.read_timeout):
+        return await evaluate(s.manager, s.queue, ctx.settings)
+
+
 async def overview(request: Request, skipped: Unreadable) -> dict[str, Any]:
     s = state(request)
-    view = await s.fleet.overview(skipped)
-    shards = await s.fleet.downloads()
+    async with concurrently() as group:
+        view = group.create_task(s.fleet.overview(skipped))
+        shards = group.create_task(s.fleet.downloads())
+        judged = group.create_task(verdict(request))
+    found = view.result()
     return {
-        **asdict(view),
-        "alive": view.alive,
-        "stale": view.stale,
-        "active_downloads": sum(x.active for x in shards),
-        "pending_updates": sum(x.pending for x in shards),
+        **asdict(found),
+        "alive": found.alive,
+        "stale": found.stale,
+        "active_downloads": sum(x.active for x in shards.result()),
+        "pending_updates": sum(x.pending for x in shards.result()),
+        "verdict": judged.result().model_dump(include={"level", "reasons", "warnings"}),
     }
 
 

@@ -146,6 +146,8 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
             if verdict.healthy
             else "UNHEALTHY: " + "; ".join(verdict.reasons)
         )
+        for warning in verdict.warnings:  # amber: healthy, but look
+            print(f"warning: {warning}")
     return 0 if verdict.healthy else 1
 
 
