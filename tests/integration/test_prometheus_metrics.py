@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -26,7 +27,7 @@ from tests.support.deploy import ROOT
 from tests.support.layout import LAYOUT
 from tests.support.processes import Fleet
 from tests.support.prometheus import PrometheusServer, Sample, ScrapeTarget, require_prometheus
-from tests.support.queue import producer
+from tests.support.queue import TestQueue, producer
 from tests.support.waiting import fresh_beats, wait_until
 from worker.embedded import free_port
 
@@ -48,7 +49,7 @@ async def test_prometheus_scrapes_known_work_from_a_worker_and_the_fleet(
     require_prometheus()
     port = free_port()
     queue = producer(server.addr)
-    sections = {
+    sections: dict[str, dict[str, Any]] = {
         "worker": {"job_modules": ["tests.support.jobs"]},
         "http": {"addr": f"127.0.0.1:{port}"},
     }
@@ -84,10 +85,7 @@ async def test_prometheus_scrapes_known_work_from_a_worker_and_the_fleet(
         await queue.aclose()
 
 
-async def run_known_work(prom: PrometheusServer, queue: object, raw: Redis) -> None:
-    from tests.support.queue import TestQueue
-
-    assert isinstance(queue, TestQueue)
+async def run_known_work(prom: PrometheusServer, queue: TestQueue, raw: Redis) -> None:
     for n in range(PINGS):
         await queue.enqueue_job("ping", _job_id=f"prom-ok-{n}")
     for n in range(FAILS):
