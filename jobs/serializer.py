@@ -66,18 +66,26 @@ class InvalidJobRecordError(JobSerializationError, DeserializationError):
 
 TRACEBACK_CHARS = 4096
 """Characters of a failed job's formatted traceback kept in its result (the innermost end)."""
+TRACEBACK_PART_CHARS = 1000
+"""Characters kept of each part of it (a frame, the message): a huge message cannot push the
+frames out."""
 
 
 def traceback_text(error: BaseException) -> str | None:
     """The end of ``error``'s formatted traceback (with its causes), at most
-    ``TRACEBACK_CHARS`` characters; None for an exception never raised."""
+    ``TRACEBACK_CHARS`` characters, each part cut to ``TRACEBACK_PART_CHARS``; None for an
+    exception never raised."""
     if error.__traceback__ is None:
         return None
     try:
-        text = "".join(traceback.format_exception(error))
+        parts = traceback.format_exception(error)
     except Exception:  # a broken __str__ must not lose the result
         return None
-    return text[-TRACEBACK_CHARS:]
+    cut = [
+        p if len(p) <= TRACEBACK_PART_CHARS else f"{p[:TRACEBACK_PART_CHARS]}… ({len(p)} chars)\n"
+        for p in parts
+    ]
+    return "".join(cut)[-TRACEBACK_CHARS:]
 
 
 def _default(value: Any) -> Any:

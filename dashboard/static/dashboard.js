@@ -87,6 +87,7 @@
   }
 
   function nice(v) {
+    if (Number.isInteger(v)) return String(v);
     if (v >= 100) return v.toFixed(0);
     if (v >= 10) return v.toFixed(1);
     return Number(v.toPrecision(2)).toString();
@@ -114,11 +115,11 @@
       svg.appendChild(el("text", { class: "tick", x: L - 4, y: y(v) + 4, "text-anchor": "end" },
                          nice(v) + chart.unit));
     }
-    for (const i of [0, Math.floor((n - 1) / 2), n - 1]) {
-      if (i < 0) continue;
-      svg.appendChild(el("text", { class: "tick", x: x(i), y: H - 6, "text-anchor": "middle" },
+    [[0, "start"], [Math.floor((n - 1) / 2), "middle"], [n - 1, "end"]].forEach(([i, anchor]) => {
+      if (i < 0) return;
+      svg.appendChild(el("text", { class: "tick", x: x(i), y: H - 6, "text-anchor": anchor },
                          hm(points[i].at_ms)));
-    }
+    });
     const legend = document.createElement("p");
     legend.className = "legend";
     chart.series.forEach(([name], s) => {
@@ -132,6 +133,13 @@
       const line = el("path", { class: "series s-" + name, d: path.trim() || "M0 0",
                                 "data-series": name, "data-drawn": drawn });
       svg.appendChild(line);
+      values[s].forEach((v, i) => {  // a lone sample has no line: a dot shows it
+        const alone = (i === 0 || values[s][i - 1] === null) &&
+          (i === n - 1 || values[s][i + 1] === null);
+        if (v !== null && alone) {
+          svg.appendChild(el("circle", { class: "dot s-" + name, cx: x(i), cy: y(v), r: 3 }));
+        }
+      });
       const last = [...values[s]].reverse().find(v => v !== null);
       const key = document.createElement("span");
       key.className = "key s-" + name;
