@@ -149,7 +149,7 @@ async def jobs(request: Request, skipped: Unreadable) -> dict[str, Any]:
     ident = query(request, "id")
     found = None
     if ident is not None:
-        job = await inspect_job(s.queue, ctx.layout, ident)
+        job = await inspect_job(s.queue, ctx.layout, ident, unreadable=skipped)
         found = {"job_id": job.job_id, "state": job.state, "function": job.function}
     limit = (
         ctx.cfg.page_limit if query(request, "limit") is None else int(query(request, "limit") or 0)
@@ -163,6 +163,7 @@ async def jobs(request: Request, skipped: Unreadable) -> dict[str, Any]:
         function=function,
         manager=s.manager,
         scan_count=ctx.settings.cache.scan_count,
+        unreadable=skipped,
     )
     holders = await worker_holders(
         s.queue,
@@ -194,7 +195,7 @@ async def job(request: Request, skipped: Unreadable) -> dict[str, Any]:
     """One job (``jobs.inspect``), its holder's host and pid, its function's max tries."""
     ctx, s = context(request), state(request)
     job_id = request.path_params["job_id"]
-    view = await inspect_job(s.queue, ctx.layout, job_id, manager=s.manager)
+    view = await inspect_job(s.queue, ctx.layout, job_id, manager=s.manager, unreadable=skipped)
     holder = None
     if view.lease is not None:
         holders = await worker_holders(

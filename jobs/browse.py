@@ -22,7 +22,8 @@ says how many (``JobPage.examined``), with a cursor to go on from.
 
 A filter on the function name keeps the examined entries of that function only. An entry whose
 keys cannot be read (a record that is not JSON, a key of another type) is listed with what
-could be read; it never fails the page.
+could be read and counted in the caller's ``Unreadable`` (kind ``job``, logged with its key); it
+never fails the page. A shard's queue that is not a sorted set is counted and skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.manager import CacheManager
 from cache.scanpage import scan_page
+from cache.unreadable import Unreadable
 from jobs.deadletter import read_stored
 from jobs.inspect import lease_holder, result_view
 from jobs.serializer import InvalidJobRecordError, deserialize, parse_record
@@ -45,6 +47,8 @@ from jobs.wire.layout import KeyKind, QueueLayout, QueueShard
 
 LIST_STATES = ("waiting", "deferred", "retrying", "running", "complete", "failed", "dead")
 QUEUE_STATES = ("waiting", "deferred", "retrying")
+KIND = "job"
+"""The ``Unreadable`` kind of a job key that cannot be read."""
 RECORD_PREVIEW = 4096
 """Bytes of a job record read to name its function (``"f"`` comes second in every record)."""
 _FUNCTION = re.compile(rb'"f"\s*:\s*"((?:[^"\\]|\\.){1,200})"')
@@ -165,6 +169,7 @@ async def _queue_page(
     cursor: str | None,
     function: str | None,
     now: int,
+    skipped: Unreadable,
 ) -> JobPage:
     at = QueueCursor.decode(cursor, layout.count)
     low, high = _window(state, now)
@@ -179,8 +184,9 @@ async def _queue_page(
             replies = await pipe.execute(raise_on_error=False)
     full = False
     for shard, reply in zip(layout.shards, replies, strict=True):
-        if isinstance(reply, Exception):
-            continue  # a queue key of another type: nothing of it can be listed
+        if isinstance(reply, Exception):  # a queue key of another type: nothing to list
+            skipped.skip(KIND, shard.queue, str(reply))
+            continue
         full = full or len(reply) >= limit
         for position, (raw_id, score) in enumerate(reply):
             fetched.append((float(score), shard.index, position, as_text(raw_id)))
@@ -196,7 +202,7 @@ async def _queue_page(
             before = at.skips[shard.index] if at is not None and at.score == last else 0
             skips.append(before + taken)
         next_cursor = QueueCursor(last, tuple(skips)).encode()
-    rows = await _classify(client, layout, examined, state, function)
+    rows = await _classify(client, layout, examined, state, function, skipped)
     return JobPage(state, rows, len(examined), "queue entries", next_cursor, function)
 
 
@@ -211,6 +217,7 @@ async def _classify(
     entries: list[tuple[float, int, int, str]],
     state: str,
     function: str | None,
+    skipped: Unreadable,
 ) -> list[JobRow]:
     """The entries that are in ``state`` (and of ``function``), as rows."""
     if not entries:
@@ -235,6 +242,9 @@ async def _classify(
         if state != "retrying" and tries:
             continue
         name = function_of(preview if isinstance(preview, bytes | str) else None)
+        if name is None and preview not in (None, "", b""):
+            why = str(preview) if isinstance(preview, Exception) else "no function in its record"
+            skipped.skip(KIND, layout.shards[index].job(job_id), why)
         if function is not None and name != function:
             continue
         enqueue = _enqueue_ms(preview)
@@ -265,6 +275,7 @@ async def _scan_states(
     cursor: str | None,
     function: str | None,
     count: int,
+    skipped: Unreadable,
 ) -> JobPage:
     kind: KeyKind = "in-progress" if state == "running" else "result"
     if cursor is not None and not cursor.startswith("s"):
@@ -285,16 +296,16 @@ async def _scan_states(
         if parsed is not None:
             found.append(parsed)
     rows = (
-        await _running_rows(client, found, function)
+        await _running_rows(client, found, function, skipped)
         if state == "running"
-        else await _result_rows(client, found, state, function)
+        else await _result_rows(client, found, state, function, skipped)
     )
     next_cursor = None if page.cursor is None else "s" + page.cursor
     return JobPage(state, rows, page.looked, "keys", next_cursor, function)
 
 
 async def _running_rows(
-    client: Redis, found: list[tuple[QueueShard, str]], function: str | None
+    client: Redis, found: list[tuple[QueueShard, str]], function: str | None, skipped: Unreadable
 ) -> list[JobRow]:
     if not found:
         return []
@@ -310,6 +321,8 @@ async def _running_rows(
     rows = []
     for n, (shard, job_id) in enumerate(found):
         token, pttl, tries, preview, score = replies[5 * n : 5 * n + 5]
+        if isinstance(token, Exception):
+            skipped.skip(KIND, shard.in_progress(job_id), str(token))
         if not isinstance(token, bytes | str):
             continue  # finished since the SCAN, or not a string
         name = function_of(preview if isinstance(preview, bytes | str) else None)
@@ -333,7 +346,11 @@ async def _running_rows(
 
 
 async def _result_rows(
-    client: Redis, found: list[tuple[QueueShard, str]], state: str, function: str | None
+    client: Redis,
+    found: list[tuple[QueueShard, str]],
+    state: str,
+    function: str | None,
+    skipped: Unreadable,
 ) -> list[JobRow]:
     if not found:
         return []
@@ -346,12 +363,15 @@ async def _result_rows(
     rows = []
     for n, (shard, job_id) in enumerate(found):
         raw, pttl = replies[2 * n : 2 * n + 2]
+        if isinstance(raw, Exception):
+            skipped.skip(KIND, shard.result(job_id), str(raw))
         if not isinstance(raw, bytes | str):
             continue
         try:
             record = deserialize(raw)
         except InvalidJobRecordError as exc:
             if state == "failed":  # an unreadable result is no success: shown with why
+                skipped.skip(KIND, shard.result(job_id), exc.reason)
                 rows.append(JobRow(job_id, "failed", shard.index, error=exc.reason[:200]))
             continue
         ttl = int(pttl) if isinstance(pttl, int) and pttl >= 0 else None
@@ -378,7 +398,12 @@ async def _result_rows(
 
 
 async def _dead_page(
-    manager: CacheManager, limit: int, cursor: str | None, function: str | None, cap: int
+    manager: CacheManager,
+    limit: int,
+    cursor: str | None,
+    function: str | None,
+    cap: int,
+    skipped: Unreadable,
 ) -> JobPage:
     offset = 0
     if cursor:
@@ -387,6 +412,10 @@ async def _dead_page(
         offset = int(cursor[1:])
     stored, total = await read_stored(manager, min(cap, offset + limit))
     window = stored[offset : offset + limit]
+    for entry in window:
+        if not entry.readable:
+            key = f"{manager.keys.dead_letter()} entry {entry.id}"
+            skipped.skip("dead_letter", key, "not a dead letter")
     rows = [
         JobRow(
             s.letter.job_id or "-",
@@ -416,20 +445,23 @@ async def list_jobs(
     manager: CacheManager | None = None,
     scan_count: int = 500,
     now_ms: int | None = None,
+    unreadable: Unreadable | None = None,
 ) -> JobPage:
     """One page of jobs in ``state`` (one of ``LIST_STATES``; module docstring). ``manager``
-    (the cache store's) is needed for ``dead``. ``CursorError`` for a cursor that is not this
-    state's; ``ValueError`` for an unknown state or a limit out of [1, 1000]."""
+    (the cache store's) is needed for ``dead``; rows that could not be read are counted in
+    ``unreadable``. ``CursorError`` for a cursor that is not this state's; ``ValueError`` for
+    an unknown state or a limit out of [1, 1000]."""
+    skipped = unreadable if unreadable is not None else Unreadable()
     if state not in LIST_STATES:
         raise ValueError(f"state must be one of {', '.join(LIST_STATES)}, got {state!r}")
     if isinstance(limit, bool) or not 1 <= limit <= 1000:
         raise ValueError(f"limit must be in [1, 1000], got {limit!r}")
     now = wall_ms() if now_ms is None else now_ms
     if state in QUEUE_STATES:
-        return await _queue_page(queue, layout, state, limit, cursor, function, now)
+        return await _queue_page(queue, layout, state, limit, cursor, function, now, skipped)
     if state == "dead":
         if manager is None:
             raise ValueError("dead letters are read from the cache store: pass manager")
         cap = manager.config.deadletter.max_entries
-        return await _dead_page(manager, limit, cursor, function, cap)
-    return await _scan_states(queue, layout, state, limit, cursor, function, scan_count)
+        return await _dead_page(manager, limit, cursor, function, cap, skipped)
+    return await _scan_states(queue, layout, state, limit, cursor, function, scan_count, skipped)

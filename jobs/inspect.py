@@ -34,6 +34,7 @@ from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import validate_name
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 from jobs.deadletter import StoredLetter, read_stored
 from jobs.serializer import InvalidJobRecordError, deserialize
 from jobs.wire.layout import QueueLayout
@@ -151,9 +152,12 @@ async def inspect_job(
     *,
     manager: CacheManager | None = None,
     now_ms: int | None = None,
+    unreadable: Unreadable | None = None,
 ) -> JobDetail:
     """The job's state and records (module docstring); ``manager`` (the cache store's) adds
-    the dead letters naming it. ``ValueError`` for an id that breaks the id rule."""
+    the dead letters naming it; a key that cannot be read is counted in ``unreadable`` (kind
+    ``job``) besides being said in ``problem``. ``ValueError`` for an id that breaks the id
+    rule."""
     validate_name(job_id, "job id")
     shard = layout.for_job(job_id)
     now = wall_ms() if now_ms is None else now_ms
@@ -212,6 +216,10 @@ async def inspect_job(
     if manager is not None:
         stored, _ = await read_stored(manager, manager.config.deadletter.max_entries)
         letters = [s for s in stored if s.readable and s.letter.job_id == job_id]
+    skipped = unreadable if unreadable is not None else Unreadable()
+    for problem in problems:
+        key, _, why = problem.partition(": ")
+        skipped.skip("job", key, why)
     return JobDetail(
         job_id=job_id,
         queue=layout.name,

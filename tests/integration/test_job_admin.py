@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from cache.clock import wall_ms
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 from jobs.admin import JobAdmin, Verdict
 from jobs.browse import LIST_STATES, CursorError, JobPage, list_jobs
 from jobs.client import enqueue_job, enqueue_jobs, job_record
@@ -112,9 +113,23 @@ async def test_each_state_of_one_job(raw: Redis, manager: CacheManager, server: 
 async def test_an_unreadable_record_is_shown_not_fatal(raw: Redis) -> None:
     await raw.set(job_key("junk"), "{not json")
     await raw.zadd(queue_of("junk"), {"junk": wall_ms()})
-    view = await inspect_job(raw, LAYOUT, "junk")
+    await put(raw, "fine", wall_ms() - 10)
+    skipped = Unreadable()
+    view = await inspect_job(raw, LAYOUT, "junk", unreadable=skipped)
     assert view.state == "waiting" and view.function is None
     assert view.problem is not None and job_key("junk") in view.problem
+    assert skipped.by_kind() == {"job": 1}
+    listed = Unreadable()
+    page = await list_jobs(raw, LAYOUT, "waiting", unreadable=listed)
+    rows = {r.job_id: r.function for r in page.rows}
+    assert rows == {"junk": None, "fine": "ping"} and listed.by_kind() == {"job": 1}
+    # a queue key of another type: that shard is counted, the others are still listed
+    others = [s for s in LAYOUT.shards if s.queue not in (queue_of("fine"), queue_of("junk"))]
+    if others:  # the sharded layout
+        await raw.set(others[0].queue, "not a sorted set")
+        broken = Unreadable()
+        page = await list_jobs(raw, LAYOUT, "waiting", unreadable=broken)
+        assert "fine" in {r.job_id for r in page.rows} and broken.counts["job"] >= 1
     with pytest.raises(ValueError, match="job id"):
         await inspect_job(raw, LAYOUT, "bad id*")
 
