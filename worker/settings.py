@@ -249,7 +249,10 @@ class DashboardSettings(_Listener):
     )
     token: LongToken = Field(None, description="bearer/login token; required off loopback")
     metrics_token: LongToken = Field(None, description="bearer token of /metrics")
-    allow_actions: bool = Field(False, description="requeue dead letters, run periodic jobs now")
+    allow_actions: bool = Field(
+        False,
+        description="actions: retry, cancel, delete jobs; requeue dead letters; run now; pause",
+    )
     allowed_hosts: tuple[AllowedHost, ...] = Field(
         (),
         description="Host names (or host:port) served besides loopback and IP addresses "

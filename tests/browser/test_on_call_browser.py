@@ -11,7 +11,7 @@ lane's queue layout, with hostile text in every field an operator reads.
 
 Hostile text (markup and script, a right-to-left override, control characters, 10 KB strings)
 must show as text: no dialog opens, no element is injected, the literal text is on the page.
-Screenshots of every page go to ``test-output/screenshots/``; with ``SEEN_UPDATE_DOCS_IMAGES=1``
+Screenshots of every page go to ``test-output/screenshots/``; with ``SEEN_TEST_DOCS_IMAGES=1``
 the overview and the job page are also written to ``docs/img/`` (the README's).
 """
 
@@ -55,8 +55,8 @@ DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 
 
 def docs_image(shot: Path, name: str) -> None:
-    """Copy a screenshot into docs/img/ when asked to (SEEN_UPDATE_DOCS_IMAGES=1)."""
-    if os.environ.get("SEEN_UPDATE_DOCS_IMAGES") == "1":
+    """Copy a screenshot into docs/img/ when asked to (SEEN_TEST_DOCS_IMAGES=1)."""
+    if os.environ.get("SEEN_TEST_DOCS_IMAGES") == "1":
         shutil.copyfile(shot, DOCS_IMAGES / name)
 
 
