@@ -16,6 +16,7 @@ RUN uv sync --locked --no-dev --extra dashboard --no-install-project
 COPY cache ./cache
 COPY jobs ./jobs
 COPY worker ./worker
+COPY dashboard ./dashboard
 RUN uv sync --locked --no-dev --extra dashboard --no-editable
 
 FROM python:${PYTHON_VERSION}-slim AS runtime

@@ -17,10 +17,11 @@ from redis.asyncio import Redis
 from bench.common import BenchEnv, BenchResult, percentile
 from cache.download import DownloadStatus, ProgressUpdate
 from cache.manager import CacheManager
+from dashboard.exporter import render_fleet_metrics
 from jobs.deadletter import make_dead_letter, push_dead_letters
 from jobs.stats import collect
+from worker.fleet import FleetReader
 from worker.heartbeat import WorkerBeat, add_beat
-from worker.http.fleet import FleetReader, render_fleet_metrics
 from worker.settings import load_settings
 
 QUEUE = "bench:fleet:queue"

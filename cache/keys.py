@@ -219,6 +219,15 @@ class KeyBuilder:
     def job_stats(self) -> str:
         return f"{self._p}jobs:stats"
 
+    def history_bucket(self, step_s: int, index: int) -> str:
+        """The fleet's history of one time bucket (``jobs.history``): ``step_s`` seconds long
+        (60: a minute, 600: ten minutes), the ``index``-th since the epoch."""
+        return f"{self._p}history:{int(step_s)}:{int(index)}"
+
+    def history_sampled(self, minute: int) -> str:
+        """Taken (SET NX) by the one dashboard process that samples the queue this minute."""
+        return f"{self._p}history:sampled:{int(minute)}"
+
     def cron_slot(self, job_name: str, slot: int) -> str:
         return f"{self._p}cron:{validate_name(job_name, 'job name')}:{int(slot)}"
 

@@ -20,7 +20,7 @@ from redis.asyncio.cluster import RedisCluster
 from cache.catalog import CatalogCache
 from cache.client import create_client
 from cache.config import CacheConfig, CacheSettings
-from cache.coordination import LockService, RateLimiter
+from cache.coordination import HolderIdentity, LockService, RateLimiter
 from cache.counts import ReadCounts
 from cache.download import DownloadCache
 from cache.errors import CacheError, InvalidKeyError, translate_errors
@@ -47,8 +47,10 @@ class HealthReport(BaseModel):
 class CacheManager:
     """Owner of the store connection and every cache on it."""
 
-    def __init__(self, client: Redis, config: CacheConfig) -> None:
-        """Prefer ``connect``/``from_url``; this adopts ``client`` and will close it."""
+    def __init__(self, client: Redis, config: CacheConfig, *, holder: str | None = None) -> None:
+        """Prefer ``connect``/``from_url``; this adopts ``client`` and will close it.
+        ``holder`` names this process in its lock tokens (a worker: its worker id; default:
+        the program's name), with its host and pid (``cache.coordination.HolderIdentity``)."""
         self.client = client
         self.config = config
         self.keys = KeyBuilder(config.cache.namespace)
@@ -58,7 +60,12 @@ class CacheManager:
         self._stats_sources: dict[str, StatsSource] = {}
         self._closed = False
         self.locks = LockService(
-            self.scripts, self.service, self.keys, config.ttl.lock, config.locks
+            self.scripts,
+            self.service,
+            self.keys,
+            config.ttl.lock,
+            config.locks,
+            HolderIdentity.of_process(holder),
         )
         self.ratelimit = RateLimiter(self.scripts, self.service, self.keys)
         self.reads = ReadCounts()
@@ -80,10 +87,13 @@ class CacheManager:
 
     # -- life cycle -------------------------------------------------------------------
     @classmethod
-    async def connect(cls, config: CacheConfig | None = None, *, verify: bool = True) -> Self:
-        """Create the pool; with ``verify`` fail fast (``CacheConnectionError``) if unreachable."""
+    async def connect(
+        cls, config: CacheConfig | None = None, *, verify: bool = True, holder: str | None = None
+    ) -> Self:
+        """Create the pool; with ``verify`` fail fast (``CacheConnectionError``) if unreachable.
+        ``holder``: who this process's lock tokens name (``__init__``)."""
         config = config or CacheConfig()
-        manager = cls(create_client(config.cache), config)
+        manager = cls(create_client(config.cache), config, holder=holder)
         if verify:
             try:
                 await manager.ping()

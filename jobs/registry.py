@@ -184,6 +184,15 @@ class JobRegistry:
     def resolve(self, settings: JobSettings) -> list[ResolvedJob]:
         return [d.resolve(settings) for d in self]
 
+    def unclaimed_periods(self, settings: JobSettings) -> dict[str, int]:
+        """``{name: period}`` of the scheduled jobs that claim no slot (``once_per_slot=False``:
+        idempotent, one run per period by its id alone; no run history)."""
+        return {
+            j.name: int(j.period_s or 0)
+            for j in self.resolve(settings)
+            if j.scheduled and not j.once_per_slot
+        }
+
     def slot_periods(self, settings: JobSettings) -> dict[str, int]:
         """``{name: period}`` of the scheduled jobs that claim their slots (the ones with a
         run history: the dashboard's schedules and its "run now")."""

@@ -6,7 +6,10 @@ A job record is ARQ's own dict written as JSON::
 
 Results add ``s`` (success), ``r`` (result), ``st``/``ft`` (start/finish ms), ``q`` and ``id``.
 Pydantic models are dumped in JSON mode; an exception result becomes
-``{"error": "<type>", "message": "<text>"}``; anything else that is not JSON fails loudly.
+``{"error": "<type>", "message": "<text>", "traceback": "<text>"}``, the traceback (its last
+``TRACEBACK_CHARS`` characters) only for an exception that was raised (one with a
+``__traceback__``): formatted only when a job fails, never on the success path. Anything else
+that is not JSON fails loudly.
 
 Reading is strict about the record: UTF-8 JSON whose fields have the types and ranges
 ``jobs.record`` checks. A record that fails raises ``InvalidJobRecordError``, an ARQ
@@ -26,6 +29,7 @@ and NaN or an infinity in a result written as ``null`` (valid JSON).
 from __future__ import annotations
 
 import json
+import traceback
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -60,6 +64,30 @@ class InvalidJobRecordError(JobSerializationError, DeserializationError):
         super().__init__(f"invalid job record: {reason}")
 
 
+TRACEBACK_CHARS = 4096
+"""Characters of a failed job's formatted traceback kept in its result (the innermost end)."""
+TRACEBACK_PART_CHARS = 1000
+"""Characters kept of each part of it (a frame, the message): a huge message cannot push the
+frames out."""
+
+
+def traceback_text(error: BaseException) -> str | None:
+    """The end of ``error``'s formatted traceback (with its causes), at most
+    ``TRACEBACK_CHARS`` characters, each part cut to ``TRACEBACK_PART_CHARS``; None for an
+    exception never raised."""
+    if error.__traceback__ is None:
+        return None
+    try:
+        parts = traceback.format_exception(error)
+    except Exception:  # a broken __str__ must not lose the result
+        return None
+    cut = [
+        p if len(p) <= TRACEBACK_PART_CHARS else f"{p[:TRACEBACK_PART_CHARS]}… ({len(p)} chars)\n"
+        for p in parts
+    ]
+    return "".join(cut)[-TRACEBACK_CHARS:]
+
+
 def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
@@ -68,7 +96,11 @@ def _default(value: Any) -> Any:
         if isinstance(value.__cause__, JobSerializationError):
             # ARQ's "unable to deserialize job" alone would hide which field was wrong
             message = f"{message}: {value.__cause__}"
-        return {"error": type(value).__name__, "message": message}
+        error: dict[str, str] = {"error": type(value).__name__, "message": message}
+        trace = traceback_text(value)
+        if trace is not None:
+            error["traceback"] = trace
+        return error
     if isinstance(value, datetime | date):
         return value.isoformat()
     if isinstance(value, timedelta):

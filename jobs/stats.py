@@ -21,10 +21,16 @@ from cache.errors import translate_errors
 from cache.keys import KeyBuilder
 from cache.manager import CacheManager
 from cache.unreadable import Unreadable
+from jobs.outcome import OUTCOMES
 from jobs.wire.layout import QueueLayout, QueueShard
 
-JOB_OUTCOMES = ("done", "failed", "retried")
-"""Fields of the ``seen:jobs:stats`` hash, incremented by every worker."""
+JOB_OUTCOMES = OUTCOMES
+"""Fields of the ``seen:jobs:stats`` hash, incremented by every worker: one per outcome, the
+words of ``jobs.outcome`` (the worker's series, heartbeats and pages use the same)."""
+LEGACY_FIELDS = {"done": "complete"}
+"""Field names written by workers older than the one vocabulary (they counted ``done``, and
+cancelled jobs as ``failed``): read as the outcome they stand for, added to it, so a fleet of
+old and new workers during a rolling deploy shows correct totals."""
 
 ACTIVE_DOWNLOADS_STAT = "download.active"
 """``CacheStats.extra`` figure for active downloads: ``DownloadCache.stats()``'s ``active``
@@ -57,12 +63,18 @@ class QueueStats(BaseModel):
 
 
 class JobCounters(BaseModel):
-    """Fleet-wide totals since the counters were created; None: that counter is unreadable
-    (not an integer), which is unknown, not zero."""
+    """Fleet-wide totals by outcome since the counters were created; None: that counter is
+    unreadable (not an integer), which is unknown, not zero."""
 
-    done: int | None = 0
+    complete: int | None = 0
     failed: int | None = 0
     retried: int | None = 0
+    cancelled: int | None = 0
+    stale: int | None = 0
+
+    def of(self, outcome: str) -> int | None:
+        value: int | None = getattr(self, outcome)
+        return value
 
 
 class SystemStats(BaseModel):
@@ -96,9 +108,7 @@ class SystemStats(BaseModel):
             "queue_depth": self.queue.depth,
             "queue_due": self.queue.due,
             "oldest_job_age_s": _round(self.queue.oldest_age_s, 3),
-            "jobs_done": self.jobs.done,
-            "jobs_failed": self.jobs.failed,
-            "jobs_retried": self.jobs.retried,
+            **{f"jobs_{outcome}": self.jobs.of(outcome) for outcome in JOB_OUTCOMES},
             "active_downloads": self.active_downloads,
             "unreadable_records": self.unreadable_records,
         }
@@ -194,8 +204,9 @@ async def _oldest_unstarted(
 async def job_counters(
     client: Redis, keys: KeyBuilder, unreadable: Unreadable | None = None
 ) -> JobCounters:
-    """The fleet's job totals; a counter that is not an integer is None, skipped and noted in
-    ``unreadable`` (kind ``job_counter``) with the hash's key, the others are still read."""
+    """The fleet's job totals by outcome (a ``LEGACY_FIELDS`` field added to its outcome); a
+    counter that is not an integer is None, skipped and noted in ``unreadable`` (kind
+    ``job_counter``) with the hash's key, the others are still read."""
     skipped = unreadable if unreadable is not None else Unreadable()
     key = keys.job_stats()
     with translate_errors(key, operation="HGETALL"):
@@ -203,12 +214,21 @@ async def job_counters(
     values = {as_text(k): as_text(v) for k, v in raw.items()}
     counts: dict[str, int | None] = {}
     for name in JOB_OUTCOMES:
-        text = values.get(name, "0")
-        try:
-            counts[name] = int(text)
-        except ValueError:
-            counts[name] = None
-            skipped.skip("job_counter", f"{key} field {name!r}", f"not an integer: {text[:50]!r}")
+        fields = [name, *(old for old, new in LEGACY_FIELDS.items() if new == name)]
+        total: int | None = 0
+        for field in fields:
+            text = values.get(field, "0")
+            try:
+                number = int(text)
+            except ValueError:
+                skipped.skip(
+                    "job_counter", f"{key} field {field!r}", f"not an integer: {text[:50]!r}"
+                )
+                total = None
+                continue
+            if total is not None:
+                total += number
+        counts[name] = total
     return JobCounters(**counts)
 
 

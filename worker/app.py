@@ -16,6 +16,7 @@ gives ARQ's ``Worker`` the same functions, periodic jobs and heartbeats on ARQ's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import sys
@@ -42,9 +43,10 @@ from worker.engine import Engine, EngineConfig
 from worker.engine.functions import Defaults, from_resolved, function_table
 from worker.engine.schedule import Periodic
 from worker.engine.tracing import JobTracing
-from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
 from worker.job_modules import load_jobs
+from worker.metrics import MetricTotals, WorkerMetrics
+from worker.metrics.totals import StoreTotals
 from worker.outage import wait_until_reachable
 from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
@@ -218,7 +220,9 @@ class SeenWorker:
         init_sentry(settings, runtime.worker_id)
         self._start_tracing()
         self.scripts = scripts = ScriptRunner(queue)
-        self.manager = manager = await CacheManager.connect(settings, verify=False)
+        self.manager = manager = await CacheManager.connect(
+            settings, verify=False, holder=runtime.worker_id
+        )
         self.ctx = {
             "cache": manager,
             "redis": queue,
@@ -260,7 +264,12 @@ class SeenWorker:
             tracing=self.tracing,
         )
         self.engine = engine
-        await runtime.start(queue, counts=self._store_counts, running=lambda: engine.running)
+        await runtime.start(
+            queue,
+            counts=self._store_counts,
+            running=lambda: engine.running,
+            durations=self.metrics.duration_totals,
+        )
         if settings.maintenance.warmup_at_startup:
             await self._warmup()
         runtime.state = "running"
@@ -292,10 +301,9 @@ class SeenWorker:
         self.runtime.state = "stopping"
 
     def _store_counts(self) -> dict[str, int]:
-        """The engine's totals as the fleet-wide counters name them."""
+        """The engine's totals by outcome (``jobs.outcome``: the fleet-wide counters' fields)."""
         assert self.engine is not None
-        c = self.engine.counts
-        return {"done": c.complete, "failed": c.failed + c.cancelled, "retried": c.retried}
+        return self.engine.counts.as_dict()
 
     async def _start_http(self) -> None:
         """Serve ``/metrics``, ``/livez``, ``/readyz`` (``[http]``); a port that cannot be bound
@@ -322,28 +330,29 @@ class SeenWorker:
         else:
             log.info("start-up warmup: %s", done)
 
-    def metric_totals(self) -> dict[str, Any]:
+    def metric_totals(self) -> MetricTotals:
         """Totals owned by the engine, the runtime and the cache manager, read at scrape time
-        (``worker.http.series.Totals``)."""
+        (``worker.metrics.totals.Totals``)."""
         engine, runtime, manager = self.engine, self.runtime, self.manager
-        totals: dict[str, Any] = {
-            "leases_lost": engine.leases.lost_total if engine is not None else 0,
-            "poll_errors": engine.poll_errors if engine is not None else 0,
-            "outages": {"queue": runtime.outage.outages, "cache": runtime.cache_outage.outages},
-            "store_errors": {
-                "queue": dict(runtime.outage.errors),
-                "cache": dict(runtime.cache_outage.errors),
-            },
-            "progress": dict(manager.download.outcomes) if manager is not None else {},
-        }
-        if manager is not None:
-            totals.update(
-                reads=manager.reads.snapshot(),
-                locks=manager.locks.counters(),
-                rate_limits=dict(manager.ratelimit.decisions),
-                **manager.download.coalescing_counts(),
-            )
-        return totals
+        queue = StoreTotals(runtime.outage.outages, dict(runtime.outage.errors))
+        cache = StoreTotals(runtime.cache_outage.outages, dict(runtime.cache_outage.errors))
+        totals = MetricTotals(
+            leases_lost=engine.leases.lost_total if engine is not None else 0,
+            poll_errors=engine.poll_errors if engine is not None else 0,
+            paused=engine.paused if engine is not None else False,
+            queue=queue,
+            cache=cache,
+        )
+        if manager is None:
+            return totals
+        return dataclasses.replace(
+            totals,
+            progress=dict(manager.download.outcomes),
+            coalescing=manager.download.coalescing_counts(),
+            reads=manager.reads.snapshot(),
+            locks=manager.locks.counters(),
+            rate_limits=dict(manager.ratelimit.decisions),
+        )
 
     async def aclose(self) -> None:
         """Stop heartbeats (removing ours), close the cache manager, the HTTP server and the
@@ -386,7 +395,7 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     queue: ArqRedis = ctx["redis"]
     await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
     init_sentry(settings, runtime.worker_id)
-    manager = await CacheManager.connect(settings, verify=False)
+    manager = await CacheManager.connect(settings, verify=False, holder=runtime.worker_id)
     ctx.update(queue_scripts=ScriptRunner(queue), cache=manager, layout=settings.queue.key_layout())
     await wait_until_reachable(manager.ping, runtime.cache_outage, settings.worker.startup_timeout)
     await runtime.start(queue)

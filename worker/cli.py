@@ -9,6 +9,8 @@
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 ``dashboard`` the web dashboard (``--addr``, ``--token-file``, ``--allow-actions``, ``--new-token``)
 ``migrate-queue`` move queued jobs and results between ARQ's layout and the sharded one
+``jobs``    list, show, retry, cancel, delete jobs; requeue dead letters (``worker.cli_jobs``)
+``queue``   pause, resume or show the queue, fleet-wide
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from cache.client import create_client
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from cache.numbers import seconds_arg
+from worker.cli_jobs import add_jobs, add_queue
 from worker.embedded import EmbeddedServer, EmbeddedServerError
 from worker.outage import StartupTimeout
 from worker.settings import Settings, SettingsError, load_settings
@@ -144,6 +147,8 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
             if verdict.healthy
             else "UNHEALTHY: " + "; ".join(verdict.reasons)
         )
+        for warning in verdict.warnings:  # amber: healthy, but look
+            print(f"warning: {warning}")
     return 0 if verdict.healthy else 1
 
 
@@ -253,8 +258,13 @@ def add_check(sub: Subparsers) -> None:
 
 # -- demo -----------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.demo import run_demo
+    from worker.demo import SidecarStarter, run_demo
 
+    start_sidecar: SidecarStarter | None = None
+    if not args.no_dashboard:
+        from dashboard.server import start_beside
+
+        start_sidecar = start_beside
     headless = args.duration is not None
     coro = run_demo(
         downloads=args.downloads,
@@ -262,7 +272,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         headless=headless,
         seed=args.seed,
-        with_dashboard=not args.no_dashboard,
+        start_sidecar=start_sidecar,
     )
     # SIGTERM before the demo's own handlers are in place (start-up) ends it like Ctrl-C: the
     # embedded server and worker processes are stopped on the way out, never orphaned
@@ -300,8 +310,8 @@ def add_demo(sub: Subparsers) -> None:
 
 # -- dashboard ------------------------------------------------------------------------------
 def cmd_dashboard(args: argparse.Namespace, settings: Settings) -> int:
-    from worker.http.dashboard.security import new_token
-    from worker.http.dashboard.server import (
+    from dashboard.security import new_token
+    from dashboard.server import (
         DashboardConfigError,
         DashboardStartError,
         run_dashboard,
@@ -371,6 +381,8 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_demo,
     add_dashboard,
     add_migrate_queue,
+    add_jobs,
+    add_queue,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 

@@ -23,9 +23,10 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -41,9 +42,6 @@ from worker.processes import stop_processes
 from worker.settings import Settings, load_settings
 from worker.simulation import Simulation
 from worker.watch import WatchState, follow, render
-
-if TYPE_CHECKING:
-    from worker.http.dashboard.server import DashboardServer
 
 TICK_S = 0.5
 READY_TIMEOUT_S = 30.0
@@ -263,22 +261,15 @@ async def run_pipeline(
         return await run_live(manager, sim, publisher, console, interrupted)
 
 
-async def start_dashboard(settings: Settings, out: Console) -> DashboardServer | None:
-    """The dashboard beside the demo (``dashboard.addr``, else any free loopback port)."""
-    from worker.http.dashboard.server import DashboardServer
+class Sidecar(Protocol):
+    """A server run beside the demo (the dashboard), stopped when the demo ends."""
 
-    for addr in (settings.dashboard.addr, "127.0.0.1:0"):
-        local = load_settings(cache={"addr": settings.cache.addr}, dashboard={"addr": addr})
-        server = DashboardServer(local)
-        try:
-            await server.start()
-        except (OSError, RuntimeError) as exc:
-            out.print(f"[dim]dashboard not on {addr}: {exc}[/dim]")
-            await server.aclose()
-            continue
-        out.print(f"dashboard: [bold]{server.url}[/bold] (live downloads: {server.url}downloads)")
-        return server
-    return None
+    async def aclose(self) -> None: ...
+
+
+SidecarStarter = Callable[[Settings, Callable[[str], None]], Awaitable[Sidecar | None]]
+"""Starts the sidecar for the demo's store and says where it is (``dashboard.server.
+start_beside``, handed in by the CLI: only the CLI imports the dashboard)."""
 
 
 async def run_demo(
@@ -288,7 +279,7 @@ async def run_demo(
     headless: bool = False,
     seed: int = 7,
     console: Console | None = None,
-    with_dashboard: bool = True,
+    start_sidecar: SidecarStarter | None = None,
 ) -> int:
     """The whole demo; returns the exit code. Headless: until every download ended; else
     (``make run``) a continuous simulation until SIGINT or SIGTERM."""
@@ -303,13 +294,14 @@ async def run_demo(
         )
         settings = load_settings(cache={"addr": server.addr})
         procs = start_workers(server.addr, workers, Path(tmp))
-        dashboard: DashboardServer | None = None
+        dashboard: Sidecar | None = None
         interrupted = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in stops:
             loop.add_signal_handler(sig, interrupted.set)
         try:
-            dashboard = await start_dashboard(settings, out) if with_dashboard else None
+            if start_sidecar is not None:
+                dashboard = await start_sidecar(settings, out.print)
             report = await run_pipeline(settings, sim, workers, headless, out, interrupted)
         except TimeoutError as exc:
             logs = await asyncio.to_thread(read_logs, Path(tmp))

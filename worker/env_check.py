@@ -40,6 +40,7 @@ NOT_SETTINGS: Mapping[str, str] = {
     "SEEN_TEST_QUEUE_LAYOUT": "the queue layout a test lane runs on (arq or sharded; also the "
     "Go and Node end-to-end tests' worker)",
     "SEEN_TEST_CLIENTS": "0: the Go and Node producer suites are skipped in this lane",
+    "SEEN_TEST_DOCS_IMAGES": "1: the browser tests also write the README's images (docs/img)",
     "SEEN_TEST_REDIS_ADDR": "the Go and Node producer tests: the test server",
     "SEEN_TEST_SPARE_DB": "the Go and Node producer tests: a database they may flush",
     "SEEN_TEST_PREFIX": "the Go and Node producer tests: their ids' prefix",

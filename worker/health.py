@@ -1,10 +1,19 @@
-"""The health verdict behind ``seen-worker health``, judged from the stores.
+"""The health verdict behind ``seen-worker health`` and the dashboard's banner, judged from the
+stores: one set of rules, here.
 
 Heartbeats are stored by ``worker.heartbeat`` (one hash per worker plus an index, on the queue
 store, which never evicts); this module only reads them.
 
-Healthy = the stores answer, at least one worker (or the one named) has a fresh heartbeat, and
-the oldest due job that no worker has started is younger than ``health.max_queue_age``.
+The verdict has a level (``LEVELS``):
+
+- **red** (unhealthy: ``seen-worker health`` exits 1), with ``reasons``: a store does not
+  answer; no worker (or not the one named) has a fresh heartbeat; the oldest due job that no
+  worker has started is older than ``health.max_queue_age``;
+- **amber** (healthy, exit 0, but look), with ``warnings``: the queue is paused; dead letters
+  are being written (one within the last ``DEAD_LETTER_WINDOW_S``); the cache store's memory is
+  at ``maintenance.memory_warning`` of its limit or more; a periodic job missed a recent slot
+  (no worker claimed it within ``fleet.cron_grace``);
+- **green**: neither.
 
 A heartbeat that cannot be read (an id that breaks the id rule, a hash that is not a heartbeat)
 is skipped, counted in ``unreadable`` and logged with its key; it is neither a store fault nor,
@@ -24,11 +33,22 @@ from redis.asyncio import Redis
 from cache.client import create_client
 from cache.errors import CacheError
 from cache.manager import CacheManager
+from cache.stats import parse_info
 from cache.unreadable import Unreadable
+from jobs.deadletter import read_stored
+from jobs.queue_control import pause_state
 from jobs.stats import QueueStats, queue_stats
-from worker.heartbeat import now_ms, read_beats
+from worker.fleet.schedules import read_schedules
+from worker.heartbeat import WorkerBeat, now_ms, read_beats
+from worker.job_modules import load_jobs
 from worker.outage import is_store_outage
 from worker.settings import Settings
+
+LEVELS = ("green", "amber", "red")
+DEAD_LETTER_WINDOW_S = 900
+"""Dead letters written within this window make the verdict amber (as the alert's 15 m)."""
+DEAD_LETTER_SAMPLE = 100
+"""Newest dead letters read to see when they were written."""
 
 
 class HealthVerdict(BaseModel):
@@ -36,6 +56,11 @@ class HealthVerdict(BaseModel):
 
     healthy: bool
     reasons: list[str]
+    """Why it is red (unhealthy)."""
+    level: str = "red"
+    """``green``, ``amber`` or ``red`` (``LEVELS``)."""
+    warnings: list[str] = []
+    """Why it is amber (healthy, but look)."""
     store: dict[str, Any] = {}
     workers: list[dict[str, Any]] = []
     queue: QueueStats | None = None
@@ -112,8 +137,68 @@ async def evaluate(
         reasons.append(
             f"queue backlog: oldest waiting job is {age:.1f}s old (limit {max_age:.1f}s)"
         )
+    try:
+        verdict.warnings = await warnings_of(manager, queue, settings, now, beats)
+    except Exception as exc:
+        if not (isinstance(exc, CacheError) or is_store_outage(exc)):
+            raise
+        verdict.warnings = [f"the amber checks could not read the stores: {exc}"]
     verdict.healthy = not reasons
+    verdict.level = "red" if reasons else ("amber" if verdict.warnings else "green")
     return verdict
+
+
+async def warnings_of(
+    manager: CacheManager,
+    queue: Redis,
+    settings: Settings,
+    now: int,
+    beats: list[WorkerBeat],
+) -> list[str]:
+    """The amber rules (module docstring), each one line."""
+    out = []
+    layout = settings.queue.key_layout()
+    paused = await pause_state(queue, layout)
+    if paused.paused:
+        out.append(paused.describe() + ": workers claim nothing")
+    stored, _ = await read_stored(manager, DEAD_LETTER_SAMPLE)
+    recent = [
+        s for s in stored if s.readable and now - s.letter.at_ms <= DEAD_LETTER_WINDOW_S * 1000
+    ]
+    if recent:
+        many = f"{len(recent)}{'+' if len(recent) == DEAD_LETTER_SAMPLE else ''}"
+        out.append(
+            f"dead letters growing: {many} written in the last {DEAD_LETTER_WINDOW_S // 60} "
+            f"minutes (newest: {recent[0].letter.reason[:120]})"
+        )
+    info = await manager.info()
+    memory = parse_info(info if isinstance(info, dict) else {}).memory_ratio
+    limit = settings.maintenance.memory_warning
+    if memory is not None and memory >= limit:
+        out.append(f"cache store memory at {memory:.0%} of its limit (warning at {limit:.0%})")
+    periods = load_jobs(settings).slot_periods(settings)
+    if periods:
+        fleet = settings.fleet
+        first = min((b.started_ms for b in beats if b.started_ms > 0), default=None)
+        schedules = await read_schedules(
+            queue,
+            manager.keys,
+            settings.maintenance,
+            periods,
+            now,
+            slots=fleet.schedule_slots,
+            history=0,
+            grace_s=fleet.cron_grace,
+            first_worker_ms=first,
+        )
+        for schedule in schedules:
+            missed = schedule.count("missed")
+            if missed:
+                out.append(
+                    f"periodic job {schedule.name} missed {missed} of its last "
+                    f"{fleet.schedule_slots} slots (no worker claimed them)"
+                )
+    return out
 
 
 def unreadable_heartbeats(count: int) -> str:

@@ -2,7 +2,7 @@
 
 ARQ keeps one health key per queue that every worker overwrites and any stopping worker deletes
 (python-arq/arq#276, #291). Instead each worker keeps its own hash ``seen:worker:<id>`` (who,
-since when, last beat, jobs running/done/failed/retried) with a TTL a few beats long, plus its
+since when, last beat, jobs running and ended by outcome) with a TTL a few beats long, plus its
 entry in the ``seen:workers`` index (scored by last beat); on shutdown it removes only its own.
 ``worker.runtime`` writes beats, ``worker.health`` judges them.
 """
@@ -10,8 +10,9 @@ entry in the ``seen:workers`` index (scored by last beat); on shutdown it remove
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, model_validator
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -28,7 +29,9 @@ INDEX_PRUNE_FACTOR = 3
 
 
 class WorkerBeat(BaseModel):
-    """One worker's heartbeat as stored (all fields also readable with HGETALL)."""
+    """One worker's heartbeat as stored (all fields also readable with HGETALL). Jobs ended
+    are counted by outcome (``jobs.outcome``); a beat of an older worker that wrote ``done``
+    is read with that as ``complete`` (a rolling deploy)."""
 
     worker_id: str
     host: str = ""
@@ -38,9 +41,18 @@ class WorkerBeat(BaseModel):
     started_ms: int = 0
     last_beat_ms: int = 0
     running: int = 0
-    done: int | None = None
+    complete: int | None = None
     failed: int | None = None
     retried: int | None = None
+    cancelled: int | None = None
+    stale: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "done" in data and "complete" not in data:
+            data = {**data, "complete": data["done"]}
+        return data
 
     def age_s(self, now_ms: int) -> float:
         return max(0.0, (now_ms - self.last_beat_ms) / 1000)

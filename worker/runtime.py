@@ -3,7 +3,8 @@
 One ``WorkerRuntime`` per worker process, in the job context as ``ctx["runtime"]``. Its loop
 beats every ``worker.heartbeat_interval`` in one pipelined round trip to the queue store that
 - writes the heartbeat (``worker.heartbeat``: who, since when, state, jobs running and ended),
-- adds this worker's new job counts to the fleet-wide ``seen:jobs:stats``.
+- adds this worker's new job counts to the fleet-wide ``seen:jobs:stats``,
+- and those counts with the new jobs' run times to the fleet's history (``jobs.history``).
 
 What it counts comes from whoever runs the jobs, handed over at ``start``: the engine's totals
 under ``seen-worker run``; under ``arq worker.settings.WorkerSettings`` (plain ARQ) the ARQ hooks
@@ -20,15 +21,17 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
+from jobs.history import DURATION_BUCKETS, Activity, add_activity
 from jobs.stats import JOB_OUTCOMES
 from worker.heartbeat import WorkerBeat, add_beat, now_ms, remove_beat
 from worker.outage import OutageLog, is_store_outage
@@ -42,8 +45,12 @@ STOP_LOOP_WITHIN_S = 1.0
 """Longest the heartbeat task gets to end once cancelled."""
 
 
+Durations = Callable[[], tuple[Sequence[int], float]]
+"""Run times of the jobs ended so far by this process: counts per ``jobs.history.
+DURATION_BUCKETS`` bucket and their sum in seconds (``WorkerMetrics.duration_totals``)."""
 Counts = Callable[[], Mapping[str, int]]
-"""Jobs ended so far by this process, by ``seen:jobs:stats`` field (done, failed, retried)."""
+"""Jobs ended so far by this process, by outcome (``jobs.outcome``: the ``seen:jobs:stats``
+fields)."""
 
 
 def make_worker_id() -> str:
@@ -75,6 +82,9 @@ class WorkerRuntime:
         self.http_port: int | None = None
         """The port ``/metrics`` is served on (the bound one when ``http.addr`` says 0)."""
         self._counts: Counts | None = None
+        self._durations: Durations | None = None
+        self._flushed_durations = [0] * (len(DURATION_BUCKETS) + 1)
+        self._flushed_sum_us = 0
         self._running: Callable[[], int] = lambda: len(self.running)
         self._flushed = dict.fromkeys(JOB_OUTCOMES, 0)
         self._last_flush = 0.0
@@ -101,11 +111,14 @@ class WorkerRuntime:
         *,
         counts: Counts | None = None,
         running: Callable[[], int] | None = None,
+        durations: Durations | None = None,
     ) -> None:
-        """Beat once now (best effort) and keep beating in the background. ``counts`` and
-        ``running`` are read at every beat (the engine's totals and running jobs)."""
+        """Beat once now (best effort) and keep beating in the background. ``counts``,
+        ``running`` and ``durations`` are read at every beat (the engine's totals and running
+        jobs, the jobs' run times)."""
         self._client = client
         self._counts = counts
+        self._durations = durations
         if running is not None:
             self._running = running
         await self._beat_logged()
@@ -154,51 +167,66 @@ class WorkerRuntime:
             **counts,
         )
 
-    def _take_deltas(self) -> dict[str, int]:
+    def _take_deltas(self) -> Activity:
+        """What ended since the last flush (taken: ``_give_back`` returns it on failure)."""
         counts = self.counts()
-        if counts is None:
-            return {}
-        deltas = {k: counts[k] - self._flushed[k] for k in JOB_OUTCOMES}
-        self._flushed = {k: counts[k] for k in JOB_OUTCOMES}
-        return deltas
+        outcomes: dict[str, int] = {}
+        if counts is not None:
+            outcomes = {k: counts.get(k, 0) - self._flushed[k] for k in JOB_OUTCOMES}
+            self._flushed = {k: counts.get(k, 0) for k in JOB_OUTCOMES}
+        durations: list[int] = []
+        sum_us = 0
+        if self._durations is not None:
+            now_counts, now_sum = self._durations()
+            durations = [n - f for n, f in zip(now_counts, self._flushed_durations, strict=False)]
+            total_us = round(now_sum * 1_000_000)
+            sum_us = total_us - self._flushed_sum_us
+            self._flushed_durations = list(now_counts)
+            self._flushed_sum_us = total_us
+        return Activity(outcomes, durations, sum_us)
 
-    def _give_back(self, deltas: dict[str, int]) -> None:
-        for name, delta in deltas.items():
+    def _give_back(self, taken: Activity) -> None:
+        for name, delta in taken.outcomes.items():
             self._flushed[name] -= delta
+        for i, delta in enumerate(taken.durations):
+            self._flushed_durations[i] -= delta
+        self._flushed_sum_us -= taken.duration_sum_us
+
+    def _add(self, pipe: Pipeline, taken: Activity) -> None:
+        """Queue the commands that add ``taken`` to the counters and the history."""
+        for name, delta in taken.outcomes.items():
+            if delta:
+                pipe.hincrby(self.keys.job_stats(), name, delta)
+        add_activity(pipe, self.keys, taken, now_ms())
 
     async def flush_counts(self) -> None:
-        """Add this worker's new job counts to ``seen:jobs:stats``."""
+        """Add this worker's new job counts (and run times) to the store."""
         assert self._client is not None
-        deltas = self._take_deltas()
-        if not any(deltas.values()):
+        taken = self._take_deltas()
+        if not taken:
             return
-        key = self.keys.job_stats()
         try:
-            with translate_errors(key, operation="HINCRBY"):
+            with translate_errors(self.keys.job_stats(), operation="HINCRBY"):
                 async with self._client.pipeline(transaction=False) as pipe:
-                    for name, delta in deltas.items():
-                        if delta:
-                            pipe.hincrby(key, name, delta)
+                    self._add(pipe, taken)
                     await pipe.execute()
         except BaseException:
-            self._give_back(deltas)
+            self._give_back(taken)
             raise
         self._last_flush = time.monotonic()
 
     async def beat_once(self) -> None:
-        """Heartbeat and job counts, one round trip."""
+        """Heartbeat, job counts and history, one round trip."""
         assert self._client is not None
-        deltas = self._take_deltas()
+        taken = self._take_deltas()
         try:
             with translate_errors(self.keys.worker_heartbeat(self.worker_id), operation="beat"):
                 async with self._client.pipeline(transaction=False) as pipe:
                     add_beat(pipe, self.keys, self.beat(), self.settings.worker.heartbeat_ttl)
-                    for name, delta in deltas.items():
-                        if delta:
-                            pipe.hincrby(self.keys.job_stats(), name, delta)
+                    self._add(pipe, taken)
                     await pipe.execute()
         except BaseException:
-            self._give_back(deltas)
+            self._give_back(taken)
             raise
         self.beats += 1
         self.last_beat_at = time.monotonic()

@@ -268,7 +268,10 @@ class DashboardSettings(_Listener):
     )
     token: LongToken = Field(None, description="bearer/login token; required off loopback")
     metrics_token: LongToken = Field(None, description="bearer token of /metrics")
-    allow_actions: bool = Field(False, description="requeue dead letters, run periodic jobs now")
+    allow_actions: bool = Field(
+        False,
+        description="actions: retry, cancel, delete jobs; requeue dead letters; run now; pause",
+    )
     allowed_hosts: tuple[AllowedHost, ...] = Field(
         (),
         description="Host names (or host:port) served besides loopback and IP addresses "
@@ -362,7 +365,7 @@ def _importable(module: str) -> bool:
 
 
 class FleetSettings(_Section):
-    """How the dashboard reads the whole fleet from the stores (``worker.http.fleet``).
+    """How the dashboard reads the whole fleet from the stores (``worker.fleet``).
 
     Every read is bounded: by a deadline (a slow store never hangs a page or a scrape), by how
     many keys one SCAN walk looks at, and by how many items a view holds.

@@ -8,10 +8,11 @@ a ``Holding`` context that cancels its body when the lease is lost, raising ``Lo
 compare-and-delete a token lease) that locks, the catalog fill lock, the maintenance run guard
 and worker job leases all use.
 
-Private modules behind it (import them only to test their internals): ``_lease``,
-``_locks``, ``_ratelimit``. See docs/coordination.md.
+Private modules behind it (import them only to test their internals): ``_holder`` (who a
+lock token names), ``_lease``, ``_locks``, ``_ratelimit``. See docs/coordination.md.
 """
 
+from cache.coordination._holder import HolderIdentity, holder_of
 from cache.coordination._lease import Lease
 from cache.coordination._locks import (
     LOCK_COUNTERS,
@@ -38,6 +39,7 @@ __all__ = [
     "LOCK_COUNTERS",
     "MAX_LIMIT",
     "MAX_WINDOW_SECONDS",
+    "HolderIdentity",
     "Holding",
     "Lease",
     "Lock",
@@ -48,4 +50,5 @@ __all__ = [
     "RateLimitResult",
     "RateLimiter",
     "Window",
+    "holder_of",
 ]

@@ -1,11 +1,13 @@
 """Distributed locks: a random token per lease, a fencing token, renewal, and ``LockLost``.
 
-A lock is the key ``seen:lock:{<name>}`` holding the holder's random token, with a TTL (the
-lease). Acquiring also increments ``seen:lock:{<name>}:fence`` in the same script, so every
-acquisition gets a fencing token larger than all before it: a resource that remembers the
-highest token it has seen can refuse a holder that was paused past its lease. Release and
-extend are the lease primitive's compare-and-act scripts (``_lease``): a wrong or expired token
-returns False and changes nothing.
+A lock is the key ``seen:lock:{<name>}`` holding the holder's token, with a TTL (the lease).
+The token names its holder (who, host, pid: ``_holder``) before its random part, so operators
+see who holds a lock without seeing the secret that releases it. Acquiring also increments
+``seen:lock:{<name>}:fence`` in the same script, so every acquisition gets a fencing token
+larger than all before it: a resource that remembers the highest token it has seen can refuse
+a holder that was paused past its lease. Release and extend are the lease primitive's
+compare-and-act scripts (``_lease``): a wrong or expired token returns False and changes
+nothing.
 
 ``hold()`` renews the lease in the background every ``ttl * renew_fraction``. When the lease
 is lost (renewal refused, or the store unreachable until the lease must have run out) the body
@@ -18,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -26,6 +27,7 @@ from types import TracebackType
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
+from cache.coordination._holder import HolderIdentity
 from cache.coordination._lease import Lease
 from cache.errors import CacheError, CorruptKeyError
 from cache.keys import KeyBuilder
@@ -121,8 +123,11 @@ class LockService:
         keys: KeyBuilder,
         default_ttl: float,
         settings: LockSettings | None = None,
+        holder: HolderIdentity | None = None,
     ) -> None:
         self.scripts = scripts
+        self.holder = holder or HolderIdentity.of_process()
+        """Who this process's tokens name (``_holder``)."""
         self.service = service
         self.keys = keys
         self.default_ttl = default_ttl
@@ -157,7 +162,7 @@ class LockService:
 
     async def try_acquire(self, name: str, ttl: TTL | None = None) -> Lock | None:
         """Acquire without waiting; None when someone else holds the lock."""
-        lock, _ = await self._attempt(name, secrets.token_hex(16), self._ms(ttl))
+        lock, _ = await self._attempt(name, self.holder.new_token(), self._ms(ttl))
         return lock
 
     async def acquire(
@@ -172,7 +177,7 @@ class LockService:
         wait = seconds_arg(
             self.settings.acquire_timeout if wait is None else wait, "wait", allow_zero=True
         )
-        token = secrets.token_hex(16)
+        token = self.holder.new_token()
         deadline = time.monotonic() + wait
         base = self.settings.retry_base
         backoff = Backoff(base, max(self.settings.retry_cap, base), rng=self.rng)

@@ -15,7 +15,7 @@ in its header's order), ``_pending`` (coalescing), ``_events`` (event streams), 
 """
 
 from cache.download._cache import DownloadCache
-from cache.download._events import EventFollower, ProgressEvent
+from cache.download._events import EventFollower, ProgressEvent, entry_key
 from cache.download._layout import member, now_ms
 from cache.download._models import (
     MAX_INT,
@@ -28,13 +28,20 @@ from cache.download._models import (
     PublishOutcome,
     progress_from_fields,
 )
-from cache.download._pending import DrainIdFactory, DrainReport, PutResult, new_drain_id
+from cache.download._pending import (
+    CoalescingCounts,
+    DrainIdFactory,
+    DrainReport,
+    PutResult,
+    new_drain_id,
+)
 
 __all__ = [
     "MAX_INT",
     "TERMINAL",
     "ApplyOutcome",
     "ApplyResult",
+    "CoalescingCounts",
     "DownloadCache",
     "DownloadProgress",
     "DownloadStatus",
@@ -45,6 +52,7 @@ __all__ = [
     "ProgressUpdate",
     "PublishOutcome",
     "PutResult",
+    "entry_key",
     "member",
     "new_drain_id",
     "now_ms",

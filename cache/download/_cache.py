@@ -22,7 +22,7 @@ from cache.codec import as_text
 from cache.config import CacheConfig
 from cache.counts import ReadCounts
 from cache.download import _calls
-from cache.download._events import EventFollower
+from cache.download._events import EventFollower, ProgressEvent, read_between
 from cache.download._layout import DownloadLayout, parse_member
 from cache.download._models import (
     ApplyOutcome,
@@ -34,6 +34,7 @@ from cache.download._models import (
     progress_from_fields,
 )
 from cache.download._pending import (
+    CoalescingCounts,
     DrainIdFactory,
     DrainReport,
     PendingUpdates,
@@ -158,15 +159,10 @@ class DownloadCache:
                 scheduled[drain_id] = shard
         return scheduled
 
-    def coalescing_counts(self) -> dict[str, Any]:
-        """This process's coalescing counters, no I/O: ``drain_jobs`` run, ``drained_updates``
-        they consumed, and ``published`` (puts by ``PublishOutcome``, made by producers)."""
+    def coalescing_counts(self) -> CoalescingCounts:
+        """This process's coalescing counters, no I/O (``CoalescingCounts``)."""
         p = self.pending
-        return {
-            "drain_jobs": p.drain_jobs,
-            "drained_updates": p.drained_updates,
-            "published": dict(p.published),
-        }
+        return CoalescingCounts(p.drain_jobs, p.drained_updates, dict(p.published))
 
     async def pending_count(self) -> int:
         """Downloads with a pending (not yet applied) update, over all shards."""
@@ -380,6 +376,21 @@ class DownloadCache:
                     skipped.skip("download_stats", f"{key} field {field!r}", "not an integer")
         totals["active"] = await self.count_active()
         return totals
+
+    async def events_between(
+        self, last: list[str], target: list[str], *, limit: int
+    ) -> list[ProgressEvent] | None:
+        """The live events after the positions ``last`` up to ``target`` (per shard; a
+        reconnecting reader's gap), or None when that cannot be told exactly
+        (``_events.read_between``)."""
+        return await read_between(
+            self.client,
+            self.layout,
+            last,
+            target,
+            limit=limit,
+            maxlen=self.config.download.events_maxlen,
+        )
 
     def follower(self, *, block_ms: int = 1000, count: int = 500) -> EventFollower:
         """A reader of the live event streams of every shard (``seen-worker watch``)."""

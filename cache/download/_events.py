@@ -26,6 +26,60 @@ from cache.errors import translate_errors
 START = "0-0"
 
 
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """An entry id ``<ms>-<n>`` as a tuple that orders like the stream."""
+    ms, _, n = entry_id.partition("-")
+    return int(ms), int(n or 0)
+
+
+async def read_between(
+    client: Redis,
+    layout: DownloadLayout,
+    last: list[str],
+    target: list[str],
+    *,
+    limit: int,
+    maxlen: int,
+) -> list[ProgressEvent] | None:
+    """Every shard's entries after ``last`` up to ``target`` (positions per shard, in shard
+    order; ``0-0`` for an empty stream), oldest first; None when that cannot be told exactly:
+    a position from the future (the store was reset), an entry trimmed in between (the
+    shard's ``last`` entry is gone, or an empty stream has since filled to its cap), or more
+    than ``limit`` entries. One pipelined round trip (XRANGE and XLEN per shard)."""
+    keys = [layout.keys.download_events(s) for s in layout.all_shards()]
+    wanted = [
+        (n, frm, to) for n, (frm, to) in enumerate(zip(last, target, strict=True)) if frm != to
+    ]
+    if any(entry_key(frm) > entry_key(to) for _, frm, to in wanted):
+        return None
+    if not wanted:
+        return []
+    with translate_errors(None, operation="XRANGE events (resume)"):
+        async with client.pipeline(transaction=False) as pipe:
+            for n, frm, to in wanted:
+                pipe.xrange(keys[n], "-" if frm == START else frm, to, count=limit + 2)
+                pipe.xlen(keys[n])
+            replies = await pipe.execute()
+    out: list[ProgressEvent] = []
+    for i, (n, frm, _to) in enumerate(wanted):
+        entries, length = replies[2 * i], int(replies[2 * i + 1])
+        if frm == START:
+            if length >= maxlen:
+                return None  # may have been trimmed since the stream was empty
+        elif not entries or as_text(entries[0][0]) != frm:
+            return None  # the last entry seen was trimmed: entries after it may be too
+        else:
+            entries = entries[1:]
+        if len(entries) > limit or len(out) + len(entries) > limit:
+            return None
+        for raw_id, fields in entries:
+            progress = progress_from_fields(fields)
+            if progress is not None:
+                out.append(ProgressEvent(as_text(raw_id), n, progress))
+    out.sort(key=lambda e: entry_key(e.id))
+    return out
+
+
 @dataclass(frozen=True)
 class ProgressEvent:
     """One stream entry: its id (``<ms>-<n>``, ordered within a shard) and the new state."""

@@ -57,6 +57,18 @@ class PutResult:
     error: CorruptKeyError | None = None
 
 
+@dataclass(frozen=True)
+class CoalescingCounts:
+    """One process's coalescing counters (``DownloadCache.coalescing_counts``)."""
+
+    drain_jobs: int = 0
+    """Drain jobs run here."""
+    drained_updates: int = 0
+    """Pending updates those drains consumed, applied or ignored."""
+    published: dict[PublishOutcome, int] = field(default_factory=dict)
+    """Puts made here (by producers), by what each did."""
+
+
 @dataclass
 class DrainReport:
     """What one drain job did; ``handoff_id`` is a drain job the caller must enqueue.

@@ -28,9 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cache.keys import shard_of, validate_name
+from cache.keys import escape_glob, shard_of, validate_name
 
 LayoutKind = Literal["arq", "sharded"]
+KeyKind = Literal["job", "in-progress", "retry", "result"]
+"""The per-job keys a SCAN pattern can match (``QueueLayout.pattern``)."""
 MAX_SHARDS = 1024
 
 ARQ_JOB_PREFIX = "arq:job:"
@@ -76,6 +78,15 @@ class QueueShard:
     def job_id_of(self, key: str, prefix: str) -> str | None:
         """The job id of a per-job ``key`` with ``prefix`` (one of this shard's), else None."""
         return key[len(prefix) :] if key.startswith(prefix) else None
+
+    def prefix(self, kind: KeyKind) -> str:
+        """The prefix of this shard's per-job keys of ``kind``."""
+        return {
+            "job": self.job_prefix,
+            "in-progress": self.in_progress_prefix,
+            "retry": self.retry_prefix,
+            "result": self.result_prefix,
+        }[kind]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,30 @@ class QueueLayout:
     def for_job(self, job_id: str) -> QueueShard:
         """The shard holding every key of ``job_id``."""
         return self.shards[self.shard_index(job_id)]
+
+    def pattern(self, kind: KeyKind) -> str:
+        """A SCAN pattern (glob-escaped) matching the per-job keys of ``kind`` of every shard:
+        ``arq:result:*``, or ``{<name>:*}:result:*`` (one walk for all shards)."""
+        if self.kind == "arq":
+            return escape_glob(self.shards[0].prefix(kind)) + "*"
+        return escape_glob("{" + self.name + ":") + "*" + escape_glob("}:" + kind + ":") + "*"
+
+    def job_of(self, key: str, kind: KeyKind) -> tuple[QueueShard, str] | None:
+        """(shard, job id) of a per-job key of ``kind`` that ``pattern`` matched; None for a
+        key that only looks like one (another queue's, a shard out of range, no id)."""
+        if self.kind == "arq":
+            shard = self.shards[0]
+        else:
+            head = "{" + self.name + ":"
+            end = key.find("}", len(head))
+            index = key[len(head) : end] if key.startswith(head) and end > 0 else ""
+            if not index.isdigit() or int(index) >= self.count:
+                return None
+            shard = self.shards[int(index)]
+        job_id = shard.job_id_of(key, shard.prefix(kind))
+        if not job_id or self.shard_index(job_id) != shard.index:
+            return None
+        return shard, job_id
 
     def describe(self) -> str:
         """One line for logs and ``seen-worker check``."""

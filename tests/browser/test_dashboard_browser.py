@@ -2,7 +2,8 @@
 
 - live progress bars move and end at the final state; a reconnect resumes without a gap or a
   duplicate (the browser's events are compared with the streams' entries);
-- a dead letter appears and, with actions on, is requeued from the page and applied;
+- a dead letter appears and, with actions on, is requeued from the page (its own id is still
+  taken: the page says so, and it goes under a new id) and applied;
 - a wrong token is refused, the right one lets in;
 - a screenshot of each page is written to ``test-output/screenshots/``.
 """
@@ -23,6 +24,7 @@ from cache.manager import CacheManager
 from jobs.client import ProgressPublisher, enqueue_update
 from tests.conftest import TestServer
 from tests.support.dashboard import TOKEN, running_dashboard
+from tests.support.layout import LAYOUT
 from tests.support.processes import Fleet
 from tests.support.waiting import fresh_beats, items, wait_until
 
@@ -94,14 +96,14 @@ async def test_live_progress_moves_ends_final_and_resumes_without_gaps(
     chromium: Browser, server: TestServer, manager: CacheManager, tmp_path: Path, screenshots: Path
 ) -> None:
     problems: list[str] = []
-    with Fleet(tmp_path, server.addr, queue={"layout": "arq"}) as fleet:
+    with Fleet(tmp_path, server.addr) as fleet:
         fleet.start(1)
         await wait_until(check(lambda: fresh_beats(manager.client)), 20, "a worker")
         async with running_dashboard(server.url) as dash:
             page = await new_page(chromium, problems)
             await page.goto(dash.url + "downloads")
             await until_js(page, "document.getElementById('conn').textContent === 'live'")
-            publisher = ProgressPublisher(manager)
+            publisher = ProgressPublisher(manager, layout=LAYOUT)
             producer = asyncio.create_task(produce(publisher, 0.25))
             row = page.locator(f"tr[data-job='{DOWNLOADS[0]}']")
             await row.wait_for()
@@ -150,9 +152,9 @@ async def test_dead_letter_appears_is_requeued_and_applied(
     owner = ProgressUpdate(job_id=job, user_id="alice", status="downloading", seq=1)
     await manager.download.set_progress(owner)
     stolen = ProgressUpdate(job_id=job, user_id="mallory", status="downloading", seq=5)
-    with Fleet(tmp_path, server.addr, queue={"layout": "arq"}) as fleet:
+    with Fleet(tmp_path, server.addr) as fleet:
         fleet.start(1)
-        await enqueue_update(manager.client, stolen)  # the worker refuses it: another owner
+        await enqueue_update(manager.client, stolen, layout=LAYOUT)  # refused: another owner
         await wait_until(
             check(lambda: items(manager.client, manager.keys.dead_letter())), 20, "a dead letter"
         )
@@ -166,9 +168,20 @@ async def test_dead_letter_appears_is_requeued_and_applied(
             # the old download expired meanwhile (its TTL), so the update now applies
             shard = manager.download.layout.shard(job)
             await manager.client.delete(manager.keys.download_progress(job, shard))
-            await letter.locator("input[type=checkbox]").check()
-            await page.get_by_role("button", name="Requeue selected").click()
-            await page.wait_for_url("**/dead-letters?done=1")
+            checkbox = letter.locator("input[type=checkbox]")
+            await checkbox.check()
+            await page.get_by_role("button", name="Requeue selected", exact=True).click()
+            # its own id is still taken by the refused job's kept result: said, and it stays
+            notice = page.locator("#notice")
+            await notice.wait_for()
+            text = await notice.inner_text()
+            assert "is taken" in text and "requeue it under a new id" in text, text
+            assert await page.locator("tr.letter").count() == 1
+            await page.screenshot(path=str(screenshots / "dead-letters-refused.png"))
+            await page.locator("tr.letter input[type=checkbox]").check()
+            await page.get_by_role("button", name="Requeue selected under new ids").click()
+            await page.locator("#notice.good").wait_for()
+            assert "(a new id)" in await page.locator("#notice").inner_text()
             assert await page.locator("tr.letter").count() == 0
 
             async def applied() -> bool:

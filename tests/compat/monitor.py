@@ -139,7 +139,9 @@ class MonitorRecorder:
         self.control.close()
 
 
-ARQ_LAYOUT_SCRIPTS = frozenset({"queue_enqueue", "queue_claim", "queue_finish"})
+ARQ_LAYOUT_SCRIPTS = frozenset(
+    {"queue_enqueue", "queue_claim", "queue_finish", "job_delete", "job_retry"}
+)
 """The job queue's scripts: on ARQ's own key layout their keys carry no hashtag at all (one
 queue instance, by design); on the sharded layout they must share one like every other."""
 

@@ -18,15 +18,20 @@ from cache.cluster import SeenCluster, slot_of
 from cache.config import CacheSettings
 from cache.errors import CacheError
 from cache.manager import CacheManager
-from jobs.client import enqueue_job, enqueue_update
+from cache.scanpage import scan_page
+from jobs.admin import JobAdmin
+from jobs.browse import list_jobs
+from jobs.client import enqueue_job, enqueue_jobs, enqueue_update
 from jobs.deadletter import read_dead_letters
+from jobs.inspect import inspect_job
+from jobs.wire.layout import QueueLayout
 from tests.support.cancellation import cancel_commands
 from tests.support.cluster import TestCluster
 from tests.support.layout import LAYOUT
 from tests.support.processes import run_burst_worker, run_cli, worker_settings, write_settings
 from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
-from worker.http.fleet.store import read_store
+from worker.fleet.store import read_store
 from worker.queue_store import QueueStoreError, refuse_cluster
 
 pytestmark = pytest.mark.cluster
@@ -184,3 +189,43 @@ async def test_cancelled_commands_end_cancelled_on_the_cluster(cluster: TestClus
         assert await client.set("seen:test:cancel", "after")  # broken connections replaced
     finally:
         await client.aclose()
+
+
+async def test_a_scan_page_walks_every_primary_a_page_at_a_time(manager: CacheManager) -> None:
+    """``cache.scanpage``: the job lists' and the fleet's bounded SCAN pages resume across the
+    primaries (the cursor names the node), missing no key."""
+    for key in SPREAD:
+        await manager.client.set(f"seen:{key}", "x")
+    seen: set[str] = set()
+    cursor: str | None = None
+    for _ in range(2000):
+        page = await scan_page(manager.client, "seen:spread:*", cursor, count=10, max_keys=10)
+        seen |= set(page.keys)
+        cursor = page.cursor
+        if cursor is None:
+            break
+        assert "/" in cursor  # node index / that node's cursor
+    assert seen == {f"seen:{k}" for k in SPREAD}
+
+
+async def test_the_job_tools_on_a_sharded_queue_on_the_cluster(manager: CacheManager) -> None:
+    """Lists page over every shard (each a slot of its own), one job's view and the actions'
+    scripts run on the job's shard alone."""
+    layout = QueueLayout.sharded("cq", 4)
+    ids = [f"c-{n}" for n in range(30)]
+    await enqueue_jobs(manager.client, [("ping", (), j) for j in ids], layout=layout)
+    listed: list[str] = []
+    cursor = None
+    for _ in range(50):
+        page = await list_jobs(manager.client, layout, "waiting", limit=7, cursor=cursor)
+        listed += [r.job_id for r in page.rows]
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert sorted(listed) == sorted(ids)
+    assert (await inspect_job(manager.client, layout, "c-3")).state == "waiting"
+    admin = JobAdmin(manager.client, layout)
+    assert (await admin.delete("c-3")).ok
+    assert (await inspect_job(manager.client, layout, "c-3")).state == "not_found"
+    assert (await admin.retry_now("c-4")).verdict.value == "unchanged"
+    assert (await admin.cancel("c-5")).ok

@@ -11,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
+from dashboard.security import CSP
+from dashboard.server import DashboardConfigError, DashboardServer
 from jobs.deadletter import letter_id, make_dead_letter, push_dead_letters
 from jobs.serializer import parse_record
 from tests.conftest import TestServer
@@ -20,9 +22,8 @@ from tests.support.dashboard import (
     dashboard_settings,
     running_dashboard,
 )
+from tests.support.layout import job_key, queue_length
 from tests.support.processes import run_cli
-from worker.http.dashboard.security import CSP
-from worker.http.dashboard.server import DashboardConfigError, DashboardServer
 from worker.settings import SettingsError
 
 PAGES = ["/", "/downloads", "/schedules", "/dead-letters", "/locks", "/api/overview"]
@@ -172,7 +173,6 @@ async def test_actions_refused_when_read_only(server: TestServer, manager: Cache
 
 async def test_actions_need_csrf_and_own_origin(server: TestServer, manager: CacheManager) -> None:
     await _one_dead_letter(manager)
-    queue_name = "arq:queue"
     async with (
         running_dashboard(server.url, allow_actions=True, max_action_items=2) as dash,
         httpx.AsyncClient(base_url=dash.url) as c,
@@ -193,7 +193,7 @@ async def test_actions_need_csrf_and_own_origin(server: TestServer, manager: Cac
             r = await c.post("/actions/requeue", data=form, headers=headers)
             assert r.status_code == 403, (form, headers, r.text)
         assert await manager.client.llen(manager.keys.dead_letter()) == 1  # type: ignore[misc]
-        assert await manager.client.zcard(queue_name) == 0
+        assert await queue_length(manager.client) == 0
         too_many = {"id": [ident, "a", "b"], "csrf": csrf}
         r = await c.post("/actions/requeue", data=too_many, headers={"Origin": own})
         assert r.status_code == 400 and "at most 2" in r.text
@@ -221,7 +221,7 @@ async def test_actions_need_csrf_and_own_origin(server: TestServer, manager: Cac
         )
         assert r.status_code == 400
     assert await manager.client.llen(manager.keys.dead_letter()) == 0  # type: ignore[misc]
-    assert await manager.client.zcard(queue_name) == 2  # the requeued update and the manual run
+    assert await queue_length(manager.client) == 2  # the requeued update and the manual run
 
 
 async def test_requeue_by_the_shown_id_takes_exactly_that_entry(
@@ -257,18 +257,21 @@ async def test_requeue_by_the_shown_id_takes_exactly_that_entry(
             data={"id": older["id"], "csrf": csrf},
             headers={"Origin": dash.url.rstrip("/"), "Accept": "application/json"},
         )
-        assert r.status_code == 200 and r.json() == {"done": [older["id"]], "refused": {}}
+        assert r.status_code == 200, r.text
+        assert (r.json()["done"], r.json()["refused"]) == ([older["id"]], {})
+        (result,) = r.json()["results"]
+        assert result["new_id"] == "j0" and "its original id" in result["message"]
         left = (await c.get("/api/dead-letters")).json()["groups"][0]["letters"]
     assert [row["job_id"] for row in left] == ["j1"]
     assert await manager.client.lrange(key, 0, -1) == [stored[0]]  # type: ignore[misc]
-    (job_id,) = await manager.client.zrange("arq:queue", 0, -1)
-    record = parse_record(await manager.client.get(f"arq:job:{job_id.decode()}"))
+    assert await queue_length(manager.client) == 1
+    record = parse_record(await manager.client.get(job_key("j0")))
     assert (record["f"], record["a"]) == ("update_progress", [updates[0]])
 
 
 async def test_unreachable_store_is_a_clear_start_error() -> None:
+    from dashboard.server import DashboardStartError
     from worker.embedded import free_port
-    from worker.http.dashboard.server import DashboardStartError
 
     server = DashboardServer(dashboard_settings(f"127.0.0.1:{free_port()}"))
     with pytest.raises(DashboardStartError, match="did not start"):

@@ -13,12 +13,12 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
+from dashboard.hub import EventHub
+from dashboard.server import DashboardServer
 from tests.conftest import TestServer
 from tests.support.dashboard import SseClient, dashboard_client, running_dashboard, sse
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
-from worker.http.dashboard.hub import EventHub
-from worker.http.dashboard.server import DashboardServer
 
 JOBS = [f"dl-{n}" for n in range(12)]  # spread over several shards
 

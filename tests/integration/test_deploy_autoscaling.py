@@ -16,8 +16,8 @@ fleet exporter over a real store that holds a backlog (docs/deploy-kubernetes.md
    SeenNoWorkerAlive and SeenQueueBacklog clear, and the dead-lettered invalid job makes
    SeenDeadLettersGrowing return its series.
 
-The layout is a parameter: ``sharded`` (what compose and the manifests configure) waits for the
-fleet reader's sharded layout (the dashboard's issue), then runs like ``arq``.
+The layout is a parameter: ``sharded`` (what compose and the manifests configure) and ``arq``;
+the fleet reader reads both.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import pytest
 import yaml
 from redis.asyncio import Redis
 
+from dashboard.server import DashboardServer
 from jobs.wire.layout import LayoutKind, QueueLayout
 from tests.conftest import TestServer
 from tests.support.backlog import QueuedJob, progress_job, write_backlog
@@ -41,7 +42,6 @@ from tests.support.deploy import ROOT, find, kustomize
 from tests.support.processes import Fleet
 from tests.support.prometheus import PrometheusServer, ScrapeTarget, require_prometheus
 from tests.support.waiting import wait_until
-from worker.http.dashboard.server import DashboardServer
 from worker.settings import load_settings
 
 JOBS = 300
@@ -50,10 +50,6 @@ OLDEST_S = 100.0
 ALERTS = ROOT / "docs" / "alerts.yml"
 FIRING_WITH_BACKLOG = {"SeenNoWorkerAlive", "SeenQueueBacklog"}
 FIRING_AFTER_DRAIN = {"SeenDeadLettersGrowing"}
-SHARDED_PENDING = (
-    "the sharded queue engine and its fleet reader are being written on another branch; "
-    "enable this case when they land"
-)
 
 
 def scaled_object() -> dict[str, Any]:
@@ -114,9 +110,7 @@ def backlog(now_ms: int) -> list[QueuedJob]:
     return [*jobs, bad]
 
 
-@pytest.mark.parametrize(
-    "layout", ["arq", pytest.param("sharded", marks=pytest.mark.skip(reason=SHARDED_PENDING))]
-)
+@pytest.mark.parametrize("layout", ["arq", "sharded"])
 @pytest.mark.timeout(240)
 async def test_keda_queries_and_alerts_on_a_fleet_with_a_backlog(
     server: TestServer, raw: Redis, tmp_path: Path, layout: LayoutKind
@@ -164,7 +158,7 @@ async def test_keda_queries_and_alerts_on_a_fleet_with_a_backlog(
             )
             assert {x.labels["alertstate"] for x in alerts} == {"pending"}  # they have `for:`
 
-            with Fleet(tmp_path, server.addr, queue={"layout": layout}) as fleet:
+            with Fleet(tmp_path, server.addr, queue={"layout": layout, "shards": 8}) as fleet:
                 fleet.start(1)
                 await prom.wait_for_value(depth_query, lambda v: v == 0, within=90)
                 await prom.wait_for_value(age_query, lambda v: v == 0, within=30)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,20 +27,21 @@ from redis.asyncio import Redis
 from cache.keys import shard_of
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
+from dashboard.exporter import render_fleet_metrics
 from jobs import maintenance
 from jobs.deadletter import letter_id
 from jobs.schedule import SlotClaims, slot_of
-from jobs.wire.layout import QueueLayout
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
 from tests.integration.test_worker_metrics import families, value
+from tests.support.layout import LAYOUT, QUEUE_SECTION, put_job, queue_length
 from tests.support.processes import Fleet
 from tests.support.queue import TestQueue, producer
 from tests.support.sources import SLOW_EVENTS
 from tests.support.updates import upd
 from tests.support.waiting import items, wait_until
+from worker.fleet import FleetReader
 from worker.heartbeat import WorkerBeat, add_beat, read_beats
-from worker.http.fleet import FleetReader, render_fleet_metrics
 from worker.settings import Settings, load_settings
 
 pytestmark = pytest.mark.timeout(90)
@@ -54,6 +56,7 @@ def reader_settings(addr: str, **sections: dict[str, Any]) -> Settings:
         "cache": {"addr": addr},
         "health": {"stale_after": STALE_AFTER},
         "maintenance": {"stats_every": PERIOD, "cleanup_every": 0, "warmup_every": 0},
+        "queue": dict(QUEUE_SECTION),
     }
     base.update(sections)
     return load_settings(**base)
@@ -69,7 +72,6 @@ def workers(server: TestServer, tmp_path: Path) -> Iterator[Fleet]:
     sections: dict[str, dict[str, Any]] = {
         "worker": {"max_jobs": 1, "heartbeat_ttl": 60.0},  # planted beats stay indexed
         "warmup": {"callables": ["tests.support.sources:slow_source"]},
-        "queue": {"layout": "arq"},  # the fleet reader reads ARQ's layout (for now)
     }
     with Fleet(tmp_path, server.addr, **sections) as fleet:
         yield fleet
@@ -77,7 +79,7 @@ def workers(server: TestServer, tmp_path: Path) -> Iterator[Fleet]:
 
 @pytest.fixture
 async def pool(server: TestServer) -> AsyncIterator[TestQueue]:
-    pool = producer(server.addr, QueueLayout.arq())
+    pool = producer(server.addr)
     try:
         yield pool
     finally:
@@ -102,7 +104,7 @@ async def plant_beats(manager: CacheManager) -> None:
         pid=7,
         started_ms=now - 30 * 86_400_000,
         last_beat_ms=now - 30_000,
-        done=4,
+        complete=4,
     )
     async with manager.client.pipeline(transaction=False) as pipe:
         add_beat(pipe, manager.keys, old, 120)
@@ -138,13 +140,12 @@ async def test_views_and_series_after_known_work(
     await pool.enqueue_job("ping")
     await pool.enqueue_job("update_progress", {"job_id": "dl-x", "seq": "not a number"})
     record = {"t": 1, "f": "no_such_function", "a": [], "k": {}, "et": int(time.time() * 1000)}
-    await raw.set("arq:job:unknown-1", json.dumps(record))
-    await raw.zadd("arq:queue", {"unknown-1": int(time.time() * 1000)})
+    await put_job(raw, "unknown-1", json.dumps(record), int(time.time() * 1000))
 
     async def settled() -> bool:
         assert worker.running, worker.log()
         dead = len(await items(raw, "seen:jobs:dead"))
-        return dead == 2 and await raw.zcard("arq:queue") == 0
+        return dead == 2 and await queue_length(raw) == 0
 
     await wait_until(settled, 30, "ping done and two jobs dead-lettered")
 
@@ -179,16 +180,20 @@ async def test_views_and_series_after_known_work(
     assert live.alive and live.pid == worker.pid and live.running == 1 and live.state == "running"
     assert live.heartbeat_age_s < STALE_AFTER
     assert not by_id["w-stale"].alive and 29 < by_id["w-stale"].heartbeat_age_s < 60
-    assert by_id["w-stale"].done == 4 and by_id["w-stale"].state == "running"
+    assert by_id["w-stale"].ended["complete"] == 4 and by_id["w-stale"].state == "running"
     assert not by_id["w-gone"].alive and by_id["w-gone"].state == "expired"
     assert (overview.alive, overview.stale) == (1, 2)
     q = overview.queue
-    results = len([k async for k in raw.scan_iter("arq:result:*")])
+    results = len(
+        [k async for k in raw.scan_iter(LAYOUT.pattern("result")) if LAYOUT.job_of(k, "result")]
+    )
     assert results >= 1
     assert (q.due, q.deferred, q.in_progress, q.results) == (3, 1, 1, results)
     assert q.counted and q.results_complete
     assert q.oldest_due_age_s is not None and 0 <= q.oldest_due_age_s <= time.time() - due_at + 1
-    assert (overview.jobs.done or 0) >= 1 and (overview.jobs.failed or 0) >= 1
+    assert (overview.jobs.totals["complete"] or 0) >= 1 and (
+        overview.jobs.totals["failed"] or 0
+    ) >= 1
     assert overview.store.ok and overview.store.used_memory > 0
     assert overview.dead_letters == 2
 
@@ -214,8 +219,14 @@ async def test_views_and_series_after_known_work(
     }
 
     # -- schedules --------------------------------------------------------------------------
-    (schedule,) = await reader.schedules()
+    schedule, repair = await reader.schedules()
     assert schedule.name == "log_cache_stats" and schedule.period_s == PERIOD
+    # a periodic job that claims no slot is listed too, with its next run and current job
+    assert repair.name == "repair_pending_progress" and not repair.claims_slots
+    assert repair.period_s == 60 and not repair.slots and not repair.history
+    assert repair.next_ms is not None and 0 < repair.next_ms - time.time() * 1000 <= 60_000
+    assert repair.current_job_id == f"repair_pending_progress:{repair.next_ms - 60_000}"
+    assert repair.current_state in ("not_found", "waiting", "running")
     states = {s.slot: s.state for s in schedule.slots}
     assert min(states) == current - settings.fleet.schedule_slots + 1
     assert states[current + 1] == "expected"
@@ -241,13 +252,19 @@ async def test_views_and_series_after_known_work(
     kinds = {(v.kind, v.name): v for v in views}
     lease = kinds[("lease", warmup.job_id)]
     assert lease.holder == live.worker_id and lease.ttl_s is not None and 0 < lease.ttl_s <= 2
+    assert (lease.host, lease.pid, lease.beating) == (live.host, worker.pid, True)
+    assert lease.job_id == warmup.job_id
     guard = kinds[("guard", "warmup_cache")]
-    assert guard.holder == warmup.job_id and guard.store == "queue"
+    assert guard.job_id == warmup.job_id and guard.store == "queue"
+    assert (guard.holder, guard.pid) == (live.worker_id, worker.pid)  # the run holding it
     held = kinds[("lock", "fleet-test")]
-    assert held.fencing_token == lock.fence and held.holder == lock.token[:8] + "…"
+    me = manager.locks.holder
+    assert held.fencing_token == lock.fence and (held.holder, held.pid) == (me.who, os.getpid())
+    assert held.host == me.host and held.beating is None  # not a worker
     assert held.ttl_s is not None and 25 < held.ttl_s <= 30
     assert len(views) == 3
-    assert lock.token not in json.dumps([v.holder for v in views])
+    secret = lock.token.rpartition(":")[2]
+    assert len(secret) == 32 and secret not in json.dumps([dataclasses.asdict(v) for v in views])
 
     # -- downloads --------------------------------------------------------------------------
     shards = await reader.downloads()
@@ -284,7 +301,10 @@ async def test_views_and_series_after_known_work(
     assert value(by_reason, reason="invalid_payload") == 1
     assert value(by_reason, reason="invalid_record") == 0
     assert series["seen_fleet_jobs"].type == "counter"
-    assert value(series["seen_fleet_jobs"], "_total", outcome="done") == overview.jobs.done
+    assert (
+        value(series["seen_fleet_jobs"], "_total", outcome="complete")
+        == overview.jobs.totals["complete"]
+    )
     success = series["seen_fleet_cron_last_success_timestamp_seconds"]
     assert value(success, cron="log_cache_stats") == schedule.last_success_ms / 1000
     slots = series["seen_fleet_cron_slots"]
@@ -325,7 +345,7 @@ async def test_slots_before_a_fresh_fleet_are_not_missed(
     async with manager.client.pipeline(transaction=False) as pipe:
         add_beat(pipe, manager.keys, beat, 60)
         await pipe.execute()
-    (schedule,) = await FleetReader(manager.client, manager, settings).schedules()
+    (schedule,) = await FleetReader(manager.client, manager, settings).schedules(unclaimed=False)
     assert {s.slot for s in schedule.slots} <= {current, current + 1}
     assert {s.slot: s.state for s in schedule.slots}[current + 1] == "expected"
     assert schedule.counts["missed"] == 0
@@ -334,6 +354,6 @@ async def test_slots_before_a_fresh_fleet_are_not_missed(
     async with manager.client.pipeline(transaction=False) as pipe:
         add_beat(pipe, manager.keys, old.model_copy(update={"last_beat_ms": now}), 60)
         await pipe.execute()
-    (schedule,) = await FleetReader(manager.client, manager, settings).schedules()
+    (schedule,) = await FleetReader(manager.client, manager, settings).schedules(unclaimed=False)
     assert len(schedule.slots) == settings.fleet.schedule_slots + 1
     assert schedule.counts["missed"] >= settings.fleet.schedule_slots - 1

@@ -31,11 +31,12 @@ from cache.manager import CacheManager
 from jobs.deadletter import make_dead_letter, push_dead_letters
 from tests.conftest import TestServer
 from tests.support.dashboard import running_dashboard, sse
+from tests.support.layout import QUEUE_SECTION, lease_key
 from tests.support.processes import run_cli
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
+from worker.fleet import FleetReader
 from worker.heartbeat import WorkerBeat, add_beat
-from worker.http.fleet import FleetReader
 from worker.settings import load_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -96,8 +97,8 @@ async def plant(manager: CacheManager, client: Redis) -> Planted:
     # locks and leases: one good of each, one of each that is not a string
     await manager.session.acquire_lock("good-lock", 60)
     await raw.hset(keys.lock("bad-lock"), mapping={"x": "1"})
-    await raw.set("arq:in-progress:job-good", "w-good:abc", px=60_000)
-    await raw.rpush("arq:in-progress:job-bad", "x")
+    await raw.set(lease_key("job-good"), "w-good:abc", px=60_000)
+    await raw.rpush(lease_key("job-bad"), "x")
     # schedules: a good run of log_cache_stats, an entry that is not JSON, two bad claims
     slot = now // (STATS_PERIOD * 1000)
     run_id = f"log_cache_stats:{slot * STATS_PERIOD * 1000}"
@@ -141,7 +142,7 @@ async def test_pages_and_json_show_the_good_rows_and_count_the_bad(
         assert r.status_code == 200, r.text
         overview = r.json()
         assert [w["worker_id"] for w in overview["workers"]] == [good.good_worker]
-        assert overview["jobs"]["done"] == 5
+        assert overview["jobs"]["totals"]["complete"] == 5
         assert overview["unreadable"]["by_kind"] == {"heartbeat": 3, "job_counter": 1}
         assert r.headers["x-seen-unreadable"] == "4"
         page = await c.get("/")
@@ -218,7 +219,7 @@ async def test_exporter_counts_unreadable_records_by_kind(
     for kind, count in EXPORTED.items():
         assert samples[("seen_fleet_unreadable_records", (("kind", kind),))] == count, kind
     assert samples[("seen_fleet_workers", (("state", "alive"),))] == 1
-    assert samples[("seen_fleet_jobs_total", (("outcome", "done"),))] == 5
+    assert samples[("seen_fleet_jobs_total", (("outcome", "complete"),))] == 5
     assert ("seen_fleet_jobs_total", (("outcome", "failed"),)) not in samples  # unknown
 
 
@@ -229,7 +230,7 @@ async def test_a_flood_of_bad_rows_is_counted_and_logged_a_few_times(
     now = int(time.time() * 1000)
     await raw.zadd(manager.keys.workers_index(), {f"bad id {n}": now for n in range(500)})
     caplog.set_level(logging.WARNING)
-    settings = load_settings(cache={"addr": server.addr})
+    settings = load_settings(cache={"addr": server.addr}, queue=dict(QUEUE_SECTION))
     reader = FleetReader(manager.client, manager, settings)
     from cache.unreadable import Unreadable
 
@@ -262,7 +263,7 @@ async def test_health_stats_and_watch_commands(
     stats = _cli(server, "stats", "--json")
     assert stats.returncode == 0, stats.stderr
     figures = json.loads(stats.stdout)
-    assert figures["jobs_done"] == 5 and figures["jobs_failed"] is None
+    assert figures["jobs_complete"] == 5 and figures["jobs_failed"] is None
     assert figures["unreadable_records"] == 1
     assert "seen:jobs:stats" in stats.stderr  # named, on stderr
 

@@ -31,7 +31,7 @@ async def beat(manager: CacheManager, worker_id: str, age_s: float = 0.0, ttl: f
         host="h",
         pid=1,
         last_beat_ms=int((time.time() - age_s) * 1000),
-        done=3,
+        complete=3,
     )
     async with manager.client.pipeline(transaction=False) as pipe:
         add_beat(pipe, manager.keys, record, ttl)
@@ -50,7 +50,7 @@ async def test_fresh_heartbeat_is_healthy(manager: CacheManager, settings: Setti
     verdict = await evaluate(manager, manager.client, settings)
     assert verdict.healthy, verdict.reasons
     (worker,) = verdict.workers
-    assert worker["worker_id"] == "w1" and worker["fresh"] and worker["done"] == 3
+    assert worker["worker_id"] == "w1" and worker["fresh"] and worker["complete"] == 3
 
 
 async def test_stale_heartbeat(manager: CacheManager, settings: Settings) -> None:
@@ -136,7 +136,7 @@ async def test_health_and_stats_commands(manager: CacheManager, server: TestServ
     stats = _cli(server, "stats", "--json")
     assert stats.returncode == 0, stats.stderr
     figures = json.loads(stats.stdout)
-    assert {"memory_used", "hit_rate", "queue_depth", "oldest_job_age_s", "jobs_done"} <= set(
+    assert {"memory_used", "hit_rate", "queue_depth", "oldest_job_age_s", "jobs_complete"} <= set(
         figures
     )
     table = _cli(server, "stats")

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.config import CacheConfig
-from cache.coordination import Lease, Lock, LockLost, LockTimeout
+from cache.coordination import Lease, Lock, LockLost, LockTimeout, holder_of
 from cache.errors import InvalidKeyError
 from cache.manager import CacheManager
 
@@ -229,6 +229,20 @@ async def test_compatibility_calls_on_session(manager: CacheManager, raw: Redis)
     assert not await manager.session.release_lock("seed", "wrong")
     assert await manager.session.release_lock("seed", lock_id)
     assert not await manager.session.release_lock("seed", lock_id)
+
+
+async def test_a_lock_token_names_its_holder_and_only_the_whole_token_releases(
+    cache_config: CacheConfig, raw: Redis
+) -> None:
+    async with await CacheManager.connect(cache_config, holder="worker-x-7-abcdef") as named:
+        lock = await named.locks.acquire("report", ttl=30)
+        stored = await raw.get("seen:lock:{report}")
+        assert stored == lock.token
+        holder = holder_of(lock.token)
+        assert holder is not None and holder.who == "worker-x-7-abcdef"
+        prefix = lock.token.rpartition(":")[0] + ":"
+        assert not await named.locks.release("report", prefix)  # the name alone releases nothing
+        assert await lock.release()
 
 
 @pytest.mark.parametrize("name", ["", "has space", "glob*", "{tag}", "x" * 129])

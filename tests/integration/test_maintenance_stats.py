@@ -7,19 +7,23 @@ import functools
 import json
 import logging
 import time
+from collections.abc import Awaitable
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 
+from cache.clock import wall_ms
 from cache.download import TERMINAL, ApplyOutcome, DownloadStatus
 from cache.manager import CacheManager
 from jobs import maintenance
-from jobs.stats import collect, job_counters, logfmt, queue_stats
+from jobs.stats import JOB_OUTCOMES, collect, job_counters, logfmt, queue_stats
 from tests.conftest import TestServer, cache_config_for
 from tests.integration.test_health import _cli
 from tests.integration.test_maintenance import make_ctx
 from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
+from worker.heartbeat import read_beats
 from worker.runtime import WorkerRuntime
 from worker.settings import load_settings
 
@@ -80,14 +84,36 @@ async def test_job_counters_add_up_across_workers(
 ) -> None:
     """Two workers' runtimes push their counts (a beat, then the last flush at stop)."""
     settings = load_settings(cache={"addr": server.addr})
-    for done, failed, retried in ((3, 1, 0), (2, 0, 4)):
+    for complete, failed, retried, cancelled in ((3, 1, 0, 2), (2, 0, 4, 0)):
         runtime = WorkerRuntime(settings)
-        counts = {"done": 0, "failed": 0, "retried": 0}
+        counts = dict.fromkeys(JOB_OUTCOMES, 0)
         await runtime.start(raw, counts=functools.partial(dict, counts))
-        counts.update(done=done, failed=failed, retried=retried)
+        counts.update(complete=complete, failed=failed, retried=retried, cancelled=cancelled)
         await runtime.stop()
     counters = await job_counters(raw, manager.keys)
-    assert (counters.done, counters.failed, counters.retried) == (5, 1, 4)
+    assert counters.model_dump() == {
+        "complete": 5,
+        "failed": 1,
+        "retried": 4,
+        "cancelled": 2,
+        "stale": 0,
+    }
+    fields = await cast(Awaitable[list[str]], raw.hkeys(manager.keys.job_stats()))
+    assert set(fields) <= set(JOB_OUTCOMES)
+
+
+async def test_old_workers_done_counts_as_complete(manager: CacheManager, raw: Redis) -> None:
+    """A rolling deploy: workers before the one vocabulary still add to ``done``; it is read
+    as ``complete``, added to what the new workers counted, in the totals and heartbeats."""
+    stats = manager.keys.job_stats()
+    await cast(Awaitable[int], raw.hset(stats, mapping={"done": 7, "complete": 3, "failed": 1}))
+    counters = await job_counters(raw, manager.keys)
+    assert (counters.complete, counters.failed, counters.cancelled) == (10, 1, 0)
+    beat_key = manager.keys.worker_heartbeat("old-1")
+    await cast(Awaitable[int], raw.hset(beat_key, mapping={"worker_id": "old-1", "done": 4}))
+    await raw.zadd(manager.keys.workers_index(), {"old-1": wall_ms()})
+    (beat,) = await read_beats(raw, manager.keys)
+    assert beat.complete == 4
 
 
 async def test_collect_and_logfmt(manager: CacheManager, raw: Redis) -> None:
@@ -117,7 +143,8 @@ async def test_log_cache_stats_logs_one_structured_line(
     assert f" active_downloads={active}" in lines[0].getMessage()
     for name in ("memory_used", "hit_rate", "ops_per_sec", "evicted_keys", "clients", "keys"):
         assert f"{name}=" in lines[0].getMessage()
-    for name in ("queue_depth", "oldest_job_age_s", "jobs_done", "jobs_failed", "jobs_retried"):
+    names = ("queue_depth", "oldest_job_age_s", "jobs_complete", "jobs_failed", "jobs_retried")
+    for name in (*names, "jobs_cancelled", "jobs_stale"):
         assert f"{name}=" in lines[0].getMessage()
     assert not any(r.levelno >= logging.WARNING for r in caplog.records)
 

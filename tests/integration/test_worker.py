@@ -99,7 +99,7 @@ async def test_burst_worker_runs_jobs_counts_and_cleans_up(server: TestServer, r
     assert not await raw.exists(f"seen:worker:{worker_id}")
     assert await raw.zcard("seen:workers") == 0
     counters = await job_counters(raw, KeyBuilder())
-    assert (counters.done, counters.failed, counters.retried) == (1, 1, 0)
+    assert (counters.complete, counters.failed, counters.retried) == (1, 1, 0)
     # ARQ's shared health key is never written; ours is per worker.
     assert not await raw.exists("arq:queue:health-check")
 

@@ -32,7 +32,7 @@ from tests.support.processes import Fleet, queue_pool
 from tests.support.updates import upd
 from tests.support.waiting import items, wait_until
 from worker.embedded import EmbeddedServer, free_port
-from worker.http.series import (
+from worker.metrics.totals import (
     CRON_OUTCOMES,
     JOB_OUTCOMES,
     LOCK_RESULTS,
@@ -174,7 +174,7 @@ async def test_coalescing_drains_count_the_published_updates(
             )
             for outcome in PUBLISH_OUTCOMES:  # the worker published nothing itself
                 assert value(found["seen_progress_publishes"], "_total", outcome=outcome) == 0
-            assert sum(manager.download.coalescing_counts()["published"].values()) == 10
+            assert sum(manager.download.coalescing_counts().published.values()) == 10
     finally:
         await manager.aclose()
         await pool.aclose()

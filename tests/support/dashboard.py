@@ -11,18 +11,26 @@ from typing import Any
 
 import httpx
 
-from worker.http.dashboard.server import DashboardServer
+from dashboard.server import DashboardServer
+from tests.support.layout import QUEUE_SECTION
 from worker.settings import Settings, load_settings
 
 TOKEN = "t" * 8 + "-test-token-of-at-least-32-bytes"
 METRICS_TOKEN = "m" * 8 + "-metrics-token-at-least-32-bytes"
 
 
+JOB_MODULES = ["tests.support.jobs"]
+"""The tests' own jobs: the dashboard knows them as the workers that run them do."""
+
+
 def dashboard_settings(url: str, **dashboard: Any) -> Settings:
     values: dict[str, Any] = {"addr": "127.0.0.1:0", "heartbeat": 0.5, "read_block": 0.2}
     values.update(dashboard)
     return load_settings(
-        cache={"addr": url, "connect_timeout": 0.5, "retries": 2}, dashboard=values
+        cache={"addr": url, "connect_timeout": 0.5, "retries": 2},
+        dashboard=values,
+        queue=dict(QUEUE_SECTION),
+        worker={"job_modules": JOB_MODULES},
     )
 
 

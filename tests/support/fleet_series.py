@@ -12,13 +12,14 @@ import re
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.http.fleet.exporter import (
+from dashboard.exporter import (
     FleetSnapshot,
     StaticCollector,
     scrape_families,
     snapshot_families,
 )
-from worker.http.fleet.models import (
+from jobs.outcome import OUTCOMES
+from worker.fleet.models import (
     DeadLetters,
     JobTotals,
     Overview,
@@ -34,7 +35,9 @@ SERIES = re.compile(r"\b(seen_[a-z0-9_]+)\b")
 
 def exported_sample_names() -> set[str]:
     queue = QueueView("arq:queue", 0, 0, 0, 0, None, True, True)
-    overview = Overview(0, [], queue, JobTotals(0, 0, 0), StoreView(ok=True), 0, 15.0)
+    overview = Overview(
+        0, [], queue, JobTotals(dict.fromkeys(OUTCOMES, 0)), StoreView(ok=True), 0, 15.0
+    )
     snapshot = FleetSnapshot(
         overview,
         [Schedule("log_cache_stats", 300, [], [], None)],

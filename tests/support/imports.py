@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("cache", "jobs", "worker")
+PACKAGES = ("cache", "jobs", "worker", "dashboard")
 
 ENTRY_POINT_ALIASES = {("worker.settings", "worker.app")}
 """``arq worker.settings.WorkerSettings`` resolves ``worker.app.WorkerSettings`` by name when

@@ -1,4 +1,6 @@
-"""docs/alerts.yml is a Prometheus rule file whose expressions name only series that exist.
+"""docs/alerts.yml is a Prometheus rule file whose expressions name only series that exist,
+which promtool accepts and whose unit tests (docs/alerts.test.yml) pass: each alert fires on
+series that should fire it and stays quiet otherwise.
 
 The series names come from the fleet exporter itself (``tests.support.fleet_series``), so a
 renamed series breaks this test.
@@ -13,6 +15,7 @@ from typing import Any
 import yaml
 
 from tests.support.fleet_series import SERIES, exported_sample_names
+from tests.support.prometheus import promtool
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RULES = DOCS / "alerts.yml"
@@ -74,3 +77,58 @@ def test_the_fleet_section_s_yaml_examples_parse() -> None:
         for job in jobs.values():
             assert job["authorization"]["type"] == "Bearer"
             assert job["authorization"]["credentials_file"]
+
+
+TESTS = DOCS / "alerts.test.yml"
+
+
+def test_promtool_accepts_the_rules() -> None:
+    out = promtool("check", "rules", str(RULES))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"SUCCESS: {len(rules())} rules found" in out.stdout
+
+
+def test_promtool_unit_tests_pass() -> None:
+    """docs/alerts.test.yml: each alert fires on the series that should fire it, not before its
+    ``for``, and stays quiet on the ones that should not (Prometheus' own rule engine)."""
+    out = promtool("test", "rules", str(TESTS))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_every_alert_has_a_firing_and_a_quiet_case() -> None:
+    document = yaml.safe_load(TESTS.read_text(encoding="utf-8"))
+    assert document["rule_files"] == ["alerts.yml"]
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for case in document["tests"]:
+        for check in case["alert_rule_test"]:
+            (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {rule["alert"] for rule in rules()}
+    assert fires == names, names - fires
+    assert quiet == names, names - quiet
+
+
+def test_the_checker_fails_a_wrong_expectation(tmp_path: Path) -> None:
+    """The promtool run can fail: an alert expected where none fires is reported."""
+    (tmp_path / "alerts.yml").write_text(RULES.read_text(encoding="utf-8"), encoding="utf-8")
+    wrong = {
+        "rule_files": ["alerts.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": "seen_fleet_up", "values": "1x5"}],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "5m",
+                        "alertname": "SeenFleetExporterDown",
+                        "exp_alerts": [{"exp_labels": {"severity": "critical"}}],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "wrong.yml").write_text(yaml.safe_dump(wrong), encoding="utf-8")
+    out = promtool("test", "rules", str(tmp_path / "wrong.yml"))
+    assert out.returncode != 0 and "FAILED" in out.stdout + out.stderr

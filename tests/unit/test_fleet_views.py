@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from worker.http.fleet.deadletters import reason_kind
-from worker.http.fleet.downloads import entry_ms
-from worker.http.fleet.locks import lease_holder, lock_name
-from worker.http.fleet.models import SLOT_STATES, RunView, Schedule, SlotView
-from worker.http.fleet.schedules import last_success_ms, parse_run, slot_state
+from jobs.inspect import lease_holder
+from worker.fleet.deadletters import reason_kind
+from worker.fleet.downloads import entry_ms
+from worker.fleet.locks import lock_name
+from worker.fleet.models import SLOT_STATES, RunView, Schedule, SlotView
+from worker.fleet.schedules import last_success_ms, parse_run, slot_state
 
 P = 300
 SLOT = 6_000_000

@@ -1,7 +1,8 @@
 """The package layout, checked statically (``ast``, imports inside functions included).
 
-- Arrows point down only: ``worker -> jobs -> cache``. ``cache`` imports neither ``jobs`` nor
-  ``worker``; ``jobs`` never imports ``worker``.
+- Arrows point down only: ``dashboard -> worker -> jobs -> cache``. ``cache`` imports neither
+  ``jobs`` nor ``worker``; ``jobs`` never imports ``worker``; nothing imports ``dashboard`` but
+  the CLI (``worker.cli`` starts it: ``seen-worker dashboard`` and the demo's dashboard).
 - ``jobs/`` and ``worker/`` use the public API of cache's subpackages (``cache.catalog``,
   ``cache.download``, ``cache.coordination``), never a module behind it.
 - No import cycle inside ``cache`` (the whole project: ``test_import_cycles.py``).
@@ -25,7 +26,9 @@ from tests.support.imports import (
 )
 
 SUBPACKAGES = ("cache.catalog", "cache.download", "cache.coordination")
-RANK = {"cache": 0, "jobs": 1, "worker": 2}
+RANK = {"cache": 0, "jobs": 1, "worker": 2, "dashboard": 3}
+DASHBOARD_STARTERS = {"worker.cli"}
+"""The one module below ``dashboard`` that may import it (inside its command functions)."""
 MODULES = project_modules()
 
 
@@ -52,9 +55,22 @@ def test_arrows_point_down_only() -> None:
         rank = RANK[module.partition(".")[0]]
         for name, line in imports(module):
             top = name.partition(".")[0]
+            if top == "dashboard" and module in DASHBOARD_STARTERS:
+                continue
             if top in RANK and RANK[top] > rank:
                 wrong.append(f"{module}:{line} imports {name}")
     assert wrong == []
+
+
+def test_only_the_cli_imports_the_dashboard() -> None:
+    importers = {
+        module
+        for module in MODULES
+        if not module.startswith("dashboard")
+        for name, _ in imports(module)
+        if name.partition(".")[0] == "dashboard"
+    }
+    assert importers == DASHBOARD_STARTERS
 
 
 def private_imports(source: str) -> list[tuple[int, str]]:
@@ -89,7 +105,7 @@ def test_the_private_import_check_sees_modules_and_private_names() -> None:
     ]
 
 
-@pytest.mark.parametrize("package", ["jobs", "worker", "bench"])
+@pytest.mark.parametrize("package", ["jobs", "worker", "dashboard", "bench"])
 def test_jobs_and_worker_use_only_public_cache_apis(package: str) -> None:
     private = []
     for path in sorted((ROOT / package).rglob("*.py")):
@@ -111,7 +127,7 @@ def test_jobs_and_worker_do_not_reach_into_the_download_cache() -> None:
     """``manager.download.publish``/``drain``/``schedule_drains`` are the API; its parts
     (``.pending``, ``.layout``) are not."""
     reach = []
-    for package in ("jobs", "worker"):
+    for package in ("jobs", "worker", "dashboard"):
         for path in sorted((ROOT / package).rglob("*.py")):
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if (

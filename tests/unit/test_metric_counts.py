@@ -5,7 +5,6 @@ store failures recorded by the job wrapper."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from arq.worker import Retry
@@ -23,7 +22,7 @@ from cache.errors import (
     store_error_kind,
     translate_errors,
 )
-from worker.http.metrics import WorkerMetrics
+from worker.metrics import MetricTotals, WorkerMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -86,8 +85,8 @@ def test_a_retry_is_classified_by_its_cause() -> None:
 
 
 class NoTotals:
-    def metric_totals(self) -> dict[str, Any]:
-        return {}
+    def metric_totals(self) -> MetricTotals:
+        return MetricTotals()
 
 
 def samples(metrics: WorkerMetrics, name: str) -> dict[tuple[str, ...], float]:

@@ -16,8 +16,8 @@ from cache.errors import (
 )
 from cache.ratelog import RateLimitedLog
 from cache.unreadable import Unreadable
-from worker.http.dashboard.failures import describe_failure
-from worker.http.fleet.schedules import claim_of, parse_run
+from dashboard.failures import describe_failure
+from worker.fleet.schedules import claim_of, parse_run
 
 pytestmark = pytest.mark.unit
 
