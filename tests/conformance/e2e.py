@@ -39,7 +39,11 @@ EXPECTED = {
 
 
 async def clean_spare_db(server: TestServer) -> None:
-    client = Redis.from_url(server.url, db=SPARE_DB)
+    """Empties the spare database. Its number is in the URL: ``from_url``'s ``db`` argument
+    loses to the path of ``server.url`` (``/0``), which once flushed db 0 and left the spare's
+    drain records to turn the next run's first put into ``coalesced`` (1 run in 16)."""
+    client = Redis.from_url(f"redis://{server.addr}/{SPARE_DB}")
+    assert client.connection_pool.connection_kwargs["db"] == SPARE_DB
     try:
         await client.flushdb()
     finally:
