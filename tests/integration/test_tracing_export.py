@@ -7,6 +7,7 @@ OpenTelemetry installed, a worker runs traced records as any other.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from redis.asyncio import Redis
 from cache.manager import CacheManager
 from jobs.client import enqueue_job, enqueue_update
 from tests.conftest import TestServer
+from tests.support.layout import LAYOUT, QUEUE_SECTION, job_key, result_key
 from tests.support.otlp import OtlpReceiver
 from tests.support.processes import ROOT, Fleet
 from tests.support.tracing import memory_provider
@@ -40,7 +42,7 @@ async def started(fleet: Fleet, raw: Redis, **env: str) -> None:
 
 async def job_done(raw: Redis, job_id: str) -> None:
     async def done() -> bool:
-        return bool(await raw.exists(f"arq:result:{job_id}"))
+        return bool(await raw.exists(result_key(job_id)))
 
     await wait_until(done, 30, f"job {job_id}'s result")
 
@@ -61,8 +63,10 @@ async def test_spans_buffered_at_a_stop_reach_the_collector(
                 OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test",
             )
             with provider.get_tracer("api").start_as_current_span("upload") as upload:
-                job_id = await enqueue_job(manager.client, "ping", job_id="traced-ping")
-                await enqueue_update(manager.client, upd("dl-export", 5))
+                job_id = await enqueue_job(
+                    manager.client, "ping", job_id="traced-ping", layout=LAYOUT
+                )
+                await enqueue_update(manager.client, upd("dl-export", 5), layout=LAYOUT)
             assert job_id is not None
             await job_done(raw, job_id)
             assert otlp.spans() == []
@@ -94,7 +98,7 @@ async def test_a_collector_that_is_away_never_holds_the_stop_up(
     with Fleet(tmp_path, server.url, otel={"enabled": True, "endpoint": nowhere}) as fleet:
         await started(fleet, raw, OTEL_BSP_SCHEDULE_DELAY="600000")
         with provider.get_tracer("api").start_as_current_span("upload"):
-            job_id = await enqueue_job(manager.client, "ping", job_id="lost-spans")
+            job_id = await enqueue_job(manager.client, "ping", job_id="lost-spans", layout=LAYOUT)
         assert job_id is not None
         await job_done(raw, job_id)
         began = time.monotonic()
@@ -104,17 +108,18 @@ async def test_a_collector_that_is_away_never_holds_the_stop_up(
         logs = fleet.logs()
     assert took < 8, f"the stop took {took:.1f}s"
     assert "tracing: spans not sent within 2.0s of the stop are dropped" in logs
-    assert await raw.get("arq:result:lost-spans") is not None
+    assert await raw.get(result_key("lost-spans")) is not None
 
 
 WITHOUT_OPENTELEMETRY = """
-import asyncio, sys
+import asyncio, json, sys
 sys.modules["opentelemetry"] = None  # the worker extra without the otel extra
 from worker.app import SeenWorker
 from worker.settings import load_settings
 
 settings = load_settings(
     cache={"addr": sys.argv[1]},
+    queue=json.loads(sys.argv[2]),
     http={"enabled": False},
     maintenance={"warmup_at_startup": False, "repair_every": 0, "cleanup_every": 0,
                  "stats_every": 0, "warmup_every": 0},
@@ -134,11 +139,11 @@ async def test_without_opentelemetry_a_traced_record_runs(
 ) -> None:
     provider, _ = memory_provider()
     with provider.get_tracer("api").start_as_current_span("upload"):
-        await enqueue_job(manager.client, "ping", job_id="traced-no-otel")
-    assert '"tc":' in str(await raw.get("arq:job:traced-no-otel"))
+        await enqueue_job(manager.client, "ping", job_id="traced-no-otel", layout=LAYOUT)
+    assert '"tc":' in str(await raw.get(job_key("traced-no-otel")))
     out = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-c", WITHOUT_OPENTELEMETRY, server.addr],
+        [sys.executable, "-c", WITHOUT_OPENTELEMETRY, server.addr, json.dumps(QUEUE_SECTION)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -146,4 +151,4 @@ async def test_without_opentelemetry_a_traced_record_runs(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip() == "counts 1 0 tracing None loaded []"
-    assert await raw.get("arq:result:traced-no-otel") is not None
+    assert await raw.get(result_key("traced-no-otel")) is not None
