@@ -32,6 +32,9 @@ USER seen
 # [http] off, use: HEALTHCHECK CMD ["seen-worker", "health", "--this-host"]
 HEALTHCHECK --interval=30s --timeout=10s --start-period=20s --retries=3 \
   CMD ["python", "-m", "worker.http.probe"]
+# The worker's /metrics /livez /readyz (http.addr; set SEEN_HTTP_ADDR=0.0.0.0:9464 to reach it
+# from outside the container) and the dashboard (`seen-worker dashboard`, dashboard.addr).
+EXPOSE 9464 9470
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["seen-worker"]
 CMD ["run"]

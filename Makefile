@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml uv.lock
 	$(UV) sync --locked --all-extras --quiet
 	@touch $@
 
-## run: the demo (embedded server + worker + simulated downloads, live; Ctrl-C stops it),
+## run: the demo (embedded server + worker + simulated downloads + dashboard, live, new
+##      downloads starting as others end, until Ctrl-C),
 ##      or, with $SEEN_CACHE_ADDR set, the worker against that store
 run: $(STAMP)
 	@if [ -n "$$SEEN_CACHE_ADDR" ]; then $(VENV)/bin/seen-worker run; \

@@ -1,5 +1,11 @@
 """``make bench``: run every ``bench/bench_*.py`` against one private server, write
-``bench/results/latest.json`` and print a table with the same-run ratios."""
+``bench/results/latest.json`` and print a table with the same-run ratios.
+
+``python -m bench --merge NAME...`` runs only the named benchmarks and replaces their results
+in the existing ``latest.json``, keeping the others; the report then says so
+(``partial_run``: which modules ran when, and which full run the other rows come from), and
+bench/readme.py prints that under the README's table. Ratios never mix runs: each result's
+baseline is measured in the same run as the result itself."""
 
 from __future__ import annotations
 
@@ -92,12 +98,26 @@ async def run_all(names: list[str], env: BenchEnv) -> list[dict[str, Any]]:
     return collected
 
 
-def results_file(quick: bool, only: list[str]) -> str:
-    """``latest.json`` for a full run only (the README's table comes from it); a quick or
-    partial run writes beside it (``latest-quick.json``, ``latest-<names>.json``)."""
+def results_file(quick: bool, only: list[str], merge: bool) -> str:
+    """``latest.json`` for a full run (the README's tables come from it) or a ``--merge`` into
+    it; any other quick or partial run writes beside it (``latest-quick.json``,
+    ``latest-<names>.json``)."""
     if quick:
         return "latest-quick.json"
-    return f"latest-{'-'.join(only)}.json" if only else "latest.json"
+    return f"latest-{'-'.join(only)}.json" if only and not merge else "latest.json"
+
+
+def merged(previous: dict[str, Any], report: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """``report`` (this run of modules ``names``) with ``previous``'s other results kept; it is
+    as full as ``previous`` was (bench/readme.py says which rows ran when)."""
+    kept = [r for r in previous["results"] if r.get("module") not in names]
+    earlier = previous.get("partial_run", {}).get("other_results_from", previous["started"])
+    return {
+        **report,
+        "full": bool(previous.get("full")),
+        "results": kept + report["results"],
+        "partial_run": {"modules_run": names, "other_results_from": earlier},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--py-spy", help="py-spy binary for the worker's profile (bench/profile.py)"
+    )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only these benchmarks' results in the existing results file",
     )
     parser.add_argument("only", nargs="*", help="run only benchmarks whose name contains these")
     args = parser.parse_args(argv)
@@ -142,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
         }
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / results_file(args.quick, args.only)
+    out = RESULTS / results_file(args.quick, args.only, args.merge)
+    if args.merge and out.exists():
+        report = merged(json.loads(out.read_text()), report, names)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print_table(results)
     print(f"\nwrote {out.relative_to(HERE.parent)}")

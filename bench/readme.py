@@ -36,6 +36,18 @@ def _figures(result: dict[str, Any], limit: int = 4) -> str:
     return ", ".join(shown)
 
 
+def _partial(report: dict[str, Any]) -> str:
+    """A note when ``python -m bench --merge`` replaced some modules' results since the full run
+    (each result's ratio still comes from peers of its own run)."""
+    partial = report.get("partial_run")
+    if not partial:
+        return ""
+    return (
+        f" Only {', '.join(partial['modules_run'])} ran at that time; the other rows are from "
+        f"the full run of {partial['other_results_from']}."
+    )
+
+
 def header(report: dict[str, Any]) -> str:
     m = report["machine"]
     load = report.get("load_average", {})
@@ -48,7 +60,7 @@ def header(report: dict[str, Any]) -> str:
         "ratios are what carries over). Figures with a range are the median [min-max] of that "
         "many runs (`runs` in the JSON), ratios come from the medians of peers measured in the "
         "same run, interleaved. Reproduce: `make bench` (BullMQ needs node and npm; "
-        "`bench/results/latest.json` has every run)."
+        "`bench/results/latest.json` has every run)." + _partial(report)
     )
 
 

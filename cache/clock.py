@@ -22,6 +22,11 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def wall_ns() -> int:
+    """Nanoseconds since the epoch (OpenTelemetry's span times)."""
+    return time.time_ns()
+
+
 def wall_us() -> int:
     """Microseconds since the epoch."""
     return time.time_ns() // 1000

@@ -37,6 +37,22 @@ class CacheOutOfMemoryError(CacheResponseError):
     """The store refused a write because it is out of memory (maxmemory reached)."""
 
 
+class CorruptKeyError(CacheResponseError):
+    """A stored key a script reads holds the wrong type or a value it cannot use.
+
+    The script found it before its first write (or undid what it had written), so the call
+    failed alone: it wrote nothing but, where that is safe, the repair its message names
+    (the key removed or reset), after which the same call goes through. Where a repair is not
+    safe (a lock, a fencing counter, a lease, a cron slot claim) the key is left as found and
+    the call is refused every time until someone fixes it. ``key`` is the bad key, ``script``
+    the script that found it (docs/dragonfly.md, "Bad keys").
+    """
+
+    def __init__(self, message: str, *, key: str, script: str = "") -> None:
+        self.script = script
+        super().__init__(message, key=key)
+
+
 class InvalidKeyError(CacheError, ValueError):
     """A caller-supplied id or pattern cannot be used to form a key."""
 

@@ -15,6 +15,12 @@ exactly the keys its header declares (for a batch script: its fixed keys plus wh
 keys of a multi-key script share one ``{hashtag}``; scripts return integers, strings or arrays
 of them, never Lua floats. The one exception to the hashtag rule is the job engine on ARQ's own
 key layout, whose keys have none (``single_hashtag=False``; docs/dragonfly.md).
+
+A script that finds a key it reads of the wrong type, or holding a value it cannot use, fails
+that call alone before its first write (a script is not rolled back) with the error reply
+``BADKEY <key> <what it found>; <what it did>``. ``run`` raises it as ``CorruptKeyError``;
+``run_many`` returns it in that call's place, so one id's bad key never fails the other calls
+of a batch (docs/dragonfly.md, "Bad keys").
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Any
 import hiredis
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection
 
 from cache.cluster import is_cluster
@@ -38,6 +45,7 @@ from cache.errors import (
     CacheError,
     CacheOutOfMemoryError,
     CacheResponseError,
+    CorruptKeyError,
     is_out_of_memory,
     translate_errors,
 )
@@ -47,6 +55,8 @@ _ARGV_DECL = re.compile(r"^--\s*ARGV\[(\d+)\]", re.MULTILINE)
 _REPEAT_DECL = re.compile(r"^--\s*repeat:\s*KEYS\[(\d+)\.\.(\d+)\]", re.MULTILINE)
 ScriptArg = str | bytes | int | float
 ScriptCall = tuple[Sequence[str], Sequence[ScriptArg]]
+BAD_KEY = "BADKEY "
+"""How a script's error reply about a bad stored key starts (after an optional ``ERR``)."""
 
 
 def hashtag(key: str) -> str:
@@ -146,16 +156,23 @@ class ScriptRunner:
         *,
         single_hashtag: bool = True,
     ) -> Any:
-        """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules."""
+        """Run a script; raises ``CacheError`` when the keys break the Dragonfly rules, and
+        ``CorruptKeyError`` when the script found a bad stored key."""
         script = self.get(name)
         check_keys(script, keys, single_hashtag=single_hashtag)
         first = keys[0] if keys else None
         with translate_errors(first, operation=f"script {name}"):
             try:
-                return await self._evalsha(script.sha, keys, args)
-            except redis_exc.NoScriptError:
-                await self.client.script_load(script.source)
-                return await self._evalsha(script.sha, keys, args)
+                try:
+                    return await self._evalsha(script.sha, keys, args)
+                except redis_exc.NoScriptError:
+                    await self.client.script_load(script.source)
+                    return await self._evalsha(script.sha, keys, args)
+            except redis_exc.ResponseError as exc:
+                bad = corrupt_key_error(name, keys, exc)
+                if bad is not None:
+                    raise bad from exc
+                raise
 
     async def run_many(
         self,
@@ -169,28 +186,70 @@ class ScriptRunner:
 
         Every call is checked like ``run`` (declared key count, one hashtag). A server that
         lost its scripts answers NOSCRIPT: the script is loaded and only those calls are sent
-        again. Any other error reply raises ``CacheResponseError`` (``CacheOutOfMemoryError``
-        for a full store) naming the call's first key; with ``return_errors`` that error takes
-        the call's place in the replies instead, so one failed call does not hide the others.
+        again. A call whose script found a bad stored key gets its ``CorruptKeyError`` in its
+        place in the list (returned, not raised: the other calls went through, and callers
+        check each reply with ``isinstance``). Any other error reply raises
+        ``CacheResponseError`` (``CacheOutOfMemoryError`` for a full store) naming the call's
+        first key; with ``return_errors`` that error takes the call's place in the replies
+        instead, so one failed call does not hide the others.
         """
+        results, _ = await self._run_many(name, calls, single_hashtag, return_errors, None)
+        return results
+
+    async def run_many_replicated(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        replicas: Replicas,
+        *,
+        single_hashtag: bool = True,
+        return_errors: bool = False,
+    ) -> tuple[list[Any], list[bool]]:
+        """``run_many``, then ``WAIT`` on each connection that wrote: per call, whether at
+        least ``replicas.count`` replicas confirmed its writes within ``replicas.timeout_ms``
+        (what a failover cannot lose)."""
+        results, acked = await self._run_many(name, calls, single_hashtag, return_errors, replicas)
+        return results, acked
+
+    async def _run_many(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        single_hashtag: bool,
+        return_errors: bool,
+        replicas: Replicas | None,
+    ) -> tuple[list[Any], list[bool]]:
         if not calls:
-            return []
+            return [], []
         script = self.get(name)
         for keys, _ in calls:
             check_keys(script, keys, single_hashtag=single_hashtag)
         sha = script.sha
         results: list[Any] = [None] * len(calls)
+        acked = [replicas is None] * len(calls)
         todo = list(range(len(calls)))
         for _attempt in range(2):
             commands = [
                 ("EVALSHA", sha, len(calls[i][0]), *calls[i][0], *calls[i][1]) for i in todo
             ]
             with translate_errors(calls[todo[0]][0][0], operation=f"script {name} x{len(todo)}"):
-                replies = await send_batch(self.client, commands)
+                if replicas is None:
+                    replies = await send_batch(self.client, commands)
+                else:
+                    keys = [calls[i][0][0] for i in todo]
+                    replies, waited = await send_batch_waiting(
+                        self.client, commands, keys, replicas
+                    )
+                    for i, ok in zip(todo, waited, strict=True):
+                        acked[i] = ok
             missing = []
             for i, reply in zip(todo, replies, strict=True):
                 if isinstance(reply, redis_exc.NoScriptError):
                     missing.append(i)
+                elif isinstance(reply, Exception) and (
+                    bad := corrupt_key_error(name, calls[i][0], reply)
+                ):
+                    results[i] = bad
                 elif isinstance(reply, Exception):
                     full = is_out_of_memory(reply)
                     kind = CacheOutOfMemoryError if full else CacheResponseError
@@ -202,7 +261,7 @@ class ScriptRunner:
                 else:
                     results[i] = reply
             if not missing:
-                return results
+                return results, acked
             with translate_errors(None, operation="SCRIPT LOAD"):
                 await self.client.script_load(script.source)
             todo = missing
@@ -212,6 +271,27 @@ class ScriptRunner:
         # redis-py types evalsha's arguments as str only; EVALSHA takes any bulk string.
         command = self.client.execute_command
         return await command("EVALSHA", sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+
+
+def corrupt_key_error(
+    name: str, keys: Sequence[str], reply: BaseException
+) -> CorruptKeyError | None:
+    """The ``CorruptKeyError`` of a ``BADKEY <key> <problem>`` error reply of script ``name``
+    called with ``keys``; None for any other reply. The key must be one of ``keys``, so no
+    other error text is ever taken for one."""
+    text = str(reply)
+    for prefix in (BAD_KEY, "ERR " + BAD_KEY):
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            break
+    else:
+        return None
+    named = [k for k in keys if rest.startswith(k + " ")]
+    if not named:
+        return None
+    key = max(named, key=len)
+    problem = rest[len(key) :].strip()
+    return CorruptKeyError(f"script {name}: {key} {problem}", key=key, script=name)
 
 
 def check_keys(script: Script, keys: Sequence[str], *, single_hashtag: bool = True) -> None:
@@ -257,6 +337,50 @@ async def _exchange(conn: Connection, payload: bytes, count: int) -> list[Any]:
         except redis_exc.ResponseError as exc:
             replies.append(exc)
     return replies
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """How many replicas must confirm a batch's writes (``WAIT count timeout_ms``)."""
+
+    count: int
+    timeout_ms: int
+
+
+async def send_batch_waiting(
+    client: Redis,
+    commands: Sequence[Sequence[ScriptArg]],
+    first_keys: Sequence[str],
+    replicas: Replicas,
+) -> tuple[list[Any], list[bool]]:
+    """``send_batch`` followed, on the very connection that sent the writes, by ``WAIT``:
+    replies in order, and per command whether ``replicas.count`` replicas confirmed it.
+
+    ``WAIT`` counts the replication of what its own connection wrote, so it must follow the
+    commands on their connection: on one instance it is the batch's last command; on a cluster
+    one ``WAIT`` per node goes last in that node's part of the pipeline (``target_nodes``)."""
+    wait = ("WAIT", replicas.count, replicas.timeout_ms)
+    if not is_cluster(client):
+        single = await send_batch(client, [*commands, wait])
+        count = single[-1]
+        ok = isinstance(count, int) and count >= replicas.count
+        return single[:-1], [ok] * len(commands)
+    assert isinstance(client, RedisCluster)
+    await client.initialize()
+    node_of = [client.get_node_from_key(key) for key in first_keys]
+    nodes = {node.name: node for node in node_of}
+    async with client.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        for node in nodes.values():
+            pipe.execute_command(*wait, target_nodes=node)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    counts = dict(zip(nodes, replies[len(commands) :], strict=True))
+    acked = [
+        isinstance(counts[node.name], int) and counts[node.name] >= replicas.count
+        for node in node_of
+    ]
+    return replies[: len(commands)], acked
 
 
 async def send_batch(client: Redis, commands: Sequence[Sequence[ScriptArg]]) -> list[Any]:

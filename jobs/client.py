@@ -8,6 +8,8 @@ id is refused while a job or a result with that id exists (de-duplication by id)
 from the queue's layout (``jobs.wire.layout``): ARQ's own (``arq:job:<id>`` and the queue
 ``name``), or the job's shard's ``{<name>:<i>}:job:<id>`` and ``{<name>:<i>}:queue``, so each
 shard's call touches one hashtag: one slot on a Redis Cluster, one thread on Dragonfly.
+Called inside an OpenTelemetry span, the records carry that span's W3C trace context (``tc``,
+``jobs.wire.trace``), so a worker that traces continues the caller's trace.
 
 Every function takes the queue's layout as ``layout=`` (``QueueLayout``; the worker's is
 ``Settings.queue.key_layout()``); ``queue_name=`` alone still means ARQ's layout with that
@@ -33,6 +35,7 @@ from jobs.errors import InvalidPayloadError, PublishError
 from jobs.handle import JobHandle
 from jobs.serializer import serialize_canonical
 from jobs.wire.layout import DEFAULT_QUEUE_NAME, JOB_EXPIRY_EXTRA_MS, QueueLayout, QueueShard
+from jobs.wire.trace import TRACE_FIELD, current_trace_context
 
 UPDATE_FUNCTION = "update_progress"
 BATCH_FUNCTION = "update_progress_batch"
@@ -59,10 +62,20 @@ def job_record(
     args: Sequence[Any],
     enqueue_ms: int | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    trace: Mapping[str, str] | None = None,
 ) -> bytes:
-    """ARQ's job record as JSON: ``{"t","f","a","k","et"}`` (docs/wire-format.md)."""
+    """ARQ's job record as JSON: ``{"t","f","a","k","et"}``, plus ``"tc"`` last when ``trace``
+    (a checked W3C trace context, ``jobs.wire.trace``) is given (docs/wire-format.md)."""
     stamp = enqueue_ms if enqueue_ms is not None else wall_ms()
-    record = {"t": None, "f": function, "a": list(args), "k": dict(kwargs or {}), "et": stamp}
+    record: dict[str, Any] = {
+        "t": None,
+        "f": function,
+        "a": list(args),
+        "k": dict(kwargs or {}),
+        "et": stamp,
+    }
+    if trace:
+        record[TRACE_FIELD] = dict(trace)
     return serialize_canonical(record)
 
 
@@ -85,6 +98,7 @@ async def enqueue_jobs(
     for _, _, job_id in jobs:
         validate_name(job_id, "job id")
     now = wall_ms()
+    trace = current_trace_context()  # the caller's span, when OpenTelemetry is in use
     score = now if defer_until_ms is None else max(int(defer_until_ms), 1)
     ttl = max(0, score - now) + JOB_EXPIRY_EXTRA_MS
     groups: dict[int, tuple[QueueShard, list[int]]] = {}
@@ -98,7 +112,7 @@ async def enqueue_jobs(
         for position in positions:
             function, fargs, job_id = jobs[position]
             keys += (shard.job(job_id), shard.result(job_id))
-            args += (job_id, job_record(function, fargs, now), score, ttl)
+            args += (job_id, job_record(function, fargs, now, trace=trace), score, ttl)
         calls.append((keys, args))
     runner = scripts if scripts is not None else ScriptRunner(queue)
     replies = await runner.run_many("queue_enqueue", calls, single_hashtag=where.kind == "sharded")
@@ -225,7 +239,12 @@ class ProgressPublisher:
     async def publish_many(
         self, updates: Sequence[ProgressUpdate | Mapping[str, Any]]
     ) -> list[PublishOutcome]:
-        """Publish many updates: one pipelined round trip, plus one to enqueue drain jobs."""
+        """Publish many updates: one pipelined round trip, plus one to enqueue drain jobs.
+
+        An update that met a bad stored key (``PublishOutcome.CORRUPT``: the key was removed)
+        is not stored: the others are, their drain jobs are enqueued, and then
+        ``PublishError`` names the bad keys. Publishing the same updates again is safe and
+        stores the rest (an update already pending or applied is ignored)."""
         valid = [as_update(u) for u in updates]
         try:
             results = await self.cache.download.publish_many(valid)
@@ -235,6 +254,13 @@ class ProgressPublisher:
             if result.drain_id is not None:
                 self._drains_to_enqueue[result.drain_id] = result.shard
         await self._enqueue_owed()
+        errors = [r.error for r in results if r.error is not None]
+        if errors:
+            raise PublishError(
+                f"{len(errors)} of {len(results)} progress update(s) not stored (publish them "
+                f"again): {'; '.join(str(e) for e in errors[:3])}"
+                f"{'; ...' if len(errors) > 3 else ''}"
+            ) from errors[0]
         return [r.outcome for r in results]
 
     async def repair(self, *, lease_ms: int | None = None) -> int:

@@ -15,6 +15,7 @@ here by protocols (``JobSettings``, ``JobRuntime``) that ``worker.settings.Setti
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, Protocol, TypedDict, TypeVar, cast
 
@@ -74,6 +75,15 @@ class JobRuntime(Protocol):
     def state(self) -> str: ...
 
 
+class StoreSpans(Protocol):
+    """Spans around a traced job's store writes (``jobs.spans.store_write``; the worker's
+    ``worker.engine.tracing.StoreSpans``)."""
+
+    def store_write(
+        self, name: str, attributes: Mapping[str, int | str]
+    ) -> AbstractContextManager[None]: ...
+
+
 class JobContext(TypedDict, total=False):
     """ARQ's ``ctx`` as the jobs see it (see the module docstring for who fills which key)."""
 
@@ -96,6 +106,10 @@ class JobContext(TypedDict, total=False):
     """Set by a periodic run that ended without running its body (``jobs.slotrun``)."""
     lease: RunLease
     """This run's job lease (the key and the token it holds), when the engine claimed it."""
+    trace: dict[str, str]
+    """The W3C trace context the producer attached to the job (``tc``), when it did."""
+    spans: StoreSpans
+    """When the worker traces this job: spans for its store writes (``jobs.spans``)."""
 
 
 P = ParamSpec("P")

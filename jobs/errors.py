@@ -25,6 +25,17 @@ class InvalidPayloadError(JobError, ValueError):
         super().__init__(message, job_id=job_id)
 
 
+class StoredStateError(JobError):
+    """A job's valid payload could not be applied because a stored key it needs holds the
+    wrong type or an unusable value (``cache.errors.CorruptKeyError``). The job fails without
+    retries and the payload is dead-lettered with the reason naming the key; the key was
+    removed, so the same payload applies when it is sent again."""
+
+    def __init__(self, message: str, *, job_id: str | None = None, reason: str = "") -> None:
+        self.reason = reason or message
+        super().__init__(message, job_id=job_id)
+
+
 class PublishError(JobError):
     """A producer could not hand an update or a job to the store (it is safe to retry)."""
 

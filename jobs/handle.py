@@ -117,13 +117,16 @@ class JobHandle:
         return f"<JobHandle {self.job_id} ({self.layout.describe()})>"
 
     async def status(self) -> JobStatus:
+        """Read without a transaction (a cluster client needs none, and a finish is one atomic
+        script): the queue, then the lease, then the result, so a job that moves on while they
+        are read is seen in a state it really had (the later reads win)."""
         shard, jid = self.shard, self.job_id
         with translate_errors(shard.job(jid), operation="job status"):
-            async with self.redis.pipeline(transaction=True) as tx:
-                tx.exists(shard.result(jid))
-                tx.exists(shard.in_progress(jid))
-                tx.zscore(shard.queue, jid)
-                complete, running, score = await tx.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zscore(shard.queue, jid)
+                pipe.exists(shard.in_progress(jid))
+                pipe.exists(shard.result(jid))
+                score, running, complete = await pipe.execute()
         if complete:
             return JobStatus.COMPLETE
         if running:
@@ -136,11 +139,11 @@ class JobHandle:
         """The result record when the job finished, else its job record; None when neither."""
         shard, jid = self.shard, self.job_id
         with translate_errors(shard.job(jid), operation="job info"):
-            async with self.redis.pipeline(transaction=True) as tx:
-                tx.get(shard.result(jid))
-                tx.get(shard.job(jid))
-                tx.zscore(shard.queue, jid)
-                result, record, score = await tx.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zscore(shard.queue, jid)
+                pipe.get(shard.job(jid))
+                pipe.get(shard.result(jid))
+                score, record, result = await pipe.execute()
         raw = result or record
         if raw is None:
             return None
@@ -158,10 +161,10 @@ class JobHandle:
         shard, jid = self.shard, self.job_id
         while True:
             with translate_errors(shard.result(jid), operation="job result"):
-                async with self.redis.pipeline(transaction=True) as tx:
-                    tx.get(shard.result(jid))
-                    tx.zscore(shard.queue, jid)
-                    raw, score = await tx.execute()
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.zscore(shard.queue, jid)
+                    pipe.get(shard.result(jid))
+                    score, raw = await pipe.execute()
             if raw is not None:
                 return outcome(jid, deserialize(raw))
             if score is None:

@@ -81,7 +81,7 @@ async def log_cache_stats(ctx: JobContext) -> Result:
     manager = ctx["cache"]
     settings = ctx["settings"]
     cfg = settings.maintenance
-    snapshot = await stats_mod.collect(manager, ctx["redis"], settings.queue.name)
+    snapshot = await stats_mod.collect(manager, ctx["redis"], settings.queue.key_layout())
     figures = snapshot.flat()
     log.info("cache stats %s", stats_mod.logfmt(figures), extra={"stats": figures})
     ratio = snapshot.memory_ratio

@@ -13,8 +13,13 @@ producer's constants (``jobs.client``), so the producer needs no worker code to 
 
 Payloads are validated with pydantic. An invalid one fails its job at once (no ARQ retries:
 ARQ only retries ``Retry`` and cancelled jobs), is logged with the reason and is pushed to the
-dead-letter list; a batch still applies its valid updates. A store that cannot be reached
-raises ``arq.worker.Retry`` with backoff: applying is idempotent, so re-running is harmless.
+dead-letter list; a batch still applies its valid updates. An update that meets a bad stored
+key (``CorruptKeyError``: the apply script removed the key) is dead-lettered the same way with
+the reason naming the key and fails its job with ``StoredStateError``; the others of its batch
+are applied. A store that cannot be reached raises ``arq.worker.Retry`` with backoff: applying
+is idempotent, so re-running is harmless. When the worker traces a job, its store writes are
+spans (``jobs.spans``): the apply, the drain and the dead letters, with sizes and shard indexes
+only.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from arq.worker import Retry
 from pydantic import ValidationError
 
 from cache.backoff import Backoff, Jitter
-from cache.download import ApplyOutcome, DownloadCache, ProgressUpdate
+from cache.download import ApplyOutcome, ApplyResult, DownloadCache, ProgressUpdate
 from cache.errors import CacheConnectionError, CacheOutOfMemoryError
 from cache.microbatch import MicroBatcher
 from jobs.client import (
@@ -44,8 +49,9 @@ from jobs.client import (
 )
 from jobs.context import JobContext, queue_layout
 from jobs.deadletter import DeadLetter, make_dead_letter, push_dead_letters
-from jobs.errors import InvalidPayloadError
+from jobs.errors import InvalidPayloadError, StoredStateError
 from jobs.registry import FromSetting, job, periodic
+from jobs.spans import BATCH_SIZE, DOWNLOAD_SHARD, store_write
 
 log = logging.getLogger("seen.jobs.progress")
 
@@ -55,18 +61,18 @@ STORE_RETRY = Backoff(0.2, 10.0, jitter=Jitter.NONE)
 """Most updates one ``update_progress_batch`` job may carry."""
 
 
-_APPLIERS: weakref.WeakKeyDictionary[DownloadCache, MicroBatcher[ProgressUpdate, ApplyOutcome]]
+_APPLIERS: weakref.WeakKeyDictionary[DownloadCache, MicroBatcher[ProgressUpdate, ApplyResult]]
 _APPLIERS = weakref.WeakKeyDictionary()
 
 
-def progress_applier(download: DownloadCache) -> MicroBatcher[ProgressUpdate, ApplyOutcome]:
+def progress_applier(download: DownloadCache) -> MicroBatcher[ProgressUpdate, ApplyResult]:
     """The batch apply ``update_progress`` jobs share: updates of jobs that run together go
-    to the store in one round trip (``bulk_update_progress``), each job keeping its own
-    outcome and its own error. Made on first use, one per download cache (no import-time
-    state beyond this registry)."""
+    to the store in one round trip (``apply_many``), each job keeping its own outcome and its
+    own error (a bad stored key of one download fails that job alone). Made on first use, one
+    per download cache (no import-time state beyond this registry)."""
     applier = _APPLIERS.get(download)
     if applier is None:
-        applier = MicroBatcher(download.bulk_update_progress)
+        applier = MicroBatcher(download.apply_many)
         _APPLIERS[download] = applier
     return applier
 
@@ -95,16 +101,21 @@ def _one_argument(function: str, args: tuple[Any, ...], kwargs: dict[str, Any], 
 
 
 async def _reject(
-    ctx: JobContext, function: str, letters: Sequence[DeadLetter], summary: str
-) -> InvalidPayloadError:
+    ctx: JobContext,
+    function: str,
+    letters: Sequence[DeadLetter],
+    summary: str,
+    error: type[InvalidPayloadError | StoredStateError] = InvalidPayloadError,
+) -> InvalidPayloadError | StoredStateError:
     """Log, dead-letter and build the error that fails the job."""
     job_id = ctx.get("job_id")
     log.warning(
         "job %s %s rejected: %s (dead-lettered %d)", job_id, function, summary, len(letters)
     )
     async with _store_retry(ctx):
-        await push_dead_letters(ctx["cache"], letters)
-    return InvalidPayloadError(f"{function}: {summary}", job_id=job_id, reason=summary)
+        with store_write(ctx, "seen.dead_letter", **{BATCH_SIZE: len(letters)}):
+            await push_dead_letters(ctx["cache"], letters)
+    return error(f"{function}: {summary}", job_id=job_id, reason=summary)
 
 
 def _letter(ctx: JobContext, function: str, reason: str, payload: Any) -> DeadLetter:
@@ -133,12 +144,23 @@ async def update_progress(ctx: JobContext, *args: Any, **kwargs: Any) -> str:
         ) from exc
     manager = ctx["cache"]
     async with _store_retry(ctx):
-        outcome = await progress_applier(manager.download).submit(update)
-    if outcome is ApplyOutcome.REJECTED:
-        reason = f"download {update.job_id} belongs to another user than {update.user_id}"
-        letter = _letter(ctx, UPDATE_FUNCTION, reason, update.model_dump(mode="json"))
-        raise await _reject(ctx, UPDATE_FUNCTION, [letter], reason)
-    return outcome.name.lower()
+        with store_write(ctx, "seen.progress.apply", **{BATCH_SIZE: 1}):
+            result = await progress_applier(manager.download).submit(update)
+    refusal = _refusal(update, result)
+    if refusal is not None:
+        letter = _letter(ctx, UPDATE_FUNCTION, refusal, update.model_dump(mode="json"))
+        kind = StoredStateError if result.error is not None else InvalidPayloadError
+        raise await _reject(ctx, UPDATE_FUNCTION, [letter], refusal, kind)
+    return result.outcome.name.lower()
+
+
+def _refusal(update: ProgressUpdate, result: ApplyResult) -> str | None:
+    """Why a valid update was not applied and must be dead-lettered (None: it was handled)."""
+    if result.error is not None:
+        return f"download {update.job_id}: {result.error}"
+    if result.outcome is ApplyOutcome.REJECTED:
+        return f"download {update.job_id} belongs to another user than {update.user_id}"
+    return None
 
 
 @job(name=BATCH_FUNCTION, timeout=60)
@@ -170,20 +192,25 @@ async def update_progress_batch(ctx: JobContext, *args: Any, **kwargs: Any) -> d
             letters.append(_letter(ctx, BATCH_FUNCTION, reason, item))
     manager = ctx["cache"]
     async with _store_retry(ctx):
-        outcomes = await manager.download.bulk_update_progress(valid)
+        with store_write(ctx, "seen.progress.apply", **{BATCH_SIZE: len(valid)}):
+            results = await manager.download.apply_many(valid)
     counts: dict[str, int] = {}
-    for update, outcome in zip(valid, outcomes, strict=True):
-        counts[outcome.name.lower()] = counts.get(outcome.name.lower(), 0) + 1
-        if outcome is ApplyOutcome.REJECTED:
-            reason = f"download {update.job_id} belongs to another user than {update.user_id}"
-            bad.append(reason)
-            letters.append(_letter(ctx, BATCH_FUNCTION, reason, update.model_dump(mode="json")))
+    corrupt = 0
+    for update, result in zip(valid, results, strict=True):
+        name = result.outcome.name.lower()
+        counts[name] = counts.get(name, 0) + 1
+        refusal = _refusal(update, result)
+        if refusal is not None:
+            corrupt += result.error is not None
+            bad.append(refusal)
+            letters.append(_letter(ctx, BATCH_FUNCTION, refusal, update.model_dump(mode="json")))
     if letters:
         summary = (
             f"{len(letters)} of {len(raw)} updates rejected ({'; '.join(bad[:3])}"
             f"{'; ...' if len(bad) > 3 else ''}); the other {len(raw) - len(letters)} were applied"
         )
-        raise await _reject(ctx, BATCH_FUNCTION, letters, summary)
+        kind = StoredStateError if corrupt == len(letters) else InvalidPayloadError
+        raise await _reject(ctx, BATCH_FUNCTION, letters, summary, kind)
     return counts
 
 
@@ -197,10 +224,20 @@ async def apply_pending_progress(ctx: JobContext, shard: Any) -> dict[str, Any]:
         letter = _letter(ctx, DRAIN_FUNCTION, reason, {"shard": shard})
         raise await _reject(ctx, DRAIN_FUNCTION, [letter], reason)
     async with _store_retry(ctx):
-        report = await manager.download.drain(shard, str(ctx["job_id"]))
+        with store_write(ctx, "seen.progress.drain", **{DOWNLOAD_SHARD: shard}):
+            report = await manager.download.drain(shard, str(ctx["job_id"]))
         if report.handoff_id is not None:
             spec = (DRAIN_FUNCTION, [shard], report.handoff_id)
             await enqueue_jobs(ctx["redis"], [spec], layout=queue_layout(ctx))
+    if report.lost:
+        # pending updates that were themselves unusable were dropped: say which, and why
+        letters = [
+            _letter(ctx, DRAIN_FUNCTION, reason, {"shard": shard, "download": download})
+            for download, reason in report.lost.items()
+        ]
+        async with _store_retry(ctx):
+            with store_write(ctx, "seen.dead_letter", **{BATCH_SIZE: len(letters)}):
+                await push_dead_letters(manager, letters)
     return asdict(report)
 
 

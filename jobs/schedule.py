@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 from collections.abc import Awaitable, Iterable
 from typing import Any, cast
@@ -29,10 +30,12 @@ from redis.asyncio import Redis
 
 from cache.clock import wall_ms
 from cache.codec import as_text
-from cache.errors import translate_errors
+from cache.errors import CorruptKeyError, translate_errors
 from cache.keys import KeyBuilder
 from cache.scripts import ScriptRunner
 from jobs.config import check_period
+
+log = logging.getLogger(__name__)
 
 CLAIM_MARGIN_S = 60
 """Claims outlive two periods by this much, so a late duplicate still finds the claim."""
@@ -83,14 +86,16 @@ class SlotClaims:
         return self.scripts.client
 
     async def claim(self, job_name: str, slot: int, job_id: str, period: int) -> ClaimState:
-        """Claim ``slot`` for ``job_id``; see ``ClaimState`` for the outcomes."""
+        """Claim ``slot`` for ``job_id``; see ``ClaimState`` for the outcomes. A claim key that
+        holds no claim raises ``CorruptKeyError`` (left as found: the slot is not run)."""
         ttl_ms = (2 * period + CLAIM_MARGIN_S) * 1000
         key = self.keys.cron_slot(job_name, slot)
         result = await self.scripts.run("slot_claim", [key], [job_id, ttl_ms])
         return ClaimState(int(result))
 
     async def finish(self, job_name: str, slot: int, job_id: str) -> bool:
-        """Mark the slot done; False when the claim was no longer ours."""
+        """Mark the slot done; False when the claim was no longer ours (``CorruptKeyError``
+        when the key holds no claim at all)."""
         key = self.keys.cron_slot(job_name, slot)
         return bool(await self.scripts.run("slot_finish", [key], [job_id]))
 
@@ -102,11 +107,18 @@ class SlotClaims:
         return as_text(value) == f"run:{job_id}"
 
     async def cover(self, job_name: str, slots: Iterable[int], job_id: str) -> list[int]:
-        """Mark the owed ones of ``slots`` done by ``job_id``; returns those it closed."""
+        """Mark the owed ones of ``slots`` done by ``job_id``; returns those it closed. A
+        claim that is no claim (wrong type, unknown form) is logged and left as found."""
         wanted = list(slots)
         calls = [([self.keys.cron_slot(job_name, s)], [job_id]) for s in wanted]
         replies = await self.scripts.run_many("slot_cover", calls)
-        return [s for s, closed in zip(wanted, replies, strict=True) if int(closed)]
+        closed = []
+        for slot, reply in zip(wanted, replies, strict=True):
+            if isinstance(reply, CorruptKeyError):
+                log.warning("%s: slot %d not covered: %s", job_name, slot, reply)
+            elif int(reply):
+                closed.append(slot)
+        return closed
 
     async def record(self, job_name: str, entry: dict[str, Any], keep: int) -> None:
         """Prepend one run to the job's capped history (newest first)."""

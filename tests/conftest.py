@@ -6,15 +6,18 @@ The server binary comes from ``SEEN_TEST_SERVER`` (e.g. ``redis-server``), else
 Fault tests take ``private_server``: their own server they may kill and restart.
 
 ``SEEN_TEST_CLUSTER=1`` is the cluster lane: the session's store is a real Redis Cluster
-(``tests/support/cluster.py``), every test starts on a flushed cluster, and only the
-cache-layer tests run (``CACHE_LAYER_TESTS`` plus tests marked ``cluster``); tests that need a
-single instance (``private_server``, the job queue, workers) are deselected in that lane.
+(``tests/support/cluster.py``), every test starts on a flushed cluster, and the cache-layer
+tests run (``CACHE_LAYER_TESTS`` plus tests marked ``cluster``) and, with
+``SEEN_TEST_QUEUE_LAYOUT=sharded``, the worker's (``WORKER_CLUSTER_TESTS``: the queue on the
+cluster); tests that need a single instance (``private_server``) are deselected in that lane.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +32,9 @@ from cache.manager import CacheManager
 from cache.scripts import ScriptRunner, load_scripts
 from cache.stats import merge_info as stats_merge_info
 from tests.compat.lua54 import CommandKeys, Lua54Runner
-from tests.compat.monitor import MonitorRecorder, violations
+from tests.compat.monitor import HOT_SCRIPTS, MonitorRecorder, script_hashtags, violations
 from tests.support.cluster import CLUSTER_ENV, TestCluster
+from tests.support.layout import SHARDED
 from worker.embedded import EmbeddedServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +61,26 @@ CACHE_LAYER_TESTS = frozenset(
     }
 )
 """Test modules of the cache layer alone (no queue, no worker): the cluster lane runs these."""
+WORKER_CLUSTER_TESTS = frozenset(
+    {
+        "test_engine.py",
+        "test_engine_properties.py",
+        "test_job_handle.py",
+        "test_job_leases.py",
+        "test_progress_jobs.py",
+        "test_queue_bad_keys.py",
+        "test_worker.py",
+        "test_worker_job_outcomes.py",
+        "test_worker_fleet.py",
+        "test_cron_handback.py",
+        "test_maintenance.py",
+        "test_maintenance_handback.py",
+        "test_queue_cluster_failover.py",
+    }
+)
+"""The worker's own tests that the cluster lane also runs, with the queue on the cluster in the
+sharded layout (``SEEN_TEST_QUEUE_LAYOUT=sharded``): jobs, leases, progress, periodic jobs,
+a fleet of worker processes and a primary killed under load."""
 LUA54_SERIAL = (
     "load test: the Lua 5.4 lane runs scripts in the test process, one at a time, so it cannot "
     "carry this load; the same test runs against the server's own Lua in the other lane"
@@ -88,9 +112,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
     for item in items:
+        name = Path(str(item.fspath)).name
+        chosen = name in CACHE_LAYER_TESTS or (SHARDED and name in WORKER_CLUSTER_TESTS)
         wanted = item.get_closest_marker("cluster") is not None or (
-            Path(str(item.fspath)).name in CACHE_LAYER_TESTS
+            chosen
             and "private_server" not in getattr(item, "fixturenames", ())
+            and item.get_closest_marker("arq_layout") is None
         )
         (keep if wanted else drop).append(item)
     if drop:
@@ -214,10 +241,47 @@ def dragonfly_rules(request: pytest.FixtureRequest) -> Iterator[None]:
     end = recorder.sync()
     names = {s.sha: name for name, s in load_scripts().items()}
     names.update({s.source: name for name, s in load_scripts().items()})
-    problems = violations(recorder.slice(start, end), CommandKeys(recorder.control), names)
+    entries = recorder.slice(start, end)
+    for label, tags in script_hashtags(entries, names):
+        SCRIPT_CALLS[label] += 1
+        if tags > 1:
+            SPREAD_CALLS[label] += 1
+    problems = violations(entries, CommandKeys(recorder.control), names)
     if problems:
         shown = "\n  ".join(problems[:20])
         pytest.fail(f"Dragonfly rules broken ({len(problems)}):\n  {shown}", pytrace=False)
+
+
+SCRIPT_CALLS: Counter[str] = Counter()
+"""Calls per shipped script the MONITOR lane saw (tests/compat/monitor.py)."""
+SPREAD_CALLS: Counter[str] = Counter()
+"""Of those, the calls whose declared keys span more than one hashtag."""
+HASHTAG_REPORT = ROOT / "test-output" / "script-hashtags.json"
+
+
+def report_hashtags(session: pytest.Session) -> None:
+    """Write the MONITOR lane's count of script calls and their hashtags, print its summary,
+    and on the sharded layout fail the run unless every hot script was single-hashtag."""
+    hot = sorted(HOT_SCRIPTS)
+    single = [s for s in hot if SCRIPT_CALLS[s] and not SPREAD_CALLS[s]]
+    report = {
+        "layout": "sharded" if SHARDED else "arq",
+        "calls": dict(sorted(SCRIPT_CALLS.items())),
+        "spanning_hashtags": dict(sorted(SPREAD_CALLS.items())),
+        "hot_scripts": hot,
+        "hot_single_hashtag": single,
+    }
+    HASHTAG_REPORT.parent.mkdir(exist_ok=True)
+    HASHTAG_REPORT.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(
+        f"\nMONITOR lane ({report['layout']} layout): {sum(SCRIPT_CALLS.values())} script calls "
+        f"of {len(SCRIPT_CALLS)} scripts; hot scripts single-hashtag: {len(single)} of {len(hot)}"
+        f" ({HASHTAG_REPORT.relative_to(ROOT)})"
+    )
+    if SHARDED and len(single) < len(hot):
+        missing = [s for s in hot if s not in single]
+        print(f"hot scripts not seen, or spanning hashtags, on the sharded layout: {missing}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)
@@ -238,7 +302,11 @@ def lua54_scripts(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """With SEEN_COMPAT_REQUIRE_ALL=1 the Lua 5.4 lane must have run every shipped script."""
+    """With SEEN_COMPAT_REQUIRE_ALL=1 the Lua 5.4 lane must have run every shipped script; the
+    MONITOR lane reports the hashtags of every script call and, on the sharded layout, fails
+    unless every hot script was called and every call touched one hashtag."""
+    if COMPAT_MONITOR and SCRIPT_CALLS:
+        report_hashtags(session)
     if not (COMPAT_LUA54 and os.environ.get("SEEN_COMPAT_REQUIRE_ALL") == "1"):
         return
     missing = sorted(set(load_scripts()) - Lua54Runner.executed)

@@ -1,13 +1,13 @@
 """The worker process, composed: ``SeenWorker`` owns every resource ``seen-worker run`` uses.
 
 ``SeenWorker(settings).run()`` starts, in order: the queue store's client (waiting up to
-``worker.startup_timeout`` for it), Sentry, the cache manager (waiting for the cache store),
-``/metrics`` ``/livez`` ``/readyz``, heartbeats, the start-up warmup, then the job engine
-(``worker.engine``), with every collaborator handed to it at construction. It returns after a
-stop (``stop()``: SIGTERM/SIGINT under ``seen-worker run``) or, in burst mode, once the queue
-is empty, having closed all of them (bounded). Start-up objects are frozen out of the cyclic
-garbage collector before the first job (``gc.freeze``): full collections would otherwise walk
-them again and again while jobs run.
+``worker.startup_timeout`` for it), Sentry, tracing (``[otel]``, docs/tracing.md), the cache
+manager (waiting for the cache store), ``/metrics`` ``/livez`` ``/readyz``, heartbeats, the
+start-up warmup, then the job engine (``worker.engine``), with every collaborator handed to
+it at construction. It returns after a stop (``stop()``: SIGTERM/SIGINT under ``seen-worker
+run``) or, in burst mode, once the queue is empty, having closed all of them (bounded).
+Start-up objects are frozen out of the cyclic garbage collector before the first job
+(``gc.freeze``): full collections would otherwise walk them again and again while jobs run.
 
 ``arq worker.settings.WorkerSettings`` (ARQ's own CLI) still works: ``build_worker_settings``
 gives ARQ's ``Worker`` the same functions, periodic jobs and heartbeats on ARQ's key layout.
@@ -21,13 +21,15 @@ import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arq.connections import ArqRedis, RedisSettings
 from arq.worker import Function
+from redis.asyncio import Redis
 
 from cache.cancellation import cancel_and_wait
-from cache.client import create_pool
+from cache.client import create_client, create_pool
+from cache.cluster import is_cluster
 from cache.manager import CacheManager
 from cache.scripts import ScriptRunner
 from jobs import maintenance, serializer
@@ -39,6 +41,7 @@ from worker.cron import build_cron_jobs
 from worker.engine import Engine, EngineConfig
 from worker.engine.functions import Defaults, from_resolved, function_table
 from worker.engine.schedule import Periodic
+from worker.engine.tracing import JobTracing
 from worker.http.metrics import WorkerMetrics
 from worker.http.server import HttpServer
 from worker.job_modules import load_jobs
@@ -47,6 +50,9 @@ from worker.queue_store import refuse_cluster
 from worker.runtime import WorkerRuntime
 from worker.sentry import init_sentry, instrument, instrument_table
 from worker.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:  # the otel extra's: imported at start-up only when tracing is on
+    from worker.otel import OtelPipeline
 
 log = logging.getLogger("seen.worker")
 
@@ -71,14 +77,23 @@ def queue_redis_settings(settings: Settings) -> RedisSettings:
 
 
 def create_queue_pool(settings: Settings) -> ArqRedis:
-    """The queue store's client (ARQ's ``ArqRedis`` on our pool: socket timeouts, retries with
-    backoff, health checks), which jobs get as ``ctx["redis"]``."""
+    """ARQ's ``ArqRedis`` on our pool (socket timeouts, retries with backoff, health checks) on
+    the queue store: the client of ARQ's own producers and CLI, one instance."""
     return ArqRedis(
         create_pool(settings.queue_cache_settings()),
         job_serializer=serializer.serialize,
         job_deserializer=serializer.deserialize,
         default_queue_name=settings.queue.name,
     )
+
+
+def create_queue_client(settings: Settings) -> Redis:
+    """The worker's client of the queue store, which jobs get as ``ctx["redis"]``: a cluster
+    client when the (sharded) queue is on a Redis Cluster, else ``create_queue_pool``'s."""
+    qs = settings.queue_cache_settings()
+    if qs.is_cluster:
+        return create_client(qs)
+    return create_queue_pool(settings)
 
 
 def job_functions(settings: Settings) -> list[Function]:
@@ -91,6 +106,14 @@ def job_functions(settings: Settings) -> list[Function]:
 def periodic_schedules(jobs: Sequence[ResolvedJob]) -> list[Periodic]:
     """The engine's schedules: every periodic job with a period in force."""
     return [Periodic(j.name, j.period_s) for j in jobs if j.period_s]
+
+
+async def close_client(client: Redis) -> None:
+    """Close a client and its connections (a cluster client owns its nodes' pools)."""
+    if is_cluster(client):
+        await client.aclose()
+    else:
+        await client.aclose(close_connection_pool=True)
 
 
 class ManagerDeadLetters:
@@ -125,8 +148,12 @@ class SeenWorker:
         burst: bool = False,
         max_burst_jobs: int = -1,
         cron: bool = True,
+        tracing: JobTracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing
+        """Spans of traced jobs: the caller's (it owns the provider), else made from
+        ``[otel]`` at start-up when enabled (docs/tracing.md), else None (off)."""
         self.runtime = runtime or WorkerRuntime(settings)
         self.layout = settings.queue.key_layout()
         self.burst = burst
@@ -142,11 +169,13 @@ class SeenWorker:
         self.periodic = periodic_schedules(jobs) if cron else []
         crons = [p.name for p in self.periodic]
         self.metrics = WorkerMetrics(self.functions, self, crons)
-        self.queue: ArqRedis | None = None
+        self.queue: Redis | None = None
         self.scripts: ScriptRunner | None = None
         self.manager: CacheManager | None = None
         self.http: HttpServer | None = None
         self.engine: Engine | None = None
+        self.otel: OtelPipeline | None = None
+        """The tracing pipeline this worker made (and closes), if it made one."""
         self.ctx: dict[str, Any] = {}
         self._stop_requested: float | None = None
         self._stopped = False
@@ -182,11 +211,12 @@ class SeenWorker:
         settings = self.settings
         runtime = self.runtime
         w = settings.worker
-        self.queue = queue = create_queue_pool(settings)
+        self.queue = queue = create_queue_client(settings)
         await wait_until_reachable(queue.ping, runtime.outage, w.startup_timeout)
-        if self.layout.kind == "arq":
-            await refuse_cluster(queue, settings.queue_cache_settings().safe_url())
+        where = settings.queue_cache_settings().safe_url()
+        await refuse_cluster(queue, where, sharded=self.layout.kind == "sharded")
         init_sentry(settings, runtime.worker_id)
+        self._start_tracing()
         self.scripts = scripts = ScriptRunner(queue)
         self.manager = manager = await CacheManager.connect(settings, verify=False)
         self.ctx = {
@@ -218,6 +248,8 @@ class SeenWorker:
                 burst=self.burst,
                 max_burst_jobs=self.max_burst_jobs,
                 log_successes=settings.log.jobs == "all",
+                lease_replicas=w.lease_replicas,
+                replica_timeout_ms=round(w.lease_replica_timeout * 1000),
             ),
             context=self.ctx,
             observer=self.metrics,
@@ -225,6 +257,7 @@ class SeenWorker:
             worker_id=runtime.worker_id,
             outage=runtime.outage,
             on_stopping=self._stopping,
+            tracing=self.tracing,
         )
         self.engine = engine
         await runtime.start(queue, counts=self._store_counts, running=lambda: engine.running)
@@ -241,6 +274,19 @@ class SeenWorker:
             len(self.functions),
         )
         return engine
+
+    def _start_tracing(self) -> None:
+        """``[otel] enabled`` without a caller's tracing: this worker's own pipeline."""
+        otel = self.settings.otel
+        if self.tracing is not None or not otel.enabled:
+            return
+        from worker.engine.job_spans import JobSpans  # the otel extra: only when it is on
+        from worker.otel import OtelPipeline
+
+        self.otel = pipeline = OtelPipeline.from_settings(otel, self.worker_id)
+        self.tracing = JobSpans(
+            pipeline.provider, queue=self.layout.name, roots=otel.sample_ratio > 0
+        )
 
     def _stopping(self) -> None:
         self.runtime.state = "stopping"
@@ -310,13 +356,16 @@ class SeenWorker:
         manager, self.manager = self.manager, None
         http, self.http = self.http, None
         queue, self.queue = self.queue, None
+        otel, self.otel = self.otel, None
         closing = []
+        if otel is not None:  # after the engine: its last spans are in the batch
+            closing.append(asyncio.ensure_future(otel.aclose(CLOSE_WITHIN_S - 0.5)))
         if manager is not None:
             closing.append(asyncio.ensure_future(manager.aclose()))
         if http is not None:
             closing.append(asyncio.ensure_future(http.aclose()))
         if queue is not None:
-            closing.append(asyncio.ensure_future(queue.aclose(close_connection_pool=True)))
+            closing.append(asyncio.ensure_future(close_client(queue)))
         if closing:
             done, pending = await asyncio.wait(closing, timeout=CLOSE_WITHIN_S)
             for task in done:

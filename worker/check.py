@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import BaseModel, SecretStr
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from cache.clock import utc_now
 from cache.config import CacheConfig
@@ -21,6 +23,8 @@ from cache.download import DownloadStatus, ProgressUpdate
 from cache.errors import CacheError
 from cache.manager import CacheManager
 from cache.session_cache import SessionData
+from jobs.wire.layout import QueueLayout
+from worker.queue_check import check_queue
 
 Check = Callable[[CacheManager], Awaitable[str]]
 
@@ -176,6 +180,26 @@ CHECKS: list[tuple[str, Check]] = [
     ("rate limit", check_rate_limit),
     ("lock", check_lock),
 ]
+
+
+async def run_queue_check(client: Redis, layout: QueueLayout) -> list[CheckResult]:
+    """The queue part (``worker.queue_check``): one job through each shard; on Dragonfly, how
+    the scripts ran (io-coordinated calls on the sharded layout fail the check)."""
+    start = time.perf_counter()
+    try:
+        detail, path = await check_queue(client, layout)
+    except (CacheError, AssertionError, ValueError, RedisError) as exc:
+        return [CheckResult("job queue", False, f"{type(exc).__name__}: {exc}", 0.0)]
+    results = [CheckResult("job queue", True, detail, (time.perf_counter() - start) * 1000)]
+    if path is not None:
+        text = f"{path.shard_local} shard-local, {path.io_coordinated} io-coordinated script runs"
+        slow = layout.kind == "sharded" and path.io_coordinated > 0
+        if slow:
+            text += ": start Dragonfly with --lock_on_hashtags (docs/dragonfly.md)"
+        elif layout.kind == "arq":
+            text += ' (ARQ\'s layout; queue.layout = "sharded" runs them shard-local)'
+        results.append(CheckResult("dragonfly path", not slow, text, 0.0))
+    return results
 
 
 async def run_checks(config: CacheConfig) -> list[CheckResult]:

@@ -4,9 +4,11 @@
 ``health``  exit 0 when healthy, 1 when not; ``--json`` prints the verdict and reasons
 ``stats``   the figures ``log_cache_stats`` logs, as a table or ``--json``
 ``watch``   live progress bars of the active downloads (``--user U``; Ctrl-C to quit)
-``demo``    embedded server + worker + simulated downloads, live (``--duration S``: headless)
+``demo``    embedded server + worker + simulated downloads, live until Ctrl-C (``--duration S``:
+            headless, ends when every download did)
 ``check``   a non-destructive smoke test of the configured store (exit 1 on failure)
 ``dashboard`` the web dashboard (``--addr``, ``--token-file``, ``--allow-actions``, ``--new-token``)
+``migrate-queue`` move queued jobs and results between ARQ's layout and the sharded one
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def add_run(sub: Subparsers) -> None:
 
 # -- health ---------------------------------------------------------------------------------
 async def _health(settings: Settings, args: argparse.Namespace) -> int:
-    from worker.health import check
+    from worker.health import check, unreadable_heartbeats
 
     verdict = await check(
         settings,
@@ -135,8 +137,10 @@ async def _health(settings: Settings, args: argparse.Namespace) -> int:
         print(verdict.model_dump_json(indent=2))
     else:
         alive = sum(1 for w in verdict.workers if w.get("fresh"))
+        bad = verdict.unreadable.get("heartbeat", 0)
+        note = f"; {unreadable_heartbeats(bad)} skipped" if bad else ""
         print(
-            f"healthy ({alive} worker(s))"
+            f"healthy ({alive} worker(s){note})"
             if verdict.healthy
             else "UNHEALTHY: " + "; ".join(verdict.reasons)
         )
@@ -171,7 +175,7 @@ async def _stats(settings: Settings, as_json: bool) -> int:
     manager = await CacheManager.connect(settings, verify=False)
     queue = create_client(settings.queue_cache_settings())
     try:
-        snapshot = await collect(manager, queue, settings.queue.name)
+        snapshot = await collect(manager, queue, settings.queue.key_layout())
     except CacheError as exc:
         print(f"seen-worker: cannot read stats: {exc}", file=sys.stderr)
         return 1
@@ -179,6 +183,12 @@ async def _stats(settings: Settings, as_json: bool) -> int:
         await queue.aclose()
         await manager.aclose()
     figures = snapshot.flat()
+    if snapshot.unreadable_records:
+        print(
+            f"seen-worker stats: {snapshot.unreadable_records} unreadable record(s) skipped "
+            "(the log lines above name their keys); their figures show as -",
+            file=sys.stderr,
+        )
     if as_json:
         print(json.dumps(figures, indent=2))
     else:
@@ -224,9 +234,14 @@ def cmd_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _check(settings: Settings) -> int:
-    from worker.check import render, run_checks
+    from worker.check import render, run_checks, run_queue_check
 
     results = await run_checks(settings)
+    queue = create_client(settings.queue_cache_settings())
+    try:
+        results += await run_queue_check(queue, settings.queue.key_layout())
+    finally:
+        await queue.aclose()
     print(render(results))
     return 0 if all(r.ok for r in results) else 1
 
@@ -249,17 +264,29 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         seed=args.seed,
         with_dashboard=not args.no_dashboard,
     )
+    # SIGTERM before the demo's own handlers are in place (start-up) ends it like Ctrl-C: the
+    # embedded server and worker processes are stopped on the way out, never orphaned
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run_async(coro, settings.worker.uvloop)
     except KeyboardInterrupt:
         return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def add_demo(sub: Subparsers) -> None:
     demo = sub.add_parser(
         "demo", help="embedded server + worker + simulated download pipeline, live"
     )
-    demo.add_argument("--downloads", type=int, default=24, help="simulated downloads")
+    demo.add_argument(
+        "--downloads",
+        type=int,
+        default=24,
+        help="simulated downloads (at a time: without --duration new ones start as others end)",
+    )
     demo.add_argument("--workers", type=int, default=1, help="worker processes")
     demo.add_argument(
         "--duration", type=seconds, help="run headless for about S seconds and print a summary"
@@ -317,6 +344,24 @@ def add_dashboard(sub: Subparsers) -> None:
     dash.set_defaults(handler=cmd_dashboard)
 
 
+# -- migrate-queue --------------------------------------------------------------------------
+def cmd_migrate_queue(args: argparse.Namespace, settings: Settings) -> int:
+    from worker.migrate_queue import migrate_queue
+
+    return run_async(migrate_queue(settings, args), settings.worker.uvloop)
+
+
+def add_migrate_queue(sub: Subparsers) -> None:
+    from worker.migrate_queue import add_arguments
+
+    move = sub.add_parser(
+        "migrate-queue",
+        help="move queued jobs and results between ARQ's layout and the sharded one",
+    )
+    add_arguments(move, seconds)
+    move.set_defaults(handler=cmd_migrate_queue)
+
+
 SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_run,
     add_health,
@@ -325,6 +370,7 @@ SUBCOMMANDS: list[Callable[[Subparsers], None]] = [
     add_check,
     add_demo,
     add_dashboard,
+    add_migrate_queue,
 ]
 """Each entry adds one subcommand; a new command is one function and one line here."""
 

@@ -1,6 +1,12 @@
 """``seen-worker demo`` (the README's ``make run``): an embedded server, real worker processes
 and a simulated download pipeline publishing through ``ProgressPublisher``, shown live.
 
+Without ``--duration`` (``make run``) it runs until Ctrl-C or SIGTERM: the simulation is
+``continuous``, starting a new download whenever one ends (at most ``--downloads`` at a time, so
+the demo's memory and the store's active keys stay bounded; finished downloads expire from the
+store after ``ttl.download_terminal``), and the dashboard beside it keeps serving. The stop
+is bounded (the workers get ``STOP_GRACE_S``, then SIGKILL) and exits 0 with a summary.
+
 With ``--duration S`` (headless) it prints a summary instead and exits 0 only when every
 download reached a terminal state, the queue drained and every stored state equals the last
 update published for it.
@@ -42,6 +48,9 @@ if TYPE_CHECKING:
 TICK_S = 0.5
 READY_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 30.0
+STOP_GRACE_S = 25.0
+LINGER_S = 10.0
+"""Seconds a finished download stays on the live screen of a continuous demo."""
 
 
 @dataclass
@@ -73,6 +82,28 @@ class DemoReport:
         return table
 
 
+@dataclass
+class RunSummary:
+    """What a continuous demo did before it was stopped."""
+
+    statuses: dict[str, int]
+    started: int
+    running: int
+    published: int
+    drain_jobs: int
+    seconds: float
+
+    def render(self) -> Table:
+        table = Table(title="demo summary", show_header=False, title_justify="left")
+        states = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
+        table.add_row("ran for", f"{self.seconds:.0f} s")
+        table.add_row("downloads started", f"{self.started} ({states})")
+        table.add_row("running when stopped", str(self.running))
+        table.add_row("updates published", f"{self.published:,}")
+        table.add_row("apply jobs enqueued", f"{self.drain_jobs:,}")
+        return table
+
+
 def start_workers(addr: str, count: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     """``count`` real ``seen-worker run`` processes against ``addr``."""
     env = dict(os.environ, SEEN_CACHE_ADDR=addr, SEEN_LOG_LEVEL="WARNING")
@@ -97,12 +128,17 @@ def read_logs(log_dir: Path, tail: int = 2000) -> str:
 
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
-    stop_processes(procs, grace=25)
+    stop_processes(procs, grace=STOP_GRACE_S)
 
 
-async def wait_for_workers(manager: CacheManager, count: int) -> None:
+async def wait_for_workers(
+    manager: CacheManager, count: int, stop: asyncio.Event | None = None
+) -> None:
+    """Until ``count`` workers beat as running (or ``stop`` is set: Ctrl-C during start-up)."""
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
+        if stop is not None and stop.is_set():
+            return
         beats = await read_beats(manager.client, manager.keys)
         if sum(b.state == "running" for b in beats) >= count:
             return
@@ -143,11 +179,71 @@ async def settle(
 
 
 def stats_line(sim: Simulation, published: int, publisher: ProgressPublisher, start: float) -> Text:
-    done = sum(d.finished for d in sim.downloads)
+    running = sum(not d.finished for d in sim.downloads)
+    finished = sim.started - running
     return Text(
-        f"{time.monotonic() - start:5.1f}s  {done}/{len(sim.downloads)} finished  "
+        f"{time.monotonic() - start:5.1f}s  {running} running  {finished}/{sim.started} finished  "
         f"{published:,} updates published  {publisher.enqueued:,} apply jobs  (Ctrl-C to stop)",
         style="dim",
+    )
+
+
+async def run_headless(
+    manager: CacheManager,
+    settings: Settings,
+    sim: Simulation,
+    publisher: ProgressPublisher,
+    interrupted: asyncio.Event,
+) -> DemoReport:
+    """Every download to its end, then wait until the stored states equal the last updates."""
+    counter = {"published": 0}
+    await produce(sim, publisher, interrupted, counter)
+    last_publish = time.monotonic()
+    wait = 1.0 if interrupted.is_set() else DRAIN_TIMEOUT_S
+    consistent, queue_left = await settle(manager, sim, settings.queue.name, wait)
+    return DemoReport(
+        statuses=dict(Counter(d.status.value for d in sim.downloads)),
+        finished=sum(d.finished for d in sim.downloads),
+        published=counter["published"],
+        drain_jobs=publisher.enqueued,
+        consistent=consistent,
+        downloads=len(sim.downloads),
+        queue_left=queue_left,
+        settle_s=time.monotonic() - last_publish,
+    )
+
+
+async def run_live(
+    manager: CacheManager,
+    sim: Simulation,
+    publisher: ProgressPublisher,
+    console: Console,
+    interrupted: asyncio.Event,
+) -> RunSummary:
+    """The continuous simulation on a live table, until ``interrupted``."""
+    start = time.monotonic()
+    counter = {"published": 0}
+    state = WatchState(linger=LINGER_S)
+    view_stop = asyncio.Event()
+    with Live(console=console, refresh_per_second=4) as live:
+
+        def redraw() -> None:
+            line = stats_line(sim, counter["published"], publisher, start)
+            live.update(Group(render(state, max_rows=30), line))
+
+        view = asyncio.create_task(follow(manager, state, redraw, stop=view_stop))
+        try:
+            await produce(sim, publisher, interrupted, counter)
+        finally:
+            view_stop.set()
+            await view
+    return RunSummary(
+        statuses=dict(sim.status_counts()),
+        started=sim.started,
+        running=sum(not d.finished for d in sim.downloads),
+        published=counter["published"],
+        drain_jobs=publisher.enqueued,
+        seconds=time.monotonic() - start,
     )
 
 
@@ -158,44 +254,13 @@ async def run_pipeline(
     headless: bool,
     console: Console,
     interrupted: asyncio.Event,
-) -> DemoReport:
+) -> DemoReport | RunSummary:
     async with await CacheManager.connect(settings) as manager:
-        await wait_for_workers(manager, workers)
+        await wait_for_workers(manager, workers, interrupted)
         publisher = ProgressPublisher(manager, queue_name=settings.queue.name)
-        start = time.monotonic()
-        counter = {"published": 0}
         if headless:
-            await produce(sim, publisher, interrupted, counter)
-        else:
-            state = WatchState(linger=3600)
-            view_stop = asyncio.Event()
-            with Live(console=console, refresh_per_second=4) as live:
-
-                def redraw() -> None:
-                    line = stats_line(sim, counter["published"], publisher, start)
-                    live.update(Group(render(state, max_rows=30), line))
-
-                view = asyncio.create_task(follow(manager, state, redraw, stop=view_stop))
-                try:
-                    await produce(sim, publisher, interrupted, counter)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(interrupted.wait(), 1.0)
-                finally:
-                    view_stop.set()
-                    await view
-        last_publish = time.monotonic()
-        wait = 1.0 if interrupted.is_set() else DRAIN_TIMEOUT_S
-        consistent, queue_left = await settle(manager, sim, settings.queue.name, wait)
-        return DemoReport(
-            statuses=dict(Counter(d.status.value for d in sim.downloads)),
-            finished=sum(d.finished for d in sim.downloads),
-            published=counter["published"],
-            drain_jobs=publisher.enqueued,
-            consistent=consistent,
-            downloads=len(sim.downloads),
-            queue_left=queue_left,
-            settle_s=time.monotonic() - last_publish,
-        )
+            return await run_headless(manager, settings, sim, publisher, interrupted)
+        return await run_live(manager, sim, publisher, console, interrupted)
 
 
 async def start_dashboard(settings: Settings, out: Console) -> DashboardServer | None:
@@ -225,32 +290,40 @@ async def run_demo(
     console: Console | None = None,
     with_dashboard: bool = True,
 ) -> int:
-    """The whole demo; returns the exit code."""
+    """The whole demo; returns the exit code. Headless: until every download ended; else
+    (``make run``) a continuous simulation until SIGINT or SIGTERM."""
     out = console or Console()
-    sim = Simulation(downloads, duration, seed=seed)
+    sim = Simulation(downloads, duration, seed=seed, continuous=not headless)
+    stops = (signal.SIGINT, signal.SIGTERM)
     with EmbeddedServer() as server, tempfile.TemporaryDirectory(prefix="seen-demo-") as tmp:
         out.print(
             f"embedded server {Path(server.binary).name} on {server.addr}; "
             f"{workers} worker(s); {downloads} downloads"
+            + ("" if headless else " at a time, new ones as they end (Ctrl-C to stop)")
         )
         settings = load_settings(cache={"addr": server.addr})
         procs = start_workers(server.addr, workers, Path(tmp))
-        dashboard = await start_dashboard(settings, out) if with_dashboard else None
+        dashboard: DashboardServer | None = None
         interrupted = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, interrupted.set)
+        for sig in stops:
+            loop.add_signal_handler(sig, interrupted.set)
         try:
+            dashboard = await start_dashboard(settings, out) if with_dashboard else None
             report = await run_pipeline(settings, sim, workers, headless, out, interrupted)
         except TimeoutError as exc:
             logs = await asyncio.to_thread(read_logs, Path(tmp))
             out.print(f"[red]{exc}[/red]\n{logs}")
             return 1
         finally:
-            loop.remove_signal_handler(signal.SIGINT)
+            for sig in stops:
+                loop.remove_signal_handler(sig)
             if dashboard is not None:
                 await dashboard.aclose()
             await asyncio.to_thread(stop_workers, procs)
     out.print(report.render())
+    if isinstance(report, RunSummary):
+        return 0
     if interrupted.is_set():
         out.print("interrupted: stopped before every download finished")
         return 0

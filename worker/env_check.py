@@ -37,10 +37,19 @@ NOT_SETTINGS: Mapping[str, str] = {
     "SEEN_TEST_BUSY_SECONDS": "duration of the tests' store-busy warmup source",
     "SEEN_TEST_INTERVALS": "file where the tests' interval warmup source records its runs",
     "SEEN_TEST_STOP_TRIALS": "how many SIGTERM trials the stop-bound test runs",
+    "SEEN_TEST_QUEUE_LAYOUT": "the queue layout a test lane runs on (arq or sharded; also the "
+    "Go and Node end-to-end tests' worker)",
+    "SEEN_TEST_CLIENTS": "0: the Go and Node producer suites are skipped in this lane",
+    "SEEN_TEST_REDIS_ADDR": "the Go and Node producer tests: the test server",
+    "SEEN_TEST_SPARE_DB": "the Go and Node producer tests: a database they may flush",
+    "SEEN_TEST_PREFIX": "the Go and Node producer tests: their ids' prefix",
+    "SEEN_TEST_QUEUE_SHARDS": "the Go and Node producer tests: shards of the sharded layout",
+    "SEEN_CONFORMANCE_VECTORS": "the Go and Node producer tests: the vectors folder",
     "SEEN_COMPAT_MONITOR": "test suite: MONITOR lane",
     "SEEN_COMPAT_LUA54": "test suite: Lua 5.4 lane",
     "SEEN_COMPAT_REQUIRE_ALL": "test suite: every script ran in the Lua 5.4 lane",
     "SEEN_BENCH_SERVER": "server binary of the benchmarks",
+    "SEEN_TEST_TRACEPARENT": "the Go and Node end-to-end tests: the trace their jobs carry",
 }
 """``SEEN_*`` variables that are not settings, with what reads them."""
 

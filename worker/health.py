@@ -5,6 +5,12 @@ store, which never evicts); this module only reads them.
 
 Healthy = the stores answer, at least one worker (or the one named) has a fresh heartbeat, and
 the oldest due job that no worker has started is younger than ``health.max_queue_age``.
+
+A heartbeat that cannot be read (an id that breaks the id rule, a hash that is not a heartbeat)
+is skipped, counted in ``unreadable`` and logged with its key; it is neither a store fault nor,
+by itself, unhealthy. The verdict is judged on the readable heartbeats: with one fresh worker
+beside a bad row the fleet is healthy (and the count says there is a bad row to clean up); with
+only bad rows no worker has a readable heartbeat, which is unhealthy and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from redis.asyncio import Redis
 from cache.client import create_client
 from cache.errors import CacheError
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 from jobs.stats import QueueStats, queue_stats
 from worker.heartbeat import now_ms, read_beats
 from worker.outage import is_store_outage
@@ -33,6 +40,8 @@ class HealthVerdict(BaseModel):
     workers: list[dict[str, Any]] = []
     queue: QueueStats | None = None
     checked_at_ms: int = 0
+    unreadable: dict[str, int] = {}
+    """Rows skipped because they could not be read, by kind (``heartbeat``)."""
 
 
 async def evaluate(
@@ -60,12 +69,14 @@ async def evaluate(
     separate = settings.queue_addr() != settings.cache.addr or settings.queue.db is not None
     stale = stale_after if stale_after is not None else settings.health.stale_after
     max_age = max_queue_age if max_queue_age is not None else settings.health.max_queue_age
+    skipped = Unreadable()
     try:
         if separate:
             await queue.ping()
             verdict.store["queue"] = {"ok": True}
-        beats = await read_beats(queue, manager.keys)
-        verdict.queue = await queue_stats(queue, settings.queue.name, now_ms=now)
+        beats = await read_beats(queue, manager.keys, unreadable=skipped)
+        verdict.unreadable = skipped.by_kind()
+        verdict.queue = await queue_stats(queue, settings.queue.key_layout(), now_ms=now)
     except Exception as exc:
         if not (isinstance(exc, CacheError) or is_store_outage(exc)):
             raise
@@ -85,6 +96,12 @@ async def evaluate(
             reasons.append(f"worker {worker_id}: no heartbeat")
         elif mine[0] not in fresh:
             reasons.append(f"worker {worker_id}: heartbeat {mine[0].age_s(now):.1f}s old")
+    elif not beats and skipped.total:
+        reasons.append(
+            "no worker has a readable heartbeat"
+            + (f" on host {host}" if host else "")
+            + f" ({unreadable_heartbeats(skipped.total)} skipped)"
+        )
     elif not beats:
         reasons.append("no worker has a heartbeat" + (f" on host {host}" if host else ""))
     elif not fresh:
@@ -97,6 +114,10 @@ async def evaluate(
         )
     verdict.healthy = not reasons
     return verdict
+
+
+def unreadable_heartbeats(count: int) -> str:
+    return f"{count} unreadable heartbeat{'' if count == 1 else 's'}"
 
 
 async def check(

@@ -1,10 +1,12 @@
-"""Refuse a job queue on a Redis Cluster node, at start-up and with a clear message.
+"""The queue store's client, and a queue store that does not fit its layout refused at start-up.
 
-ARQ keeps a job in several keys (the queue's sorted set, ``arq:job:<id>``, ``arq:result:<id>``,
-in-progress markers) that hash to different slots, and moves jobs with multi-key transactions:
-a cluster answers them with CROSSSLOT or MOVED in the middle of a job's life. ``queue.addr``
-must therefore name one instance; a node of a cluster is recognised by ``INFO cluster``
-(``cluster_enabled:1``) and refused before the worker takes any job.
+On ARQ's layout a job's keys (the queue's sorted set, ``arq:job:<id>``, ``arq:result:<id>``,
+in-progress markers) hash to different slots: a cluster answers the scripts that touch them
+together with CROSSSLOT or MOVED. So ``queue.addr`` names one instance there; a node of a
+cluster is recognised by ``INFO cluster`` (``cluster_enabled:1``) and refused before the worker
+takes any job. The sharded layout keeps every key of a shard in one slot: its queue may be a
+cluster (``queue.cluster``, or several nodes in ``queue.addr``), and a single cluster node
+named without ``queue.cluster`` is refused with the fix, instead of failing on MOVED later.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
+from cache.cluster import is_cluster
+
 log = logging.getLogger("seen.worker")
 
 
@@ -22,17 +26,26 @@ class QueueStoreError(RuntimeError):
     """The queue store cannot hold ARQ's queue (it is a cluster node)."""
 
 
-async def refuse_cluster(queue: Redis, where: str) -> None:
-    """Raise ``QueueStoreError`` when ``queue`` is a cluster node; an unreachable store is left
-    to the start-up wait (logged, not refused)."""
+async def refuse_cluster(queue: Redis, where: str, *, sharded: bool = False) -> None:
+    """Raise ``QueueStoreError`` when ``queue`` is a standalone client on a cluster node; an
+    unreachable store is left to the start-up wait (logged, not refused)."""
+    if is_cluster(queue):
+        return  # the sharded layout on a cluster client: what it is for
     try:
         info: dict[str, Any] = await queue.info("cluster")
     except (redis_exc.ConnectionError, redis_exc.TimeoutError) as exc:
         log.warning("queue store %s: could not check for cluster mode: %s", where, exc)
         return
-    if str(info.get("cluster_enabled", "0")) == "1":
+    if str(info.get("cluster_enabled", "0")) != "1":
+        return
+    if sharded:
         raise QueueStoreError(
-            f"queue store {where} is a Redis Cluster node (cluster_enabled:1); the job queue "
-            "needs one instance because ARQ's keys span hash slots: set queue.addr to a "
-            "standalone server (the cache may stay on the cluster)"
+            f"queue store {where} is a Redis Cluster node (cluster_enabled:1): set "
+            "queue.cluster = true (or list several nodes in queue.addr) so the worker talks "
+            "to the whole cluster"
         )
+    raise QueueStoreError(
+        f"queue store {where} is a Redis Cluster node (cluster_enabled:1); ARQ's layout needs "
+        'one instance because its keys span hash slots: use queue.layout = "sharded" on a '
+        "cluster, or set queue.addr to a standalone server (the cache may stay on the cluster)"
+    )

@@ -13,11 +13,13 @@ store client, ARQ, Sentry or the jobs, so anything may import it (a test checks 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -49,6 +51,7 @@ from jobs.config import (
 )
 from jobs.wire.layout import MAX_SHARDS, QueueLayout
 from worker.env_check import check_environment, env_name, nearest_setting
+from worker.http.hosts import check_allowed_host
 
 log = logging.getLogger("seen.settings")
 
@@ -84,6 +87,11 @@ class QueueSettings(_Section):
     shards: int = Field(
         8, ge=1, le=MAX_SHARDS, description="shards of the sharded layout (ignored by arq)"
     )
+    cluster: bool = Field(
+        False,
+        description="queue.addr is a Redis Cluster (sharded layout only; implied by several "
+        "nodes in addr)",
+    )
 
     def key_layout(self) -> QueueLayout:
         """The queue's keys (``jobs.wire.layout``)."""
@@ -113,6 +121,19 @@ class WorkerSection(_Section):
     backoff_base: Seconds = Field(0.5, description="first wait after a store error")
     backoff_cap: Seconds = Field(10.0, description="longest wait between reconnects")
     startup_timeout: Seconds = Field(60.0, description="how long start-up waits for stores")
+    lease_replicas: int = Field(
+        0,
+        ge=0,
+        le=5,
+        description="replicas that must confirm a job's lease (WAIT) before it runs; >= 1: a "
+        "failover never runs a job twice at once",
+    )
+    lease_replica_timeout: Seconds = Field(
+        0.5,
+        gt=0,
+        description="longest wait for those replicas (at most job_lease / 4); an unconfirmed "
+        "claim is handed back",
+    )
     job_modules: tuple[ModuleName, ...] = Field(
         (),
         description="modules whose @job/@periodic jobs the worker also runs "
@@ -127,6 +148,10 @@ class WorkerSection(_Section):
             raise ValueError("worker.job_lease must be at least 2 x worker.heartbeat_interval")
         if self.backoff_cap < self.backoff_base:
             raise ValueError("worker.backoff_cap must be at least worker.backoff_base")
+        if self.lease_replicas and self.lease_replica_timeout * 4 > self.job_lease:
+            # a claim or renewal waits this long for its replicas: with more, a lease would be
+            # mostly spent before it counted
+            raise ValueError("worker.lease_replica_timeout must be at most worker.job_lease / 4")
         return self
 
 
@@ -185,6 +210,9 @@ def _long_token(value: SecretStr | None) -> SecretStr | None:
     return value
 
 
+AllowedHost = Annotated[str, AfterValidator(check_allowed_host)]
+"""A name an HTTP server of ours answers besides loopback and IP literals (``worker.http.hosts``):
+``name`` (any port) or ``name:port``; no scheme, path or wildcard."""
 ListenAddr = Annotated[str, AfterValidator(_listen_addr)]
 """``host:port`` to bind; port 0 picks a free port, an IPv6 host is written in brackets."""
 Token = Annotated[SecretStr | None, AfterValidator(_token)]
@@ -206,7 +234,9 @@ class HttpSettings(_Listener):
     """The worker's own HTTP endpoint: ``/metrics``, ``/livez``, ``/readyz``.
 
     Loopback by default. ``metrics_token`` makes ``/metrics`` require ``Authorization: Bearer
-    <token>``; a non-loopback ``addr`` without it is logged as a warning at start-up.
+    <token>``; a non-loopback ``addr`` without it is logged as a warning at start-up. Requests
+    for a ``Host`` that is not loopback, an IP address or in ``allowed_hosts`` get 421 (DNS
+    rebinding, ``worker.http.hosts``).
     """
 
     enabled: bool = Field(True, description="serve /metrics, /livez, /readyz")
@@ -216,6 +246,11 @@ class HttpSettings(_Listener):
     metrics_token: Token = Field(
         None, description="bearer token /metrics requires; unset = no token"
     )
+    allowed_hosts: tuple[AllowedHost, ...] = Field(
+        (),
+        description="Host names (or host:port) served besides loopback and IP addresses "
+        "(a scraper's DNS name); JSON list",
+    )
 
 
 class DashboardSettings(_Listener):
@@ -224,7 +259,8 @@ class DashboardSettings(_Listener):
     Loopback by default; any other bind refuses to start without ``token`` (at least 32 bytes,
     ``seen-worker dashboard --new-token`` prints one) and without ``metrics_token`` for its
     ``/metrics``. Tokens only via ``SEEN_DASHBOARD_TOKEN`` / ``SEEN_DASHBOARD_METRICS_TOKEN``
-    or ``--token-file``; read-only unless ``allow_actions``.
+    or ``--token-file``; read-only unless ``allow_actions``. Only a ``Host`` that is loopback,
+    an IP address or in ``allowed_hosts`` is answered (``worker.http.hosts``).
     """
 
     addr: ListenAddr = Field(
@@ -233,6 +269,11 @@ class DashboardSettings(_Listener):
     token: LongToken = Field(None, description="bearer/login token; required off loopback")
     metrics_token: LongToken = Field(None, description="bearer token of /metrics")
     allow_actions: bool = Field(False, description="requeue dead letters, run periodic jobs now")
+    allowed_hosts: tuple[AllowedHost, ...] = Field(
+        (),
+        description="Host names (or host:port) served besides loopback and IP addresses "
+        "(behind a proxy: its public name); JSON list",
+    )
     max_sse_clients: Count = Field(100, description="open live-download streams at most")
     client_queue: Count = Field(256, description="event batches buffered per SSE client")
     replay_batches: Count = Field(2048, description="recent batches kept for Last-Event-ID")
@@ -254,6 +295,70 @@ class LogSettings(_Section):
         description='per-job log lines: "failures" (failed, retried, cancelled, dead-lettered) '
         'or "all" (also one line per completed job)',
     )
+
+
+def _otlp_url(value: str) -> str:
+    """An OTLP/HTTP traces URL: http(s), a host, the signal path, no credentials."""
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+    if parts.username or parts.password:
+        raise ValueError("must not hold credentials (put them in OTEL_EXPORTER_OTLP_HEADERS)")
+    if parts.path in {"", "/"}:
+        raise ValueError(
+            f"must be the full traces URL, e.g. {parts.scheme}://{parts.netloc}/v1/traces"
+        )
+    return value
+
+
+OtlpUrl = Annotated[str, AfterValidator(_otlp_url)]
+
+
+class OtelSettings(_Section):
+    """Tracing with OpenTelemetry (docs/tracing.md): off unless ``enabled``; needs the
+    ``otel`` extra. Everything else an OpenTelemetry SDK reads from ``OTEL_*`` variables
+    (service name, resource attributes, exporter headers and timeouts, batch sizes) applies."""
+
+    enabled: bool = Field(
+        False, description="continue producers' traces, export spans over OTLP (otel extra)"
+    )
+    endpoint: OtlpUrl | None = Field(
+        None,
+        description="OTLP/HTTP traces URL, e.g. http://collector:4318/v1/traces; unset = the "
+        "OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables, else http://localhost:4318/v1/traces",
+    )
+    sample_ratio: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="share of jobs enqueued without a trace that start one (a job with a "
+        "trace follows its producer's sampling)",
+    )
+
+    @field_validator("enabled")
+    @classmethod
+    def _check_extra(cls, enabled: bool) -> bool:
+        """On without the extra is a configuration error naming the extra (found by module
+        name only: this module is a leaf and imports no OpenTelemetry)."""
+        if enabled:
+            missing = [m for m in OTEL_MODULES if not _importable(m)]
+            if missing:
+                raise ValueError(
+                    f"needs the otel extra (missing: {', '.join(missing)}): "
+                    "pip install 'seen-worker[otel]'"
+                )
+        return enabled
+
+
+OTEL_MODULES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+"""What the ``otel`` extra brings that the worker's tracing imports."""
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 class FleetSettings(_Section):
@@ -297,6 +402,7 @@ class Settings(CacheConfig, BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     log: LogSettings = LogSettings()
     fleet: FleetSettings = FleetSettings()
+    otel: OtelSettings = OtelSettings()
     jobs: dict[JobName, JobSection] = Field(
         default_factory=dict,
         description="[jobs.<name>]: per-job overrides (every, timeout, max_tries, keep_result)",
@@ -306,16 +412,22 @@ class Settings(CacheConfig, BaseSettings):
 
     @model_validator(mode="after")
     def _check_queue_store(self) -> Settings:
-        """The job queue needs one instance: ARQ's keys (queue, job, result) span hash slots."""
-        if self.queue.addr is not None and "," in self.queue.addr:
+        """On ARQ's layout the job queue needs one instance: its keys (queue, job, result) span
+        hash slots. The sharded layout keeps each shard in one slot: it may be a cluster."""
+        if self.queue.layout == "sharded":
+            if self.queue.cluster and self.queue.db:
+                raise ValueError("a Redis Cluster has only db 0; set queue.db = 0")
+            return self
+        hint = 'use queue.layout = "sharded" (docs/operations.md, "The queue on a cluster")'
+        if self.queue.cluster or (self.queue.addr is not None and "," in self.queue.addr):
             raise ValueError(
-                "queue.addr names several nodes; the job queue needs one instance (ARQ's keys "
-                "span hash slots, a Redis Cluster refuses them)"
+                f"queue.addr is a Redis Cluster, but ARQ's layout needs one instance (its keys "
+                f"span hash slots): {hint}, or point queue.addr at a standalone server"
             )
         if self.cache.is_cluster and not self.queue.addr:
             raise ValueError(
-                "cache.addr is a Redis Cluster: set queue.addr to a single instance for the job "
-                "queue (ARQ's keys span hash slots, a cluster refuses them)"
+                "cache.addr is a Redis Cluster and the job queue shares it, but ARQ's layout "
+                f"needs one instance: {hint}, or set queue.addr to a standalone server"
             )
         return self
 
@@ -339,11 +451,19 @@ class Settings(CacheConfig, BaseSettings):
     def queue_cache_settings(self) -> CacheSettings:
         """Connection settings of the queue store: the cache's, with the ``[queue]`` overrides.
 
-        A queue on another instance takes only its own password (never the cache's).
+        A queue on another instance takes only its own password (never the cache's). The queue
+        may be a Redis Cluster only with the sharded layout (each shard's keys share one slot);
+        on ARQ's layout it is one instance (``worker.queue_store`` refuses a cluster node).
         """
-        update: dict[str, Any] = {"cluster": False}  # ARQ's keys span slots: one instance
+        sharded = self.queue.layout == "sharded"
+        update: dict[str, Any] = {"cluster": sharded and self.cache.is_cluster}
         if self.queue.addr:
-            update.update(addr=self.queue.addr, password=self.queue.password, username=None)
+            update.update(
+                addr=self.queue.addr,
+                password=self.queue.password,
+                username=None,
+                cluster=sharded and (self.queue.cluster or "," in self.queue.addr),
+            )
         elif self.queue.password is not None:
             update["password"] = self.queue.password
         if self.queue.db is not None:

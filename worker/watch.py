@@ -22,6 +22,7 @@ from cache.config import CacheConfig
 from cache.download import DownloadProgress
 from cache.keys import validate_id
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 
 _UNITS = ("B", "KB", "MB", "GB", "TB")
 
@@ -64,6 +65,8 @@ class WatchState:
     stale_after: float = 60.0
     rows: dict[str, DownloadProgress] = field(default_factory=dict)
     events: int = 0
+    unreadable: int = 0
+    """Entries the last snapshot skipped because they could not be read (logged with keys)."""
 
     def apply(self, progress: DownloadProgress) -> bool:
         """Fold one state in; False when filtered out, older, or the row is already final."""
@@ -132,11 +135,25 @@ def render(state: WatchState, max_rows: int = 40) -> Table:
             format_speed(p),
             format_eta(p.eta_seconds),
         )
+    notes = []
     if len(rows) > max_rows:
-        table.caption = f"... and {len(rows) - max_rows} more"
+        notes.append(f"... and {len(rows) - max_rows} more")
     elif not rows:
-        table.caption = "no active downloads (waiting for progress events)"
+        notes.append("no active downloads (waiting for progress events)")
+    if state.unreadable:
+        noun = "entry" if state.unreadable == 1 else "entries"
+        notes.append(f"{state.unreadable} unreadable {noun} skipped (the log names their keys)")
+    table.caption = "; ".join(notes) or None
     return table
+
+
+async def load_snapshot(manager: CacheManager, state: WatchState) -> None:
+    """Fold in the current active downloads; an entry that cannot be read is skipped, counted
+    in ``state.unreadable`` and logged with its key (the others are shown)."""
+    skipped = Unreadable()
+    for progress in await manager.download.get_active_downloads(state.user_id, unreadable=skipped):
+        state.apply(progress)
+    state.unreadable = skipped.total
 
 
 async def follow(
@@ -154,8 +171,7 @@ async def follow(
     """
     follower = manager.download.follower(block_ms=block_ms)
     await follower.start()
-    for progress in await manager.download.get_active_downloads(state.user_id):
-        state.apply(progress)
+    await load_snapshot(manager, state)
     on_change()
     while stop is None or not stop.is_set():
         changed = False
@@ -179,8 +195,7 @@ async def run_watch(
     state = WatchState(user_id)
     async with await CacheManager.connect(config) as manager:
         if once:
-            for progress in await manager.download.get_active_downloads(user_id):
-                state.apply(progress)
+            await load_snapshot(manager, state)
             out.print(render(state))
             return 0
         with Live(render(state), console=out, refresh_per_second=4) as live:

@@ -11,14 +11,22 @@ already passed on can neither keep nor free the next holder's lease.
 
 Renewal *loops* (when to renew, what to do when a renewal is refused) belong to each user;
 this module is only the operations on the store.
+
+A lease key of the wrong type is nobody's lease we could check: the scripts refuse it with
+``CorruptKeyError`` naming the key and leave it as found (deleting it blindly could free a
+lease someone else counts on); ``extend_many`` reports it as not renewed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from typing import Any
 
-from cache.errors import translate_errors
-from cache.scripts import ScriptRunner
+from cache.errors import CorruptKeyError, translate_errors
+from cache.scripts import Replicas, ScriptCall, ScriptRunner
+
+log = logging.getLogger(__name__)
 
 Token = str | bytes
 
@@ -47,12 +55,30 @@ class Lease:
         return int(await self.scripts.run(EXTEND_SCRIPT, [key], [token, ms])) == 1
 
     async def extend_many(self, leases: Sequence[tuple[str, Token]], ms: int) -> list[bool]:
-        """``extend`` each ``(key, token)`` in one round trip; results in order."""
+        """``extend`` each ``(key, token)`` in one round trip; results in order. A lease key
+        of the wrong type is logged and reported as not renewed; the others are renewed."""
         replies = await self.scripts.run_many(
             EXTEND_SCRIPT, [([key], [token, ms]) for key, token in leases]
         )
-        return [int(reply) == 1 for reply in replies]
+        return [_renewed(reply) for reply in replies]
+
+    async def extend_many_confirmed(
+        self, leases: Sequence[tuple[str, Token]], ms: int, replicas: Replicas
+    ) -> list[tuple[bool, bool]]:
+        """``extend_many`` and ``WAIT``: per lease (extended, confirmed by ``replicas``)."""
+        calls: list[ScriptCall] = [([key], [token, ms]) for key, token in leases]
+        replies, acked = await self.scripts.run_many_replicated(EXTEND_SCRIPT, calls, replicas)
+        return [(_renewed(reply), ok) for reply, ok in zip(replies, acked, strict=True)]
 
     async def release(self, key: str, token: Token) -> bool:
         """Delete ``key``; False (nothing changed) unless held with ``token``."""
         return int(await self.scripts.run(RELEASE_SCRIPT, [key], [token])) == 1
+
+
+def _renewed(reply: Any) -> bool:
+    """One compare-and-renew's reply: 1 renewed; a bad lease key (``CorruptKeyError``, the
+    others of the batch renewed) is not renewed, and said."""
+    if isinstance(reply, CorruptKeyError):
+        log.warning("lease not renewed: %s", reply)
+        return False
+    return int(reply) == 1

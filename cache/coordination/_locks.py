@@ -27,7 +27,7 @@ from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.config import LockSettings
 from cache.coordination._lease import Lease
-from cache.errors import CacheError
+from cache.errors import CacheError, CorruptKeyError
 from cache.keys import KeyBuilder
 from cache.numbers import seconds_arg
 from cache.scripts import ScriptRunner
@@ -296,6 +296,8 @@ class Holding:
                 reason = "the lease expired or was taken over"
             except TimeoutError:
                 reason = "the store did not answer before the lease ran out"
+            except CorruptKeyError as exc:  # no lease we can check: it will not come back
+                reason = f"the lease key is unusable: {exc}"
             except CacheError as exc:
                 if lock.valid_for > 0:
                     log.warning("lock %r: renewal failed, retrying: %s", lock.name, exc)

@@ -1,6 +1,7 @@
 """Download progress: the public API of ``manager.download``.
 
-``DownloadCache`` applies updates (``set_progress``, ``bulk_update_progress``), coalesces them
+``DownloadCache`` applies updates (``set_progress``, ``bulk_update_progress``, ``apply_many``
+whose ``ApplyResult`` carries a bad key's ``CorruptKeyError``), coalesces them
 for the job queue (``publish``/``publish_many`` store pending updates and name the drain job to
 enqueue; ``drain`` is that job's body; ``schedule_drains`` repairs lost drains), reads state
 (``get_progress``, ``get_many``, ``get_active_downloads``, ``get_user_downloads``), follows live
@@ -20,6 +21,7 @@ from cache.download._models import (
     MAX_INT,
     TERMINAL,
     ApplyOutcome,
+    ApplyResult,
     DownloadProgress,
     DownloadStatus,
     ProgressUpdate,
@@ -32,6 +34,7 @@ __all__ = [
     "MAX_INT",
     "TERMINAL",
     "ApplyOutcome",
+    "ApplyResult",
     "DownloadCache",
     "DownloadProgress",
     "DownloadStatus",

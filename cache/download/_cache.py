@@ -9,6 +9,7 @@ never regress a download. Layout and sharding: ``_layout``; the scripts' key and
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar, overload
@@ -17,6 +18,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
 from cache.clock import wall_ms
+from cache.codec import as_text
 from cache.config import CacheConfig
 from cache.counts import ReadCounts
 from cache.download import _calls
@@ -24,8 +26,11 @@ from cache.download._events import EventFollower
 from cache.download._layout import DownloadLayout, parse_member
 from cache.download._models import (
     ApplyOutcome,
+    ApplyResult,
     DownloadProgress,
     ProgressUpdate,
+    apply_results,
+    parse_progress,
     progress_from_fields,
 )
 from cache.download._pending import (
@@ -35,13 +40,17 @@ from cache.download._pending import (
     PutResult,
     new_drain_id,
 )
-from cache.errors import SerializationError, translate_errors
+from cache.errors import CorruptKeyError, InvalidKeyError, SerializationError, translate_errors
 from cache.keys import KeyBuilder, validate_id
 from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptCall, ScriptRunner
 from cache.service import TTL, CacheService
+from cache.unreadable import Unreadable
 
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
+KIND = "download"
+"""The ``cache.unreadable`` kind of a download entry that cannot be read."""
 DOWNLOAD_OUTCOMES = (
     "applied",
     "stale",
@@ -85,9 +94,17 @@ class DownloadCache:
 
     # -- applying updates ---------------------------------------------------------------
     async def set_progress(self, update: ProgressUpdate, *, now: int | None = None) -> ApplyOutcome:
-        """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors."""
+        """Apply one update; stale/duplicate/post-terminal updates are ignored, not errors.
+
+        A stored key of the download it cannot use raises ``CorruptKeyError`` naming the key
+        (removed: sending the update again applies it)."""
         keys, args = _calls.apply(self.layout, update, now or wall_ms())
-        outcome = ApplyOutcome(int(await self.scripts.run("download_apply", keys, args)))
+        try:
+            reply = await self.scripts.run("download_apply", keys, args)
+        except CorruptKeyError:
+            self.outcomes[ApplyOutcome.CORRUPT] += 1
+            raise
+        outcome = ApplyOutcome(int(reply))
         self.outcomes[outcome] += 1
         return outcome
 
@@ -99,13 +116,20 @@ class DownloadCache:
     async def bulk_update_progress(
         self, updates: Sequence[ProgressUpdate], *, now: int | None = None
     ) -> list[ApplyOutcome]:
-        """Apply many updates in one pipelined round trip; outcomes in input order."""
+        """Apply many updates in one pipelined round trip; outcomes in input order
+        (``CORRUPT`` for an update that met a bad stored key: ``apply_many`` says which)."""
+        return [r.outcome for r in await self.apply_many(updates, now=now)]
+
+    async def apply_many(
+        self, updates: Sequence[ProgressUpdate], *, now: int | None = None
+    ) -> list[ApplyResult]:
+        """``bulk_update_progress`` with each bad key's ``CorruptKeyError``: one update's bad
+        key fails that update alone, the others of the batch are applied."""
         stamp = now or wall_ms()
         calls = [_calls.apply(self.layout, u, stamp) for u in updates]
-        replies = await self.scripts.run_many("download_apply", calls)
-        outcomes = [ApplyOutcome(int(r)) for r in replies]
-        self.outcomes.update(outcomes)
-        return outcomes
+        results = apply_results(await self.scripts.run_many("download_apply", calls))
+        self.outcomes.update(r.outcome for r in results)
+        return results
 
     # -- coalescing: pending updates and one drain job per shard ------------------------
     async def publish(self, update: ProgressUpdate) -> PutResult:
@@ -166,23 +190,34 @@ class DownloadCache:
         return [progress_from_fields(f, j) for f, j in zip(rows, job_ids, strict=True)]
 
     async def get_active_downloads(
-        self, user_id: str | None = None, *, limit: int = 1000
+        self,
+        user_id: str | None = None,
+        *,
+        limit: int = 1000,
+        unreadable: Unreadable | None = None,
     ) -> list[DownloadProgress]:
         """Non-terminal downloads with their progress, most recently updated first.
 
         Without ``user_id``: from every shard's active index; with it: from the user's index.
-        Entries whose progress has expired are skipped (``cleanup_stale`` removes them).
+        Entries whose progress has expired are skipped (``cleanup_stale`` removes them). An
+        entry that cannot be read (an index member that breaks the id rule, a progress hash
+        that is not a download's state or not a hash) is skipped and noted in ``unreadable``
+        (kind ``download``, logged with its key); the others are returned.
         """
-        found = await self._indexed(user_id, limit)
+        found = await self._indexed(user_id, limit, unreadable)
         return [p for p in found if not p.terminal][:limit]
 
     async def get_user_downloads(
-        self, user_id: str, *, limit: int = 1000
+        self, user_id: str, *, limit: int = 1000, unreadable: Unreadable | None = None
     ) -> list[DownloadProgress]:
         """A user's downloads, terminal ones included (kept ``ttl.download_terminal``)."""
-        return (await self._indexed(validate_id(user_id, "user_id"), limit))[:limit]
+        user = validate_id(user_id, "user_id")
+        return (await self._indexed(user, limit, unreadable))[:limit]
 
-    async def _indexed(self, user_id: str | None, limit: int) -> list[DownloadProgress]:
+    async def _indexed(
+        self, user_id: str | None, limit: int, unreadable: Unreadable | None
+    ) -> list[DownloadProgress]:
+        skipped = unreadable if unreadable is not None else Unreadable()
         shards = self.layout.all_shards()
         if user_id is None:
             index = [self.layout.shard_keys[s].active for s in shards]
@@ -193,20 +228,32 @@ class DownloadCache:
                 for key in index:
                     pipe.zrevrange(key, 0, limit - 1)
                 per_shard = await pipe.execute()
-        jobs: list[tuple[str, int]] = []
-        for shard, members in zip(shards, per_shard, strict=True):
+        jobs: list[tuple[str, str]] = []
+        for shard, key, members in zip(shards, index, per_shard, strict=True):
             for raw in members:
-                job = parse_member(raw)[0] if user_id is None else raw.decode()
-                jobs.append((job, shard))
+                job = parse_member(raw)[0] if user_id is None else as_text(raw)
+                try:
+                    jobs.append((job, self.keys.download_progress(job, shard)))
+                except InvalidKeyError as exc:
+                    skipped.skip(KIND, f"{key} member {as_text(raw)!r}", str(exc))
         if not jobs:
             return []
         with translate_errors(None, operation="HGETALL download progress"):
             async with self.client.pipeline(transaction=False) as pipe:
-                for job, shard in jobs:
-                    pipe.hgetall(self.keys.download_progress(job, shard))
-                rows = await pipe.execute()
-        found = [progress_from_fields(f, job) for f, (job, _) in zip(rows, jobs, strict=True)]
-        present = [p for p in found if p is not None]
+                for _, progress_key in jobs:
+                    pipe.hgetall(progress_key)
+                rows = await pipe.execute(raise_on_error=False)
+        present = []
+        for (job, progress_key), fields in zip(jobs, rows, strict=True):
+            try:
+                if isinstance(fields, Exception):
+                    raise ValueError(str(fields))
+                progress = parse_progress(fields, job)
+            except ValueError as exc:
+                skipped.skip(KIND, progress_key, str(exc))
+                continue
+            if progress is not None:
+                present.append(progress)
         present.sort(key=lambda p: p.updated_at, reverse=True)
         return present
 
@@ -259,6 +306,10 @@ class DownloadCache:
         batch from the active index, then one pipelined round trip forgets their progress and
         user-index entries. No command handles more than one batch, so other clients wait at
         most one short command (well under a millisecond for 500 entries).
+
+        A bad key (a shard's active index, a download's progress hash or a user's index of the
+        wrong type or with an unusable value) is removed by the script that meets it and
+        logged; the cleanup goes on with the other downloads and shards.
         """
         size = count_arg(batch or self.config.download.cleanup_batch, "batch")
         cutoff = wall_ms() - round(seconds_arg(older_than, "older_than", allow_zero=True) * 1000)
@@ -266,14 +317,20 @@ class DownloadCache:
         for shard in self.layout.all_shards():
             while True:
                 keys, args = _calls.pop_stale(self.layout, shard, cutoff, size)
-                popped = await self.scripts.run("download_pop_stale", keys, args)
+                try:
+                    popped = await self.scripts.run("download_pop_stale", keys, args)
+                except CorruptKeyError as exc:
+                    log.warning("cleanup_stale: shard %d skipped: %s", shard, exc)
+                    break
                 if not popped:
                     break
                 removed += len(popped)
                 calls = [
                     _calls.forget(self.layout, shard, *parse_member(raw), cutoff) for raw in popped
                 ]
-                await self.scripts.run_many("download_forget", calls)
+                for reply in await self.scripts.run_many("download_forget", calls):
+                    if isinstance(reply, CorruptKeyError):
+                        log.warning("cleanup_stale: %s", reply)
                 if len(popped) < size:
                     break
         return removed
@@ -299,17 +356,28 @@ class DownloadCache:
 
     async def stats(self) -> dict[str, int]:
         """Counters summed over the shards (applied, stale, duplicate, coalesced, ...) and
-        ``active``, the count of active downloads (``download.active`` in manager stats)."""
+        ``active``, the count of active downloads (``download.active`` in manager stats).
+        A field that is not an integer is left out and logged (``cache.unreadable``)."""
+        keys = [self.layout.shard_keys[shard].stats for shard in self.layout.all_shards()]
         with translate_errors(None, operation="HGETALL download stats"):
             async with self.client.pipeline(transaction=False) as pipe:
-                for shard in self.layout.all_shards():
-                    pipe.hgetall(self.layout.shard_keys[shard].stats)
-                rows = await pipe.execute()
+                for key in keys:
+                    pipe.hgetall(key)
+                rows = await pipe.execute(raise_on_error=False)
         totals = dict.fromkeys(DOWNLOAD_OUTCOMES, 0)
-        for row in rows:
+        skipped = Unreadable()
+        for key, row in zip(keys, rows, strict=True):
+            # a corrupt counters hash is skipped here; the script counting into it next
+            # removes it (docs/dragonfly.md, "Bad keys")
+            if isinstance(row, Exception):
+                skipped.skip("download_stats", key, f"unreadable ({row})")
+                continue
             for name, value in row.items():
-                field = name.decode()
-                totals[field] = totals.get(field, 0) + int(value)
+                field = as_text(name)
+                try:
+                    totals[field] = totals.get(field, 0) + int(value)
+                except ValueError:
+                    skipped.skip("download_stats", f"{key} field {field!r}", "not an integer")
         totals["active"] = await self.count_active()
         return totals
 

@@ -1,5 +1,6 @@
 """Download progress values: what producers send (``ProgressUpdate``), what readers get
-(``DownloadProgress``) and what an apply did (``ApplyOutcome``, ``PublishOutcome``).
+(``DownloadProgress``) and what an apply did (``ApplyOutcome``, ``ApplyResult``,
+``PublishOutcome``).
 
 The stored form is a hash with short field names, the same names as the fields of an event in
 the shard's stream, so one parser serves both (``progress_from_fields``). Numbers are stored as
@@ -8,10 +9,11 @@ integer strings; the percentage in basis points. docs/wire-format.md lists every
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -23,6 +25,7 @@ from pydantic import (
 )
 
 from cache.codec import as_text
+from cache.errors import CorruptKeyError
 from cache.keys import validate_id
 
 MAX_INT = 2**53 - 1
@@ -49,7 +52,12 @@ TERMINAL = frozenset({DownloadStatus.COMPLETED, DownloadStatus.FAILED, DownloadS
 
 
 class ApplyOutcome(IntEnum):
-    """What the apply script did with one update (its integer return)."""
+    """What the apply script did with one update (its integer return).
+
+    ``CORRUPT`` is not a return of the script: it stands for its ``BADKEY`` error reply, a
+    stored key of the download or of its shard it could not use (``ApplyResult.error`` names
+    it). Nothing of the update was applied; the key was removed, so the update applies when it
+    is sent again."""
 
     STALE = 0
     APPLIED = 1
@@ -57,16 +65,41 @@ class ApplyOutcome(IntEnum):
     FINAL = 3
     REJECTED = 4
     EMPTY = 5
+    CORRUPT = 6
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """One update's outcome, with the bad key's error when the outcome is ``CORRUPT``."""
+
+    outcome: ApplyOutcome
+    error: CorruptKeyError | None = None
+
+
+def apply_results(replies: Sequence[Any]) -> list[ApplyResult]:
+    """The apply script's replies (from ``ScriptRunner.run_many``) as results: a
+    ``CorruptKeyError`` in a call's place is a ``CORRUPT`` outcome carrying it."""
+    return [
+        ApplyResult(ApplyOutcome.CORRUPT, r)
+        if isinstance(r, CorruptKeyError)
+        else ApplyResult(ApplyOutcome(int(r)))
+        for r in replies
+    ]
 
 
 class PublishOutcome(IntEnum):
-    """What a coalescing put did (first element of the put script's return)."""
+    """What a coalescing put did (first element of the put script's return).
+
+    ``CORRUPT`` stands for the put script's ``BADKEY`` error reply: a stored key it reads was
+    unusable, the update was not stored (``PutResult.error`` names the key, which was removed),
+    and putting it again goes through."""
 
     IGNORED = 0
     COALESCED = 1
     SCHEDULED = 2
     RESCHEDULED = 3
     REJECTED = 4
+    CORRUPT = 5
 
     @property
     def needs_enqueue(self) -> bool:
@@ -139,15 +172,35 @@ def progress_from_fields(
     fields: Mapping[bytes, bytes] | Mapping[str, str], job_id: str | None = None
 ) -> DownloadProgress | None:
     """Parse a progress hash (HGETALL) or an event entry; None when empty or unreadable."""
+    try:
+        return parse_progress(fields, job_id)
+    except ValueError:
+        return None
+
+
+def parse_progress(
+    fields: Mapping[bytes, bytes] | Mapping[str, str], job_id: str | None = None
+) -> DownloadProgress | None:
+    """Parse a progress hash or event entry: None when empty (expired); ``ValueError`` saying
+    what is wrong when it holds something that is not a download's state."""
+    if not fields:
+        return None
     text = {as_text(k): as_text(v) for k, v in fields.items()}
     job = job_id or text.get("job")
-    if not job or not text.get("status"):
-        return None
+    if not job:
+        raise ValueError("no job id")
+    if not text.get("status"):
+        raise ValueError("no status")
     try:
         status = DownloadStatus(text["status"])
     except ValueError:
-        return None
+        raise ValueError(f"unknown status {text['status'][:40]!r}") from None
     eta = _int(text, "eta", -1)
+    updated_ms = _int(text, "updated")
+    try:
+        updated_at = datetime.fromtimestamp(updated_ms / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(f"updated time {updated_ms} ms is out of range") from None
     return DownloadProgress(
         job_id=job,
         user_id=text.get("user", ""),
@@ -158,6 +211,6 @@ def progress_from_fields(
         speed=_int(text, "speed"),
         eta_seconds=eta if eta >= 0 else None,
         seq=_int(text, "seq"),
-        updated_at=datetime.fromtimestamp(_int(text, "updated") / 1000, tz=UTC),
+        updated_at=updated_at,
         error=text.get("error") or None,
     )

@@ -11,22 +11,32 @@ here. Drain ids come from one factory given at construction (``new_drain_id`` by
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
+from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
 from cache.clock import wall_ms
 from cache.download import _calls
 from cache.download._layout import DownloadLayout, parse_member
-from cache.download._models import ApplyOutcome, ProgressUpdate, PublishOutcome
-from cache.errors import translate_errors
+from cache.download._models import (
+    ApplyOutcome,
+    ApplyResult,
+    ProgressUpdate,
+    PublishOutcome,
+    apply_results,
+)
+from cache.errors import CorruptKeyError, translate_errors
 from cache.numbers import count_arg, seconds_arg
 from cache.scripts import ScriptRunner
 
+log = logging.getLogger(__name__)
 DrainIdFactory = Callable[[int], str]
 """Makes a fresh drain job id for a shard; the id is the ARQ job id of the drain job."""
 
@@ -38,16 +48,24 @@ def new_drain_id(shard: int) -> str:
 
 @dataclass(frozen=True)
 class PutResult:
-    """What one coalescing put did; ``drain_id`` is set when the caller must enqueue it."""
+    """What one coalescing put did; ``drain_id`` is set when the caller must enqueue it;
+    ``error`` names the bad stored key of a ``CORRUPT`` put."""
 
     outcome: PublishOutcome
     shard: int
     drain_id: str | None = None
+    error: CorruptKeyError | None = None
 
 
 @dataclass
 class DrainReport:
-    """What one drain job did; ``handoff_id`` is a drain job the caller must enqueue."""
+    """What one drain job did; ``handoff_id`` is a drain job the caller must enqueue.
+
+    ``corrupt`` counts the bad stored keys the drain met (each removed by the script that met
+    it) and ``problems`` says which, one message each; ``lost`` maps each download
+    (``<job>:<user>``) whose pending update was itself unusable, and was dropped, to that
+    message (the drain job dead-letters them). An update that met any other bad key stays
+    pending and is applied by the next round."""
 
     shard: int
     claimed: bool = False
@@ -56,7 +74,10 @@ class DrainReport:
     ignored: int = 0
     rejected: int = 0
     empty: int = 0
+    corrupt: int = 0
     handoff_id: str | None = None
+    problems: list[str] = field(default_factory=list)
+    lost: dict[str, str] = field(default_factory=dict)
 
     def count(self, outcome: ApplyOutcome) -> None:
         if outcome is ApplyOutcome.APPLIED:
@@ -65,8 +86,16 @@ class DrainReport:
             self.empty += 1
         elif outcome is ApplyOutcome.REJECTED:
             self.rejected += 1
+        elif outcome is ApplyOutcome.CORRUPT:
+            self.corrupt += 1
         else:
             self.ignored += 1
+
+    def problem(self, error: CorruptKeyError) -> None:
+        """Note a bad key met outside an apply (the claim, the pending set, a hand-off)."""
+        self.corrupt += 1
+        self.problems.append(str(error))
+        log.warning("drain of shard %d: %s", self.shard, error)
 
 
 class PendingUpdates:
@@ -108,7 +137,12 @@ class PendingUpdates:
             calls.append(_calls.pending_put(self.layout, update, shard, candidates[shard], now))
         replies = await self.scripts.run_many("download_pending_put", calls)
         results = []
-        for shard, (code, drain) in zip(shards, replies, strict=True):
+        for shard, reply in zip(shards, replies, strict=True):
+            if isinstance(reply, CorruptKeyError):
+                results.append(PutResult(PublishOutcome.CORRUPT, shard, error=reply))
+                self.published[PublishOutcome.CORRUPT] += 1
+                continue
+            code, drain = reply
             outcome = PublishOutcome(int(code))
             drain_id = drain.decode() if outcome.needs_enqueue else None
             results.append(PutResult(outcome, shard, drain_id))
@@ -116,28 +150,38 @@ class PendingUpdates:
         return results
 
     async def claim(self, shard: int, drain_id: str) -> bool:
-        """Unschedule the shard's drain if it is ``drain_id``; True when it was."""
+        """Unschedule the shard's drain if it is ``drain_id``; True when it was. A drain
+        record of the wrong type raises ``CorruptKeyError`` (the record is removed)."""
         keys, args = _calls.drain_claim(self.layout, shard, drain_id)
         return bool(await self.scripts.run("download_drain_claim", keys, args))
 
     async def oldest(self, shard: int, limit: int) -> tuple[list[tuple[str, str]], bool]:
-        """Up to ``limit`` pending downloads (oldest first) and whether a drain is scheduled."""
+        """Up to ``limit`` pending downloads (oldest first) and whether a drain is scheduled.
+
+        A pending set of the wrong type raises ``CorruptKeyError`` after the kick script has
+        removed it (its downloads come back with their next put)."""
         common = self.layout.shard_keys[shard]
         with translate_errors(common.pending_set, operation="ZRANGE pending"):
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zrange(common.pending_set, 0, limit - 1)
                 pipe.exists(common.drain)
-                members, scheduled = await pipe.execute()
+                replies: list[Any] = await pipe.execute(raise_on_error=False)
+        members, scheduled = replies
+        if isinstance(members, redis_exc.ResponseError) and "WRONGTYPE" in str(members):
+            await self.kick(shard, self.layout.lease_ms)  # its check removes the bad set
+        for reply in replies:
+            if isinstance(reply, Exception):
+                with translate_errors(common.pending_set, operation="ZRANGE pending"):
+                    raise reply
         return [parse_member(m) for m in members], bool(scheduled)
 
-    async def apply(self, shard: int, downloads: Sequence[tuple[str, str]]) -> list[ApplyOutcome]:
+    async def apply(self, shard: int, downloads: Sequence[tuple[str, str]]) -> list[ApplyResult]:
         """Apply and consume the pending updates of ``downloads`` in one round trip."""
         now = wall_ms()
         calls = [_calls.apply_pending(self.layout, shard, j, u, now) for j, u in downloads]
-        replies = await self.scripts.run_many("download_apply", calls)
-        outcomes = [ApplyOutcome(int(r)) for r in replies]
-        self.outcomes.update(outcomes)
-        return outcomes
+        results = apply_results(await self.scripts.run_many("download_apply", calls))
+        self.outcomes.update(r.outcome for r in results)
+        return results
 
     async def drain(
         self,
@@ -157,27 +201,57 @@ class PendingUpdates:
         if budget is None:
             budget = self.layout.settings.drain_budget
         deadline = time.monotonic() + seconds_arg(budget, "budget", allow_zero=True)
-        report = DrainReport(shard, claimed=await self.claim(shard, drain_id))
+        report = DrainReport(shard)
+        try:
+            report.claimed = await self.claim(shard, drain_id)
+        except CorruptKeyError as exc:  # the bad record is gone: drain all the same
+            report.problem(exc)
         self.drain_jobs += 1
         while True:
-            downloads, scheduled = await self.oldest(shard, size)
+            try:
+                downloads, scheduled = await self.oldest(shard, size)
+            except CorruptKeyError as exc:
+                report.problem(exc)
+                return report
             if not downloads:
                 return report
             report.rounds += 1
-            for outcome in await self.apply(shard, downloads):
-                report.count(outcome)
-                self.drained_updates += outcome is not ApplyOutcome.EMPTY
+            results = await self.apply(shard, downloads)
+            for (job, user), result in zip(downloads, results, strict=True):
+                report.count(result.outcome)
+                self.drained_updates += result.outcome is not ApplyOutcome.EMPTY
+                if result.error is not None:
+                    report.problems.append(str(result.error))
+                    log.warning("drain of shard %d: %s", shard, result.error)
+                    if result.error.key == self.layout.keys.download_pending(job, shard):
+                        report.lost[f"{job}:{user}"] = str(result.error)
             if scheduled:
                 return report
             if time.monotonic() >= deadline:
-                report.handoff_id = await self.schedule(shard)
+                try:
+                    report.handoff_id = await self.schedule(shard)
+                except CorruptKeyError as exc:
+                    report.problem(exc)
                 return report
 
     async def schedule(self, shard: int, *, lease_ms: int | None = None) -> str | None:
         """Schedule a drain for ``shard`` if it has pending updates and none is scheduled (or
-        the scheduled one is older than the lease). Returns the new id to enqueue, if any."""
+        the scheduled one is older than the lease). Returns the new id to enqueue, if any.
+
+        A bad pending set or drain record is logged and removed by the kick script, which is
+        then run once more (a second ``CorruptKeyError`` is raised)."""
         lease = self.layout.lease_ms if lease_ms is None else count_arg(lease_ms, "lease_ms")
-        keys, args = _calls.drain_kick(self.layout, shard, self.drain_ids(shard), wall_ms(), lease)
+        try:
+            return await self.kick(shard, lease)
+        except CorruptKeyError as exc:
+            log.warning("scheduling a drain of shard %d: %s; trying again", shard, exc)
+            return await self.kick(shard, lease)
+
+    async def kick(self, shard: int, lease_ms: int) -> str | None:
+        """One ``download_drain_kick``: the new drain id to enqueue, if any."""
+        keys, args = _calls.drain_kick(
+            self.layout, shard, self.drain_ids(shard), wall_ms(), lease_ms
+        )
         code, found = await self.scripts.run("download_drain_kick", keys, args)
         outcome = PublishOutcome(int(code))  # 0 nothing pending, 1 scheduled, 2/3 enqueue
         return found.decode() if outcome.needs_enqueue else None

@@ -7,15 +7,36 @@
 -- ARGV[2]: burst: requests allowed at once after idling (integer >= 1)
 -- ARGV[3]: cost of this call in requests (integer, 1 <= cost <= burst)
 -- returns: array of 4 integers {allowed 1|0, remaining, retry_after_us (0 when allowed),
---          reset_after_us (time until the full burst is available again)}
+--          reset_after_us (time until the full burst is available again)}; or the error reply
+--          "BADKEY <key> <problem>" when the TAT is not an integer time at most 2^45 us (about
+--          407 days, beyond any window) ahead of the server clock: it is reset to a full
+--          limiter (TAT = now + burst * interval), so the limit holds and the next call is
+--          answered normally
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local cost = tonumber(ARGV[3])
 local tolerance = interval * burst
-local stored = redis.call('GET', KEYS[1])
-local tat = (stored and tonumber(stored)) or now
+local stored = redis.pcall('GET', KEYS[1])
+if type(stored) == 'table' and stored.err and not string.find(stored.err, 'WRONGTYPE', 1, true) then
+  return stored  -- not about the key (out of memory, ...): the error as it came
+end
+local tat, problem = now, nil
+if type(stored) == 'table' then
+  problem = 'holds a ' .. redis.call('TYPE', KEYS[1])['ok'] .. ', not a time in microseconds'
+elseif stored then
+  tat = #stored <= 16 and string.match(stored, '^%d+$') and tonumber(stored)
+  if not tat or tat > now + 35184372088832 then
+    problem = 'holds "' .. string.sub(stored, 1, 40) .. '", not a time in microseconds'
+  end
+end
+if problem then
+  tat = now + tolerance
+  local ttl_ms = math.floor(tolerance / 1000) + 2
+  redis.call('SET', KEYS[1], string.format('%d', tat), 'PX', string.format('%d', ttl_ms))
+  return redis.error_reply('BADKEY ' .. KEYS[1] .. ' ' .. problem .. '; reset to a full limiter')
+end
 if tat < now then
   tat = now
 end

@@ -10,17 +10,25 @@ rules are the W3C Trace Context ones a producer can check before it writes anyth
 ``00`` only, lower-case hex, neither id all zeros; ``tracestate`` is optional, needs a
 ``traceparent``, and is at most 512 characters of at most 32 ``key=value`` members. The Go and
 Node clients apply the same rules (tests/conformance/vectors/trace_context.json).
+
+A Python producer attaches its current span by itself (``current_trace_context``) when
+OpenTelemetry's API is importable; it is imported on first use, never at import time, so the
+base install (which has no OpenTelemetry) pays nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 
 TRACE_FIELD = "tc"
 """The record field holding the trace context."""
 MAX_TRACESTATE_CHARS = 512
 MAX_TRACESTATE_MEMBERS = 32
 
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 _KEY = re.compile(
     r"[a-z0-9][_0-9a-z\-*/]{0,255}|[a-z0-9][_0-9a-z\-*/]{0,240}@[a-z][_0-9a-z\-*/]{0,13}"
@@ -41,7 +49,7 @@ def check_traceparent(value: object) -> str:
         raise InvalidTraceContext(
             f"traceparent {value[:80]!r} is not 00-<32 hex>-<16 hex>-<2 hex> (lower-case hex)"
         )
-    if set(match.group(1)) == {"0"} or set(match.group(2)) == {"0"}:
+    if match.group(1) == _ZERO_TRACE_ID or match.group(2) == _ZERO_SPAN_ID:
         raise InvalidTraceContext(f"traceparent {value!r} has an all-zero trace or parent id")
     return value
 
@@ -73,3 +81,44 @@ def trace_context(traceparent: str | None, tracestate: str | None = None) -> dic
     if tracestate:
         context["tracestate"] = check_tracestate(tracestate)
     return context
+
+
+@functools.cache
+def _current_span_carrier() -> Callable[[], dict[str, str]] | None:
+    """A function writing the current span's W3C headers into a new dict, or None without
+    OpenTelemetry (looked up once per process)."""
+    try:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return None
+    propagator = TraceContextTextMapPropagator()
+    current_span = trace.get_current_span
+
+    def carrier() -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if current_span().get_span_context().is_valid:
+            propagator.inject(headers)
+        return headers
+
+    return carrier
+
+
+def current_trace_context() -> dict[str, str] | None:
+    """The record's ``tc`` for the OpenTelemetry span current in this context, or None (no
+    OpenTelemetry, no valid current span, or one whose headers break the rules above)."""
+    carrier = _current_span_carrier()
+    if carrier is None:
+        return None
+    headers = carrier()
+    if not headers:
+        return None
+    traceparent = headers.get("traceparent")
+    try:
+        return trace_context(traceparent, headers.get("tracestate"))
+    except InvalidTraceContext:
+        pass
+    try:  # W3C: a tracestate that breaks the rules is dropped, the traceparent stays
+        return trace_context(traceparent)
+    except InvalidTraceContext:
+        return None

@@ -94,7 +94,7 @@ async def test_live_progress_moves_ends_final_and_resumes_without_gaps(
     chromium: Browser, server: TestServer, manager: CacheManager, tmp_path: Path, screenshots: Path
 ) -> None:
     problems: list[str] = []
-    with Fleet(tmp_path, server.addr) as fleet:
+    with Fleet(tmp_path, server.addr, queue={"layout": "arq"}) as fleet:
         fleet.start(1)
         await wait_until(check(lambda: fresh_beats(manager.client)), 20, "a worker")
         async with running_dashboard(server.url) as dash:
@@ -150,7 +150,7 @@ async def test_dead_letter_appears_is_requeued_and_applied(
     owner = ProgressUpdate(job_id=job, user_id="alice", status="downloading", seq=1)
     await manager.download.set_progress(owner)
     stolen = ProgressUpdate(job_id=job, user_id="mallory", status="downloading", seq=5)
-    with Fleet(tmp_path, server.addr) as fleet:
+    with Fleet(tmp_path, server.addr, queue={"layout": "arq"}) as fleet:
         fleet.start(1)
         await enqueue_update(manager.client, stolen)  # the worker refuses it: another owner
         await wait_until(
@@ -203,4 +203,31 @@ async def test_wrong_token_refused_right_token_lets_in(
         session = next(c for c in cookies if c["name"] == "seen_dashboard")
         assert session["httpOnly"] and session["sameSite"] == "Strict"
     problems = [p for p in problems if "403" not in p]  # the refused login itself
+    assert not problems, problems
+
+
+async def test_one_unreadable_entry_leaves_the_live_page_and_overview_standing(
+    chromium: Browser, server: TestServer, manager: CacheManager, raw: Redis, screenshots: Path
+) -> None:
+    """Issue 18 item 3 in the browser: a bad member of a shard's active index and a heartbeat
+    under a 300-character id; the pages show the good rows and say what was skipped."""
+    problems: list[str] = []
+    for job in ("movie-ok-1", "movie-ok-2"):
+        await manager.download.set_progress(
+            ProgressUpdate(job_id=job, user_id="alice", status=DownloadStatus.DOWNLOADING, seq=1)
+        )
+    await raw.zadd(manager.keys.download_active(0), {"bad id!:alice": 1})
+    await raw.zadd(manager.keys.workers_index(), {"w" * 300: 1})
+    async with running_dashboard(server.url) as dash:
+        page = await new_page(chromium, problems)
+        await page.goto(dash.url + "downloads")
+        for job in ("movie-ok-1", "movie-ok-2"):
+            await page.locator(f"tr[data-job='{job}']").wait_for()
+        notice = page.locator("#unreadable")
+        await notice.wait_for()
+        assert (await notice.text_content() or "").startswith("1 unreadable entry skipped")
+        await page.screenshot(path=str(screenshots / "downloads-unreadable.png"))
+        await page.goto(dash.url)
+        text = await page.locator("#unreadable").text_content() or ""
+        assert text.startswith("1 unreadable entry skipped (heartbeat 1)"), text
     assert not problems, problems

@@ -28,8 +28,16 @@ import lupa.lua54 as lua54
 from redis import exceptions as redis_exc
 from redis.asyncio import Redis
 
-from cache.errors import CacheResponseError, translate_errors
-from cache.scripts import Script, ScriptArg, ScriptCall, ScriptRunner, check_keys
+from cache.errors import CacheResponseError, CorruptKeyError, translate_errors
+from cache.scripts import (
+    Replicas,
+    Script,
+    ScriptArg,
+    ScriptCall,
+    ScriptRunner,
+    check_keys,
+    corrupt_key_error,
+)
 from tests.compat.resp import Error, RespConnection, Status, encode_arg
 
 UNDECLARED = "script tried accessing undeclared key"
@@ -124,6 +132,28 @@ class Lua54Runner(ScriptRunner):
                     self._conn.close()
                 self._conn = None
                 raise redis_exc.ConnectionError(f"Lua 5.4 runner lost the server: {exc}") from exc
+            except redis_exc.ResponseError as exc:
+                bad = corrupt_key_error(name, keys, exc)
+                if bad is not None:
+                    raise bad from exc
+                raise
+
+    async def run_many_replicated(
+        self,
+        name: str,
+        calls: Sequence[ScriptCall],
+        replicas: Replicas,
+        *,
+        single_hashtag: bool = True,
+        return_errors: bool = False,
+    ) -> tuple[list[Any], list[bool]]:
+        """``run_many``, then ``WAIT`` on the runner's one connection (its writes)."""
+        replies = await self.run_many(
+            name, calls, single_hashtag=single_hashtag, return_errors=return_errors
+        )
+        count = self.conn.call("WAIT", replicas.count, replicas.timeout_ms)
+        ok = isinstance(count, int) and count >= replicas.count
+        return replies, [ok] * len(replies)
 
     async def run_many(
         self,
@@ -133,11 +163,15 @@ class Lua54Runner(ScriptRunner):
         single_hashtag: bool = True,
         return_errors: bool = False,
     ) -> list[Any]:
-        """One call after the other (each atomic, as on the server)."""
+        """One call after the other (each atomic, as on the server); a call that found a bad
+        key gets its ``CorruptKeyError`` in its place, as ``ScriptRunner.run_many`` does."""
         replies: list[Any] = []
         for keys, args in calls:
             try:
                 replies.append(await self.run(name, keys, args, single_hashtag=single_hashtag))
+            except CorruptKeyError as exc:
+                replies.append(exc)
+                continue
             except CacheResponseError as exc:
                 if not return_errors:
                     raise

@@ -144,9 +144,22 @@ ARQ_LAYOUT_SCRIPTS = frozenset({"queue_enqueue", "queue_claim", "queue_finish"})
 queue instance, by design); on the sharded layout they must share one like every other."""
 
 
+LAYOUT_MOVE_SCRIPT = "queue_move"
+"""The mover between the two layouts (``jobs.queue_move``): one instance only, its keys are
+ARQ's (no hashtag) and one shard's of the sharded layout (one ``{<name>:<i>}`` tag)."""
+_SHARD_TAG = re.compile(rb".+:\d+")
+
+
 def arq_layout_call(label: str, declared: set[bytes]) -> bool:
-    """A queue script called with ARQ's layout keys (none has a ``{hashtag}``)."""
-    return label in ARQ_LAYOUT_SCRIPTS and not any(b"{" in key for key in declared)
+    """A queue script called with ARQ's layout keys (none has a ``{hashtag}``), or the layout
+    mover called with exactly two hashtag groups: ARQ's keys and one shard's."""
+    if label in ARQ_LAYOUT_SCRIPTS:
+        return not any(b"{" in key for key in declared)
+    if label == LAYOUT_MOVE_SCRIPT:
+        tags = {hashtag(k.decode(errors="replace")) for k in declared if b"{" in k}
+        plain = [k for k in declared if b"{" not in k]
+        return len(tags) == 1 and bool(plain) and bool(_SHARD_TAG.fullmatch(tags.pop().encode()))
+    return False
 
 
 def violations(
@@ -191,3 +204,40 @@ def violations(
             if current is not None and len(tags) > 1 and not arq_layout_call(label, declared):
                 problems.append(f"script {label} keys span hashtags {sorted(tags)}")
     return problems
+
+
+HOT_SCRIPTS = frozenset(
+    {
+        "queue_enqueue",
+        "queue_claim",
+        "queue_finish",
+        "lock_acquire",
+        "lock_extend",
+        "lock_release",
+        "download_pending_put",
+        "download_apply",
+        "download_drain_claim",
+        "slot_claim",
+        "slot_finish",
+        "guard_acquire",
+    }
+)
+"""The scripts on the hot paths (enqueue, claim, finish, retry and abort through claim and
+finish, lease renewal and release, progress put/apply/drain, locks, cron slots, run guards):
+on the sharded layout every call of each must touch one hashtag."""
+
+
+def script_hashtags(entries: list[MonitorLine], names: dict[str, str]) -> list[tuple[str, int]]:
+    """(script name, number of distinct hashtags among its declared keys) of every call of a
+    shipped script in ``entries``."""
+    calls: list[tuple[str, int]] = []
+    for entry in entries:
+        if entry.source == "lua" or entry.command not in ("EVAL", "EVALSHA"):
+            continue
+        body = entry.args[1].decode(errors="replace")
+        label = names.get(body)
+        if label is None:
+            continue
+        declared = entry.args[3 : 3 + int(entry.args[2])]
+        calls.append((label, len({hashtag(k.decode(errors="replace")) for k in declared})))
+    return calls

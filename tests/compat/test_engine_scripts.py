@@ -18,12 +18,13 @@ from tests.compat.lua54 import CommandKeys, Lua54Runner
 from tests.compat.monitor import MonitorRecorder, violations
 from tests.compat.resp import RespConnection
 from tests.conftest import TestServer
+from tests.support.layout import both_layouts
 from worker.engine.claim import ClaimRequest, claim
 from worker.engine.finish import Finish, finish
 
 pytestmark = [pytest.mark.integration, pytest.mark.compat_selftest]
 
-LAYOUTS = [QueueLayout.arq(), QueueLayout.sharded("arq:queue", 3)]
+LAYOUTS = both_layouts(3)
 IDS = ["x", "y", "z"]
 
 

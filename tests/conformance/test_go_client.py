@@ -16,9 +16,17 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
-from tests.conformance.e2e import LAYOUTS, check_downloads, clean_spare_db, started_fleet
+from tests.conformance.e2e import (
+    LAYOUTS,
+    check_downloads,
+    check_worker_spans,
+    clean_spare_db,
+    new_traceparent,
+    started_fleet,
+)
 from tests.conformance.toolchain import GO_DIR, SHARDS, SPARE_DB, assert_ok, require_go, run_tool
 from tests.conftest import TestServer
+from tests.support.otlp import OtlpReceiver
 
 OFFLINE = str(GO_DIR / "offline.sh")
 OWN_FILES = ["gofmt", "-l", ".", "redigoconn"]
@@ -47,21 +55,25 @@ async def test_go_end_to_end(
     require_go()
     await clean_spare_db(server)
     prefix = f"go-{uuid.uuid4().hex[:8]}"
-    async with started_fleet(tmp_path, server, raw, layout) as fleet:
-        done = await asyncio.to_thread(
-            run_tool,
-            [OFFLINE, "go", "test", "-count=1", "-v", "-timeout=200s", "./redigoconn/..."],
-            GO_DIR,
-            timeout=260,
-            SEEN_TEST_REDIS_ADDR=server.addr,
-            SEEN_TEST_QUEUE_LAYOUT=layout,
-            SEEN_TEST_QUEUE_SHARDS=str(SHARDS),
-            SEEN_TEST_SPARE_DB=str(SPARE_DB),
-            SEEN_TEST_PREFIX=prefix,
-        )
-        if done.returncode != 0:
-            print(fleet.logs()[-4000:])
-    assert_ok(done)
+    traceparent, trace_id, parent = new_traceparent()
+    with OtlpReceiver() as otlp:
+        async with started_fleet(tmp_path, server, raw, layout, otlp) as fleet:
+            done = await asyncio.to_thread(
+                run_tool,
+                [OFFLINE, "go", "test", "-count=1", "-v", "-timeout=200s", "./redigoconn/..."],
+                GO_DIR,
+                timeout=260,
+                SEEN_TEST_REDIS_ADDR=server.addr,
+                SEEN_TEST_QUEUE_LAYOUT=layout,
+                SEEN_TEST_QUEUE_SHARDS=str(SHARDS),
+                SEEN_TEST_SPARE_DB=str(SPARE_DB),
+                SEEN_TEST_PREFIX=prefix,
+                SEEN_TEST_TRACEPARENT=traceparent,
+            )
+            if done.returncode != 0:
+                print(fleet.logs()[-4000:])
+            assert_ok(done)
+            await check_worker_spans(otlp, trace_id, parent, prefix)
     for name in (
         "TestE2ERefusedBeforeAnythingIsWritten",
         "TestE2ECoalescedOutcomes",

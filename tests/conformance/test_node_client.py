@@ -13,7 +13,14 @@ import pytest
 from redis.asyncio import Redis
 
 from cache.manager import CacheManager
-from tests.conformance.e2e import LAYOUTS, check_downloads, clean_spare_db, started_fleet
+from tests.conformance.e2e import (
+    LAYOUTS,
+    check_downloads,
+    check_worker_spans,
+    clean_spare_db,
+    new_traceparent,
+    started_fleet,
+)
 from tests.conformance.toolchain import (
     NODE_DIR,
     SHARDS,
@@ -23,6 +30,7 @@ from tests.conformance.toolchain import (
     run_tool,
 )
 from tests.conftest import TestServer
+from tests.support.otlp import OtlpReceiver
 
 
 def summary(output: str, what: str) -> int:
@@ -64,20 +72,24 @@ async def test_node_end_to_end(
 ) -> None:
     await clean_spare_db(server)
     prefix = f"node-{uuid.uuid4().hex[:8]}"
-    async with started_fleet(tmp_path, server, raw, layout) as fleet:
-        done = await asyncio.to_thread(
-            run_tool,
-            ["node", "--test", "--test-reporter=spec", "dist/test/e2e.test.js"],
-            NODE_DIR,
-            timeout=200,
-            SEEN_TEST_REDIS_ADDR=server.addr,
-            SEEN_TEST_QUEUE_LAYOUT=layout,
-            SEEN_TEST_QUEUE_SHARDS=str(SHARDS),
-            SEEN_TEST_SPARE_DB=str(SPARE_DB),
-            SEEN_TEST_PREFIX=prefix,
-        )
-        if done.returncode != 0:
-            print(fleet.logs()[-4000:])
-    assert_ok(done)
+    traceparent, trace_id, parent = new_traceparent()
+    with OtlpReceiver() as otlp:
+        async with started_fleet(tmp_path, server, raw, layout, otlp) as fleet:
+            done = await asyncio.to_thread(
+                run_tool,
+                ["node", "--test", "--test-reporter=spec", "dist/test/e2e.test.js"],
+                NODE_DIR,
+                timeout=200,
+                SEEN_TEST_REDIS_ADDR=server.addr,
+                SEEN_TEST_QUEUE_LAYOUT=layout,
+                SEEN_TEST_QUEUE_SHARDS=str(SHARDS),
+                SEEN_TEST_SPARE_DB=str(SPARE_DB),
+                SEEN_TEST_PREFIX=prefix,
+                SEEN_TEST_TRACEPARENT=traceparent,
+            )
+            if done.returncode != 0:
+                print(fleet.logs()[-4000:])
+            assert_ok(done)
+            await check_worker_spans(otlp, trace_id, parent, prefix)
     assert (summary(done.stdout, "pass"), summary(done.stdout, "skipped")) == (3, 0)
     await check_downloads(manager, prefix)

@@ -16,6 +16,7 @@ import zlib
 from typing import Any
 
 import pytest
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState, use_span
 from pydantic import ValidationError
 
 from cache.config import CacheConfig, DownloadSettings
@@ -26,9 +27,14 @@ from cache.keys import KeyBuilder, shard_of, validate_name
 from jobs.client import job_record
 from jobs.progress import MAX_BATCH
 from jobs.record import InvalidRecord, check_record
-from jobs.serializer import deserialize, serialize
+from jobs.serializer import deserialize
 from jobs.wire.layout import QueueLayout
-from jobs.wire.trace import TRACE_FIELD, InvalidTraceContext, trace_context
+from jobs.wire.trace import (
+    TRACE_FIELD,
+    InvalidTraceContext,
+    current_trace_context,
+    trace_context,
+)
 from tests.conformance.vectors import load, names
 
 pytestmark = pytest.mark.unit
@@ -145,21 +151,45 @@ def test_a_batch_with_one_bad_update_names_it(vector: dict[str, Any]) -> None:
 def test_records_are_exact_bytes(vector: dict[str, Any]) -> None:
     expected = vector["record"].encode("ascii")
     context = trace_context(vector.get("traceparent"), vector.get("tracestate"))
-    if context is None:
-        assert job_record(vector["function"], vector["args"], RECORDS["enqueue_ms"]) == expected
-    else:
-        # the Python producer attaches the current span later (the engine's OpenTelemetry
-        # hook); the bytes are what its serializer writes for such a record
-        record = {
-            "t": None,
-            "f": vector["function"],
-            "a": vector["args"],
-            "k": {},
-            "et": RECORDS["enqueue_ms"],
-            TRACE_FIELD: context,
-        }
-        assert serialize(record) == expected
+    # the Python producer attaches the current OpenTelemetry span as this context
+    # (jobs.wire.trace.current_trace_context); the record's bytes are the same either way
+    record = job_record(vector["function"], vector["args"], RECORDS["enqueue_ms"], trace=context)
+    assert record == expected
     assert deserialize(expected)["f"] == vector["function"]  # the worker reads it
+    assert deserialize(expected).get(TRACE_FIELD) == context
+
+
+TRACED_RECORDS = [v for v in RECORDS["valid"] if "traceparent" in v]
+
+
+@pytest.mark.parametrize("vector", TRACED_RECORDS, ids=names(TRACED_RECORDS))
+def test_the_current_span_becomes_the_records_trace_context(vector: dict[str, Any]) -> None:
+    """What ``enqueue_jobs`` attaches inside an OpenTelemetry span: the vector's bytes."""
+    _, trace_id, span_id, flags = vector["traceparent"].split("-")
+    state = vector.get("tracestate")
+    span = NonRecordingSpan(
+        SpanContext(
+            int(trace_id, 16),
+            int(span_id, 16),
+            is_remote=False,
+            trace_flags=TraceFlags(int(flags, 16)),
+            trace_state=TraceState.from_header([state]) if state else None,
+        )
+    )
+    assert current_trace_context() is None  # no span is current
+    with use_span(span):
+        context = current_trace_context()
+    assert context == trace_context(vector["traceparent"], state)
+    record = job_record(vector["function"], vector["args"], RECORDS["enqueue_ms"], trace=context)
+    assert record == vector["record"].encode("ascii")
+
+
+def test_a_tracestate_that_breaks_the_rules_is_dropped_by_the_producer() -> None:
+    state = TraceState([("k", "v")])
+    state._dict["Bad Key"] = "v"  # OpenTelemetry would not make it; a propagator might
+    parent = SpanContext(1, 2, is_remote=False, trace_flags=TraceFlags(1), trace_state=state)
+    with use_span(NonRecordingSpan(parent)):
+        assert current_trace_context() == {"traceparent": f"00-{1:032x}-{2:016x}-01"}
 
 
 @pytest.mark.parametrize("vector", RECORDS["invalid"], ids=names(RECORDS["invalid"]))

@@ -22,6 +22,7 @@ from jobs.client import enqueue_job, enqueue_update
 from jobs.deadletter import read_dead_letters
 from tests.support.cancellation import cancel_commands
 from tests.support.cluster import TestCluster
+from tests.support.layout import LAYOUT
 from tests.support.processes import run_burst_worker, run_cli, worker_settings, write_settings
 from tests.support.updates import upd
 from worker.embedded import EmbeddedServer
@@ -155,8 +156,12 @@ async def test_worker_jobs_with_the_cache_on_a_cluster(
     with EmbeddedServer() as single:
         queue = Redis(host="127.0.0.1", port=single.port)
         try:
-            jobs = [await enqueue_update(queue, upd(f"cl-{i}", 5)) for i in range(20)]
-            bad = await enqueue_job(queue, "update_progress", {"job_id": "cl-x", "seq": "no"})
+            jobs = [
+                await enqueue_update(queue, upd(f"cl-{i}", 5), layout=LAYOUT) for i in range(20)
+            ]
+            bad = await enqueue_job(
+                queue, "update_progress", {"job_id": "cl-x", "seq": "no"}, layout=LAYOUT
+            )
             assert all(jobs) and bad
             settings = worker_settings(cluster.addr, queue={"addr": single.addr})
             worker = await run_burst_worker(settings)

@@ -18,6 +18,7 @@ from cache.session_cache import SessionData
 from jobs.client import enqueue_jobs
 from jobs.deadletter import read_dead_letters
 from tests.conftest import TestServer
+from tests.support.layout import LAYOUT, job_key, queue_of
 from tests.support.processes import run_burst_worker, worker_settings
 
 
@@ -54,7 +55,7 @@ async def test_lock_name_with_a_trailing_newline_is_refused(
 
 async def test_enqueue_refuses_a_job_id_or_queue_with_a_newline(raw: Redis) -> None:
     with pytest.raises(InvalidKeyError, match="job id"):
-        await enqueue_jobs(raw, [("update_progress", [{}], "dl-w\n")])
+        await enqueue_jobs(raw, [("update_progress", [{}], "dl-w\n")], layout=LAYOUT)
     with pytest.raises(InvalidKeyError, match="queue name"):
         await enqueue_jobs(raw, [("update_progress", [{}], "dl-w")], queue_name="arq:queue\n")
     assert await all_keys(raw) == []
@@ -71,8 +72,8 @@ async def test_wire_job_whose_download_id_ends_in_a_newline_is_dead_lettered(
         update = {"job_id": download, "user_id": "u1", "status": "downloading", "seq": 1}
         job = uuid.uuid4().hex
         record = json.dumps({"t": 0, "f": "update_progress", "a": [update], "k": {}, "et": now})
-        await raw.set(f"arq:job:{job}", record, px=86_400_000, nx=True)
-        await raw.zadd("arq:queue", {job: now})
+        await raw.set(job_key(job), record, px=86_400_000, nx=True)
+        await raw.zadd(queue_of(job), {job: now})
 
     worker = await run_burst_worker(worker_settings(server.addr), max_tries=1)
 

@@ -19,9 +19,10 @@ from jobs.outcome import Outcome
 from jobs.wire.layout import QueueLayout
 from tests.conftest import TestServer
 from tests.support.engine import Recorder, engine_on, functions
+from tests.support.layout import LAYOUT, both_layouts
 from tests.support.waiting import wait_until
 
-LAYOUTS = [QueueLayout.arq(), QueueLayout.sharded("arq:queue", 4)]
+LAYOUTS = both_layouts(4)
 MARK: contextvars.ContextVar[str] = contextvars.ContextVar("mark", default="clean")
 
 
@@ -69,7 +70,7 @@ async def test_context_variables_do_not_leak_from_one_job_to_the_next(
         await asyncio.sleep(0)
         return MARK.get()
 
-    layout = QueueLayout.arq()
+    layout = LAYOUT
     async with engine_on(server.url, functions({"marks": marks}), max_jobs=1):
         for i in range(3):
             await enqueue(raw, layout, ("marks", (f"v{i}",), f"m-{i}"))
@@ -107,7 +108,7 @@ async def test_a_body_that_swallows_cancellation_is_cancelled_again(
                 continue
         return "gave up"
 
-    layout = QueueLayout.arq()
+    layout = LAYOUT
     async with engine_on(server.url, functions({"stubborn": stubborn}, timeout_s=0.2)):
         await enqueue(raw, layout, ("stubborn", (), "st-1"))
         result = await result_of(raw, layout, "st-1")
@@ -166,7 +167,7 @@ async def test_retry_defers_the_job_and_counts_the_try(server: TestServer, raw: 
             raise Retry(defer=0.05)
         return int(ctx["job_try"])
 
-    layout = QueueLayout.arq()
+    layout = LAYOUT
     async with engine_on(server.url, functions({"flaky": flaky})) as engine:
         await enqueue(raw, layout, ("flaky", (), "f-1"))
         assert (await result_of(raw, layout, "f-1"))["r"] == 3

@@ -17,13 +17,15 @@ from redis.asyncio import Redis
 from cache.scripts import ScriptRunner
 from jobs.wire.layout import QueueLayout
 from tests.conftest import TestServer
+from tests.support.layout import both_layouts
+from tests.support.queue import queue_client
 from worker.engine.claim import ClaimRequest, claim
 from worker.engine.finish import Finish, finish
 
 pytestmark = pytest.mark.timeout(240)
 
 WORKERS = 2
-LAYOUTS = {"arq": QueueLayout.arq(), "sharded": QueueLayout.sharded("arq:queue", 3)}
+LAYOUTS: dict[str, QueueLayout] = {layout.kind: layout for layout in both_layouts(3)}
 
 Op = tuple[str, int, int]
 KINDS = ["enqueue"] * 3 + ["claim"] * 3 + ["complete"] * 2 + ["expire"] * 2
@@ -108,7 +110,7 @@ async def _finish(model: Model, worker: int, ids: list[str], *, over: bool) -> N
 
 
 async def _scenario(url: str, layout: QueueLayout, steps: list[Op]) -> None:
-    client = Redis.from_url(url)
+    client = queue_client(url, layout)
     await client.flushdb()
     model = Model(layout, ScriptRunner(client))
     try:

@@ -33,6 +33,7 @@ from jobs import (
 from jobs.client import job_record
 from jobs.serializer import serialize
 from tests.conftest import TestServer
+from tests.support.layout import LAYOUT
 from tests.support.processes import Fleet
 from tests.support.waiting import wait_until
 
@@ -48,7 +49,11 @@ async def fleet(tmp_path: Path, server: TestServer) -> AsyncIterator[Fleet]:
 
 
 # -- enqueue: the keys on both layouts ------------------------------------------------------
-@pytest.mark.parametrize("layout", [ARQ, SHARDED], ids=["arq", "sharded"])
+@pytest.mark.parametrize(
+    "layout",
+    [pytest.param(ARQ, marks=pytest.mark.arq_layout), SHARDED],
+    ids=["arq", "sharded"],
+)
 async def test_enqueue_writes_the_record_and_queue_entry_of_the_jobs_shard(
     raw: Redis, layout: QueueLayout
 ) -> None:
@@ -75,6 +80,7 @@ async def test_enqueue_writes_the_record_and_queue_entry_of_the_jobs_shard(
     assert again == [False, True]  # an id is refused while its job exists
 
 
+@pytest.mark.arq_layout
 async def test_queue_name_alone_still_means_arqs_layout(raw: Redis) -> None:
     await enqueue_jobs(raw, [("ping", [], "legacy")], queue_name="other:queue")
     assert await raw.exists("arq:job:legacy")
@@ -84,7 +90,7 @@ async def test_queue_name_alone_still_means_arqs_layout(raw: Redis) -> None:
 # -- the handle on ARQ's layout, against a real worker -------------------------------------
 @pytest.mark.timeout(90)
 async def test_handle_follows_jobs_through_a_real_worker(raw: Redis, fleet: Fleet) -> None:
-    echo = await enqueue(raw, "test_echo_job", 1, "two", layout=ARQ)
+    echo = await enqueue(raw, "test_echo_job", 1, "two", layout=LAYOUT)
     assert echo is not None
     assert await echo.result(30, poll_delay=0.05) == [1, "two"], fleet.logs()
     assert await echo.status() is JobStatus.COMPLETE
@@ -92,13 +98,13 @@ async def test_handle_follows_jobs_through_a_real_worker(raw: Redis, fleet: Flee
     assert info is not None and info.success is True and info.function == "test_echo_job"
     assert info.args == [1, "two"] and info.start_time is not None
 
-    failing = await enqueue(raw, "test_fail", "out of cheese", layout=ARQ)
+    failing = await enqueue(raw, "test_fail", "out of cheese", layout=LAYOUT)
     assert failing is not None
     with pytest.raises(JobFailedError, match="ValueError: out of cheese") as failed:
         await failing.result(30, poll_delay=0.05)
     assert (failed.value.error, failed.value.job_id) == ("ValueError", failing.job_id)
 
-    slow = await enqueue(raw, "test_sleep", 20, layout=ARQ)
+    slow = await enqueue(raw, "test_sleep", 20, layout=LAYOUT)
     assert slow is not None
 
     async def running() -> bool:
@@ -111,7 +117,7 @@ async def test_handle_follows_jobs_through_a_real_worker(raw: Redis, fleet: Flee
     with pytest.raises(JobAbortedError):
         await slow.result(1)
 
-    missing = JobHandle(raw, ARQ, "never-enqueued")
+    missing = JobHandle(raw, LAYOUT, "never-enqueued")
     assert await missing.status() is JobStatus.NOT_FOUND and await missing.info() is None
     with pytest.raises(JobNotFoundError):
         await missing.result(1)

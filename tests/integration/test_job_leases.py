@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from tests.conftest import TestServer
 from tests.integration.test_worker import fast_settings, make_worker, running
+from tests.support.layout import lease_key, queue_length, queue_of, result_key
 from tests.support.processes import queue_pool
 from tests.support.waiting import wait_until
 from worker.app import SeenWorker
@@ -21,7 +22,7 @@ async def test_a_taken_over_job_is_cancelled_and_cannot_finish(
 ) -> None:
     worker = make_worker(fast_settings(server.addr))
     pool = queue_pool(server.addr)
-    key = "arq:in-progress:taken"
+    key = lease_key("taken")
     async with running(worker):
         job = await pool.enqueue_job("sleepy", 5.0, _job_id="taken")
         assert job is not None
@@ -43,8 +44,8 @@ async def test_a_taken_over_job_is_cancelled_and_cannot_finish(
         await wait_until(cancelled, 3, "the job to be cancelled and its finish refused")
         assert engine.leases.lost_total == 1
         assert await raw.get(key) == "another-worker:run"  # the stale owner deleted nothing
-        assert await raw.zscore("arq:queue", "taken") is not None  # still queued for its owner
-        assert not await raw.exists("arq:result:taken")
+        assert await raw.zscore(queue_of("taken"), "taken") is not None  # still queued
+        assert not await raw.exists(result_key("taken"))
         assert "lease lost" in caplog.text and "no longer holds its lease" in caplog.text
     await pool.aclose()
 
@@ -52,7 +53,7 @@ async def test_a_taken_over_job_is_cancelled_and_cannot_finish(
 async def test_renewal_keeps_the_token_and_finish_clears_it(server: TestServer, raw: Redis) -> None:
     worker = make_worker(fast_settings(server.addr))
     pool = queue_pool(server.addr)
-    key = "arq:in-progress:renewed"
+    key = lease_key("renewed")
     async with running(worker):
         job = await pool.enqueue_job("sleepy", 1.5, _job_id="renewed")
         assert job is not None
@@ -83,7 +84,7 @@ async def test_own_renewals_never_refuse_a_finish(server: TestServer, raw: Redis
         jobs = [await pool.enqueue_job("sleepy", 0.02, _job_id=f"busy-{i}") for i in range(300)]
 
         async def all_done() -> bool:
-            return not await raw.zcard("arq:queue")
+            return not await queue_length(raw)
 
         await wait_until(all_done, 60, "every job to finish")
         engine = worker.engine

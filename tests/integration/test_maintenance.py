@@ -8,7 +8,6 @@ import time
 from typing import Any, Unpack
 
 import pytest
-from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from cache.download import ProgressUpdate
@@ -19,6 +18,7 @@ from jobs.context import JobContext
 from jobs.guard import RunGuard
 from jobs.schedule import ClaimState, SlotClaims, slot_of
 from tests.conftest import TestServer
+from tests.support.layout import QUEUE_SECTION
 from tests.support.sources import SLOW_EVENTS
 from tests.support.waiting import items
 from worker.settings import Settings, load_settings
@@ -30,7 +30,7 @@ SLOT = slot_of(1700000000123, PERIOD)
 
 @pytest.fixture
 def settings(server: TestServer) -> Settings:
-    return load_settings(cache={"addr": server.addr})
+    return load_settings(queue=QUEUE_SECTION, cache={"addr": server.addr})
 
 
 def make_ctx(
@@ -38,7 +38,7 @@ def make_ctx(
 ) -> JobContext:
     ctx: JobContext = {
         "cache": manager,
-        "redis": ArqRedis(connection_pool=manager.client.connection_pool),
+        "redis": manager.client,
         "settings": settings,
         "worker_id": "w-test",
         "job_id": job_id,
@@ -128,7 +128,9 @@ async def test_concurrent_manual_and_scheduled_runs_never_overlap(
 ) -> None:
     monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.3")
     settings = load_settings(
-        cache={"addr": server.addr}, warmup={"callables": ["tests.support.sources:slow_source"]}
+        queue=QUEUE_SECTION,
+        cache={"addr": server.addr},
+        warmup={"callables": ["tests.support.sources:slow_source"]},
     )
     scheduled = "warmup_cache:1700000000123"
     manual, timed = await asyncio.gather(
@@ -190,7 +192,9 @@ async def test_failing_run_releases_guard_and_closes_its_slot(
 
 
 async def test_history_is_capped(manager: CacheManager, raw: Redis, server: TestServer) -> None:
-    settings = load_settings(cache={"addr": server.addr}, maintenance={"history": 3})
+    settings = load_settings(
+        queue=QUEUE_SECTION, cache={"addr": server.addr}, maintenance={"history": 3}
+    )
     for i in range(5):
         await maintenance.log_cache_stats(make_ctx(manager, settings, f"manual-{i}"))
     runs = await history(raw, "log_cache_stats")

@@ -20,6 +20,7 @@ from jobs import maintenance
 from jobs.schedule import slot_of
 from tests.conftest import TestServer
 from tests.integration.test_maintenance import make_ctx
+from tests.support.layout import QUEUE_SECTION
 from tests.support.sources import SLOW_EVENTS
 from tests.support.waiting import items, wait_until
 from worker.runtime import WorkerRuntime
@@ -42,7 +43,9 @@ def current_slot(period: int) -> int:
 def slow_settings(server: TestServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("SEEN_TEST_SLOW_SECONDS", "0.4")
     return load_settings(
-        cache={"addr": server.addr}, warmup={"callables": ["tests.support.sources:slow_source"]}
+        queue=QUEUE_SECTION,
+        cache={"addr": server.addr},
+        warmup={"callables": ["tests.support.sources:slow_source"]},
     )
 
 
@@ -75,6 +78,7 @@ async def test_cancelled_run_hands_its_slot_back(
     freed: bool,
 ) -> None:
     settings = load_settings(
+        queue=QUEUE_SECTION,
         cache={"addr": server.addr},
         warmup={"callables": ["tests.support.sources:slow_source"]},
         maintenance={"warmup_every": warmup_every},
@@ -83,7 +87,7 @@ async def test_cancelled_run_hands_its_slot_back(
     runtime.state = state
     job_id = cron_id("warmup_cache", current_slot(HOUR), HOUR)
     slot = current_slot(HOUR) if warmup_every else None
-    marker = f"arq:in-progress:{job_id}"
+    marker = settings.queue.key_layout().for_job(job_id).in_progress(job_id)
     await raw.set(marker, "1", px=60_000)  # what ARQ set when the job started
     run = asyncio.create_task(
         maintenance.warmup_cache(make_ctx(manager, settings, job_id, runtime=runtime))
@@ -107,7 +111,7 @@ async def test_cancel_after_the_body_finished_still_closes_the_slot(
 ) -> None:
     slot = current_slot(FIVE_MIN)
     job_id = cron_id("log_cache_stats", slot, FIVE_MIN)
-    marker = f"arq:in-progress:{job_id}"
+    marker = slow_settings.queue.key_layout().for_job(job_id).in_progress(job_id)
     await raw.set(marker, "1", px=60_000)
     runtime = WorkerRuntime(slow_settings)
     runtime.state = "stopping"
@@ -217,4 +221,4 @@ async def test_run_closed_by_a_later_run_meanwhile_does_not_run_again(
 
 @pytest.fixture
 def settings(server: TestServer) -> Settings:
-    return load_settings(cache={"addr": server.addr})
+    return load_settings(queue=QUEUE_SECTION, cache={"addr": server.addr})

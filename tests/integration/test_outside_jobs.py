@@ -84,6 +84,7 @@ async def test_an_outside_package_runs_its_plain_and_periodic_jobs(
 ) -> None:
     _, settings_text, producer = page_blocks()
     sections = settings_sections(settings_text)
+    sections.setdefault("queue", {"layout": "arq"})  # the page's default, as its producer uses
     with Fleet(tmp_path, server.addr, **sections) as fleet:
         env = {
             "PYTHONPATH": str(installed),

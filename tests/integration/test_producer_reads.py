@@ -8,12 +8,12 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
-from tests.support.processes import queue_pool, run_burst_worker, worker_settings
+from tests.support.processes import arq_pool, run_burst_worker, worker_settings
 from tests.support.updates import upd
 
 
 async def test_producer_reads_queued_jobs_and_results(server: TestServer, raw: Redis) -> None:
-    pool = queue_pool(server.addr)
+    pool = arq_pool(server.addr)  # ARQ's own producer reads: ARQ's layout
     payload = upd("dl-reads", 1).model_dump(mode="json")
     try:
         job = await pool.enqueue_job("update_progress", payload, _job_id="reads-1")
@@ -23,7 +23,7 @@ async def test_producer_reads_queued_jobs_and_results(server: TestServer, raw: R
         assert list(info.args) == [payload] and info.score is not None
         assert [j.function for j in await pool.queued_jobs()] == ["update_progress"]
 
-        await run_burst_worker(worker_settings(server.addr))
+        await run_burst_worker(worker_settings(server.addr, queue={"layout": "arq"}))
 
         assert await job.result(timeout=5, poll_delay=0.05) == "applied"
         result = await job.result_info()

@@ -26,13 +26,14 @@ from jobs.context import JobContext
 from jobs.deadletter import read_dead_letters
 from jobs.errors import InvalidPayloadError
 from tests.conftest import TestServer, cache_config_for
+from tests.support.layout import LAYOUT, queue_length, result_key
 from tests.support.processes import run_burst_worker, worker_settings
 from tests.support.updates import upd
 from worker.embedded import free_port
 
 
 async def result(raw: Redis, job_id: str) -> dict[str, Any]:
-    data = json.loads(await raw.get(f"arq:result:{job_id}") or "null")
+    data = json.loads(await raw.get(result_key(job_id)) or "null")
     assert isinstance(data, dict), f"no result for {job_id}"
     return data
 
@@ -41,11 +42,13 @@ async def test_update_progress_job_applies_and_is_idempotent(
     server: TestServer, manager: CacheManager, raw: Redis
 ) -> None:
     settings = worker_settings(server.url)
-    first = await enqueue_update(manager.client, upd("dl-1", 7))
+    first = await enqueue_update(manager.client, upd("dl-1", 7), layout=LAYOUT)
     assert first
     await run_burst_worker(settings)
-    again = await enqueue_update(manager.client, upd("dl-1", 7))  # a re-delivered update
-    older = await enqueue_update(manager.client, upd("dl-1", 3))  # overtaken by seq 7
+    again = await enqueue_update(
+        manager.client, upd("dl-1", 7), layout=LAYOUT
+    )  # a re-delivered update
+    older = await enqueue_update(manager.client, upd("dl-1", 3), layout=LAYOUT)  # older
     assert again and older
     worker = await run_burst_worker(settings)
     assert (worker.complete, worker.failed, worker.retried) == (2, 0, 0)
@@ -62,8 +65,8 @@ async def test_invalid_payload_fails_once_into_dead_letter(
     server: TestServer, manager: CacheManager, raw: Redis
 ) -> None:
     bad = {"job_id": "dl-1", "user_id": "u1", "status": "exploded", "seq": "7", "color": "red"}
-    job_id = await enqueue_job(manager.client, "update_progress", bad)
-    no_args = await enqueue_job(manager.client, "update_progress")
+    job_id = await enqueue_job(manager.client, "update_progress", bad, layout=LAYOUT)
+    no_args = await enqueue_job(manager.client, "update_progress", layout=LAYOUT)
     assert job_id and no_args
     worker = await run_burst_worker(worker_settings(server.url))
     assert (worker.failed, worker.retried, worker.complete) == (2, 0, 0)
@@ -84,7 +87,7 @@ async def test_dead_letter_payload_is_truncated_and_list_capped(
 ) -> None:
     huge = {"job_id": "dl-1", "user_id": "u1", "status": "failed", "seq": 1, "error": "x" * 50_000}
     for _ in range(7):
-        await enqueue_job(manager.client, "update_progress", huge)
+        await enqueue_job(manager.client, "update_progress", huge, layout=LAYOUT)
     settings = worker_settings(server.url, deadletter={"max_entries": 5, "payload_chars": 500})
     await run_burst_worker(settings)
     letters = await read_dead_letters(manager, limit=100)
@@ -100,8 +103,10 @@ async def test_batch_applies_valid_updates_and_dead_letters_the_rest(
     good = [upd(f"dl-{i}", 2).model_dump(mode="json") for i in range(10)]
     items: list[Any] = [*good[:5], {"job_id": "dl-x"}, *good[5:], "not an object"]
     items.append(upd("dl-owned", 2, user="mallory").model_dump(mode="json"))
-    job_id = await enqueue_job(manager.client, "update_progress_batch", items)
-    not_a_list = await enqueue_job(manager.client, "update_progress_batch", {"job_id": "dl-1"})
+    job_id = await enqueue_job(manager.client, "update_progress_batch", items, layout=LAYOUT)
+    not_a_list = await enqueue_job(
+        manager.client, "update_progress_batch", {"job_id": "dl-1"}, layout=LAYOUT
+    )
     assert job_id and not_a_list
     worker = await run_burst_worker(worker_settings(server.url))
     assert worker.failed == 2 and worker.retried == 0
@@ -122,7 +127,7 @@ async def test_valid_batch_job_counts_outcomes(
     server: TestServer, manager: CacheManager, raw: Redis
 ) -> None:
     batch = [upd("dl-1", 1), upd("dl-1", 2), upd("dl-1", 2), upd("dl-2", 1)]
-    job_id = await enqueue_update_batch(manager.client, batch)
+    job_id = await enqueue_update_batch(manager.client, batch, layout=LAYOUT)
     assert job_id
     await run_burst_worker(worker_settings(server.url))
     assert (await result(raw, job_id))["r"] == {"applied": 3, "duplicate": 1}
@@ -149,7 +154,7 @@ async def test_drain_job_rejects_a_bad_shard(manager: CacheManager) -> None:
 async def test_publisher_coalesces_and_worker_drains(
     server: TestServer, manager: CacheManager
 ) -> None:
-    publisher = ProgressPublisher(manager)
+    publisher = ProgressPublisher(manager, layout=LAYOUT)
     outcomes = [await publisher.publish(upd("dl-1", s)) for s in range(1, 51)]
     assert outcomes[0] is PublishOutcome.SCHEDULED
     assert set(outcomes[1:]) == {PublishOutcome.COALESCED}
@@ -175,12 +180,12 @@ async def test_repair_after_a_producer_died_between_put_and_enqueue(
     other = next(
         f"dl-{i}" for i in range(2, 99) if manager.download.layout.shard(f"dl-{i}") == put.shard
     )
-    publisher = ProgressPublisher(manager)
+    publisher = ProgressPublisher(manager, layout=LAYOUT)
     assert await publisher.publish(upd(other, 9)) is PublishOutcome.COALESCED
-    assert await raw.zcard("arq:queue") == 0  # nothing enqueued: both updates wait
+    assert await queue_length(raw) == 0  # nothing enqueued: both updates wait
     # The sweeper job, with a lease the stuck drain has outlived, schedules a replacement.
     await asyncio.sleep(0.02)
-    await enqueue_job(manager.client, REPAIR_FUNCTION)
+    await enqueue_job(manager.client, REPAIR_FUNCTION, layout=LAYOUT)
     settings = worker_settings(server.url, download={"pending_lease": 0.01})
     worker = await run_burst_worker(settings)
     assert worker.complete == 2  # the repair job, then the drain it enqueued

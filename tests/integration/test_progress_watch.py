@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import redis
 from rich.console import Console
 
 from cache.config import CacheConfig
@@ -60,6 +61,23 @@ async def test_watch_once_prints_the_table(
     assert "dl-7" in text and "50.0" in text
 
 
+def following(server: TestServer, proc: subprocess.Popen[bytes], within: float = 30.0) -> None:
+    """Until the watch process follows the streams (its XREAD is on the server): a Ctrl-C
+    before that would land in its imports, which a loaded machine can make last seconds."""
+    client = redis.Redis.from_url(server.url)
+    deadline = time.monotonic() + within
+    try:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            clients: list[dict[str, str]] = client.client_list()  # type: ignore[assignment]
+            if any(c.get("cmd") == "xread" for c in clients):
+                return
+            time.sleep(0.05)
+    finally:
+        client.close()
+    raise AssertionError(f"watch did not follow the streams within {within}s")
+
+
 def test_watch_command_exits_cleanly_on_ctrl_c(server: TestServer) -> None:
     env = {**os.environ, "SEEN_CACHE_ADDR": server.url, "TERM": "dumb", "COLUMNS": "120"}
     proc = subprocess.Popen(
@@ -70,8 +88,7 @@ def test_watch_command_exits_cleanly_on_ctrl_c(server: TestServer) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        time.sleep(1.5)  # started, following the streams
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        following(server, proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     finally:

@@ -23,11 +23,13 @@ from jobs.client import enqueue_jobs
 from jobs.deadletter import read_dead_letters
 from jobs.wire.layout import QueueLayout, QueueShard
 from tests.conftest import TestServer
+from tests.support.layout import both_layouts
 from tests.support.processes import run_burst_worker, worker_settings
+from tests.support.queue import queue_client
 from worker.engine.claim import ClaimRequest, claim
 from worker.engine.finish import Finish, finish
 
-LAYOUTS = [QueueLayout.arq(), QueueLayout.sharded("arq:queue", 3)]
+LAYOUTS = both_layouts(3)
 HEALTHY = [f"ok-{i}" for i in range(5)]
 BAD = "bad-1"
 
@@ -107,7 +109,7 @@ async def test_claim_fails_the_bad_id_alone_and_repairs_its_key(
     await _queue(raw, layout)
     shard = layout.for_job(BAD)
     key = await SPOILERS[spoil](raw, shard)
-    client = Redis.from_url(server.url)
+    client = queue_client(server.addr, layout)
     try:
         result = await claim(
             ScriptRunner(client),
@@ -139,7 +141,7 @@ async def test_a_bad_abort_set_is_removed_and_claims_go_on(
     await _queue(raw, layout)
     for shard in layout.shards:
         await raw.set(shard.abort, "not a sorted set")
-    client = Redis.from_url(server.url)
+    client = queue_client(server.addr, layout)
     try:
         result = await claim(
             ScriptRunner(client),
@@ -164,7 +166,7 @@ async def test_finish_with_a_bad_key_changes_nothing_else(
     """Finish reads only the leases (one MGET: a non-string is just not ours) and overwrites or
     deletes the rest: a wrong-type key never stops the batch half way."""
     await _queue(raw, layout)
-    client = Redis.from_url(server.url)
+    client = queue_client(server.addr, layout)
     runner = ScriptRunner(client)
     sharded = layout.kind == "sharded"
     try:
@@ -209,7 +211,7 @@ async def test_a_queue_that_is_not_a_sorted_set_fails_its_shard_alone(
     bad_shard = layout.for_job(BAD)
     await raw.delete(bad_shard.queue)
     await raw.set(bad_shard.queue, "garbage")
-    client = Redis.from_url(server.url)
+    client = queue_client(server.addr, layout)
     try:
         result = await claim(
             ScriptRunner(client),

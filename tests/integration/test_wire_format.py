@@ -16,11 +16,18 @@ from cache.manager import CacheManager
 from jobs.client import enqueue_update, job_record
 from jobs.deadletter import read_dead_letters
 from jobs.serializer import deserialize, serialize
+from jobs.wire.layout import QueueLayout
 from tests.conftest import ROOT, TestServer
 from tests.support.processes import run_burst_worker, worker_settings
 from tests.support.updates import upd
+from worker.settings import Settings
 
 DOC = ROOT / "docs" / "wire-format.md"
+
+
+def ARQ_LAYOUT(url: str) -> Settings:
+    """Sections 3 to 6 describe ARQ's layout: the worker of these tests runs it."""
+    return worker_settings(url, queue={"layout": "arq"})
 
 
 def doc_commands() -> list[list[str]]:
@@ -50,7 +57,7 @@ async def test_documented_raw_enqueue_is_applied(
 ) -> None:
     replies = await send_raw(server, doc_commands())
     assert replies[-1] == [b"OK", 1]  # EXEC: SET stored, ZADD added
-    worker = await run_burst_worker(worker_settings(server.url))
+    worker = await run_burst_worker(ARQ_LAYOUT(server.url))
     assert (worker.complete, worker.failed) == (1, 0)
     got = await manager.download.get_progress("dl-42")
     assert got is not None
@@ -81,7 +88,7 @@ async def test_raw_batch_with_redis_py_commands(
         tx.set("arq:job:batch-1", json.dumps(record), px=86_400_000, nx=True)
         tx.zadd("arq:queue", {"batch-1": now}, nx=True)
         await tx.execute()
-    await run_burst_worker(worker_settings(server.url))
+    await run_burst_worker(ARQ_LAYOUT(server.url))
     states = await manager.download.get_many([f"dl-{i}" for i in range(20)])
     assert all(s is not None and s.seq == 3 for s in states)
     result = json.loads(await raw.get("arq:result:batch-1") or "null")
@@ -117,7 +124,7 @@ async def test_record_that_is_not_json_fails_alone(
     )
     await raw.zadd("arq:queue", {"unknown-fn": now - 5})
     await enqueue_update(manager.client, upd("dl-after", 1))
-    worker = await run_burst_worker(worker_settings(server.url))
+    worker = await run_burst_worker(ARQ_LAYOUT(server.url))
     assert worker.failed == 2 and worker.retried == 0
     assert await manager.download.get_progress("dl-after") is not None  # the worker went on
     assert await raw.zcard("arq:queue") == 0 and not await raw.exists("arq:job:garbage")
@@ -129,3 +136,35 @@ async def test_record_that_is_not_json_fails_alone(
     assert set(letters) == {"garbage", "unknown-fn"}  # the engine dead-letters both
     assert letters["garbage"].reason.startswith("invalid job record: not UTF-8")
     assert letters["unknown-fn"].reason == "function 'nope' not found"
+
+
+async def test_documented_raw_enqueue_on_the_sharded_layout(
+    server: TestServer, manager: CacheManager, raw: Redis
+) -> None:
+    """Section 1's sharded keys, written by hand as another language would: the record under
+    the shard's job key, the id in the shard's queue, in one MULTI/EXEC (one hashtag)."""
+    layout = QueueLayout.sharded("arq:queue", 8)
+    job_id = "job-1"
+    shard = layout.for_job(job_id)
+    assert (shard.index, shard.hashtag) == (7, "{arq:queue:7}")  # the documented vector
+    now = int(time.time() * 1000)
+    update = upd("dl-sharded", 3).model_dump(mode="json")
+    record = {"t": 1, "f": "update_progress", "a": [update], "k": {}, "et": now}
+    replies = await send_raw(
+        server,
+        [
+            ["MULTI"],
+            ["SET", shard.job(job_id), json.dumps(record), "PX", "86400000", "NX"],
+            ["ZADD", shard.queue, "NX", str(now), job_id],
+            ["EXEC"],
+        ],
+    )
+    assert replies[-1] == [b"OK", 1]
+    counts = await run_burst_worker(
+        worker_settings(server.url, queue={"layout": "sharded", "shards": 8})
+    )
+    assert (counts.complete, counts.failed) == (1, 0)
+    got = await manager.download.get_progress("dl-sharded")
+    assert got is not None and got.seq == 3
+    result = json.loads(await raw.get(shard.result(job_id)) or "null")
+    assert result["s"] is True and result["r"] == "applied"

@@ -14,9 +14,10 @@ from redis.asyncio import Redis
 from cache.keys import KeyBuilder
 from jobs.stats import job_counters
 from tests.conftest import TestServer
-from tests.support.processes import queue_pool
+from tests.support.layout import QUEUE_SECTION, lease_key
+from tests.support.processes import arq_pool, queue_pool
 from tests.support.waiting import wait_until
-from worker.app import SeenWorker, create_queue_pool
+from worker.app import SeenWorker
 from worker.embedded import EmbeddedServer
 from worker.settings import Settings, load_settings
 
@@ -46,6 +47,7 @@ def fast_settings(addr: str, **more: Any) -> Settings:
     for name, values in more.items():
         sections.setdefault(name, {}).update(values)
     sections["cache"] = {"addr": addr, "connect_timeout": 0.3, "retries": 1}
+    sections["queue"] = {**QUEUE_SECTION, **sections.get("queue", {})}
     return load_settings(None, **sections)
 
 
@@ -109,7 +111,7 @@ async def test_running_job_lease_is_renewed(server: TestServer, raw: Redis) -> N
     async with running(worker):
         job = await pool.enqueue_job("sleepy", 1.5, _job_id="long")
         assert job is not None
-        key = "arq:in-progress:long"
+        key = lease_key("long")
 
         async def started() -> bool:
             return bool(await raw.exists(key))
@@ -184,7 +186,7 @@ async def test_queue_on_a_separate_store(
         server.addr, queue={"addr": private_server.addr}, maintenance={"stats_every": 300}
     )
     queue_raw = Redis.from_url(private_server.url, decode_responses=True)
-    pool = create_queue_pool(settings)
+    pool = queue_pool(private_server.addr)
     try:
         job = await pool.enqueue_job("log_cache_stats", _job_id="log_cache_stats:1700000000123")
         assert job is not None
@@ -194,13 +196,15 @@ async def test_queue_on_a_separate_store(
         assert await queue_raw.exists("seen:jobs:stats", "seen:cronlog:log_cache_stats") == 2
         assert [k async for k in queue_raw.scan_iter("seen:cron:log_cache_stats:*")]
         cache_keys = [k async for k in raw.scan_iter("*")]
-        assert not [k for k in cache_keys if k.startswith(("arq:", "seen:worker", "seen:jobs"))]
+        queue_keys = ("arq:", "{arq:", "seen:worker", "seen:jobs")
+        assert not [k for k in cache_keys if k.startswith(queue_keys)]
         assert not [k for k in cache_keys if k.startswith(("seen:cron", "seen:lock"))]
     finally:
         await pool.aclose()
         await queue_raw.aclose()
 
 
+@pytest.mark.arq_layout
 @pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
 async def test_plain_arq_worker_runs_the_same_settings(
     server: TestServer, raw: Redis, monkeypatch: pytest.MonkeyPatch
@@ -214,7 +218,7 @@ async def test_plain_arq_worker_runs_the_same_settings(
     kwargs: dict[str, Any] = dict(get_kwargs(type(entry_point)()))
     assert {"functions", "cron_jobs", "on_startup", "redis_settings"} <= set(kwargs)
     kwargs.update(handle_signals=False, burst=True)
-    pool = queue_pool(server.addr)
+    pool = arq_pool(server.addr)  # ARQ's own worker: ARQ's layout
     try:
         job = await pool.enqueue_job("ping")
         assert job is not None

@@ -42,7 +42,10 @@ async def test_failed_job_reaches_sentry_with_job_tags(
 ) -> None:
     settings = fast_settings(server.addr, sentry={"dsn": DSN})
     assert init_sentry(settings, "w-test", transport=capture)
-    built = build_worker_settings(settings)["functions"]  # ARQ's own CLI
+    arq_settings = settings.model_copy(
+        update={"queue": settings.queue.model_copy(update={"layout": "arq"})}
+    )
+    built = build_worker_settings(arq_settings)["functions"]  # ARQ's own CLI
     assert {f.coroutine.__wrapped__ for f in built} >= {maintenance.log_cache_stats}
 
     pool = queue_pool(server.addr)

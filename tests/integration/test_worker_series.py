@@ -149,7 +149,7 @@ async def test_coalescing_drains_count_the_published_updates(
         with Fleet(tmp_path, private_server.addr, **sections) as fleet:
             (worker,) = fleet.start(1)
             await started(worker, port)
-            publisher = ProgressPublisher(manager, pool, queue_name=pool.default_queue_name)
+            publisher = ProgressPublisher(manager, pool.client, layout=pool.layout)
             await publisher.publish_many([upd(f"dl-{i}", 1) for i in range(10)])
             drains = publisher.enqueued
             assert drains >= 1

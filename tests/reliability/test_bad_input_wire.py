@@ -19,6 +19,7 @@ from cache.download import ProgressUpdate
 from cache.manager import CacheManager
 from jobs.deadletter import read_dead_letters
 from tests.conftest import TestServer
+from tests.support.layout import job_key, queue_length, queue_of
 from tests.support.processes import run_burst_worker, worker_settings
 
 SENTINEL = "seen:t:sentinel"
@@ -67,8 +68,8 @@ async def enqueue_raw(raw: Redis, payload: Any) -> None:
     job_id = uuid.uuid4().hex
     now = time.time_ns() // 1_000_000
     record = json.dumps({"t": 0, "f": "update_progress", "a": [payload], "k": {}, "et": now})
-    await raw.set(f"arq:job:{job_id}", record, px=86_400_000, nx=True)
-    await raw.zadd("arq:queue", {job_id: now})
+    await raw.set(job_key(job_id), record, px=86_400_000, nx=True)
+    await raw.zadd(queue_of(job_id), {job_id: now})
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
@@ -89,7 +90,7 @@ async def test_random_payloads_over_the_wire(
 
     worker = await run_burst_worker(worker_settings(server.addr), max_tries=1)
 
-    assert await raw.zcard("arq:queue") == 0
+    assert await queue_length(raw) == 0
     assert worker.complete == len(expected_valid) + 1
     assert worker.failed == len(batch) - len(expected_valid)
     letters = await read_dead_letters(manager, limit=1000)

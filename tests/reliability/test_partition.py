@@ -37,6 +37,7 @@ from cache.keys import KeyBuilder
 from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from tests.conftest import cache_config_for
+from tests.support.layout import LAYOUT
 from tests.support.netns import (
     Lab,
     LabError,
@@ -162,7 +163,9 @@ async def test_cut_off_host_is_fenced_taken_over_and_reported(
             return set(beats) == set(host_of) and all(b.state == "running" for b in beats.values())
 
         await wait_until(all_up, 40, "three worker heartbeats", interval=0.1)
-        producer = asyncio.create_task(_produce(ProgressPublisher(manager), stop_producing))
+        producer = asyncio.create_task(
+            _produce(ProgressPublisher(manager, layout=LAYOUT), stop_producing)
+        )
         health: asyncio.Task[tuple[int, dict[str, Any]]] | None = None
         try:
             earlier = {w.fence for w in (await read_writes(raw))[0]}

@@ -27,6 +27,7 @@ from cache.manager import CacheManager
 from jobs.client import ProgressPublisher
 from jobs.errors import PublishError
 from tests.conftest import COMPAT_LUA54, LUA54_SERIAL, cache_config_for
+from tests.support.layout import LAYOUT, queue_length
 from tests.support.processes import Fleet
 from tests.support.waiting import fresh_beats, wait_until
 from worker.embedded import EmbeddedServer
@@ -89,7 +90,7 @@ async def soak(
             await wait_until(lambda: _count_beats(client, 2), 30, "two workers", interval=0.2)
             baseline = int(await client.dbsize())
             baseline_memory = await used_memory(client)
-            publisher = ProgressPublisher(manager)
+            publisher = ProgressPublisher(manager, layout=LAYOUT)
             producer = Producer(downloads)
             ticks = int(seconds * rate)
             for n in range(ticks):
@@ -114,7 +115,7 @@ async def soak(
                         s is not None and (s.seq, s.status) == (u.seq, u.status)
                         for s, u in zip(states, producer.published.values(), strict=True)
                     )
-                    and int(await client.zcard("arq:queue")) == 0
+                    and await queue_length(client) == 0
                 )
 
             try:
@@ -149,7 +150,7 @@ async def diagnose(manager: CacheManager, producer: Producer) -> str:
         for s, u in zip(states, producer.published.values(), strict=True)
         if s is None or (s.seq, s.status) != (u.seq, u.status)
     ]
-    queue = int(await manager.client.zcard("arq:queue"))
+    queue = await queue_length(manager.client)
     return f"{len(wrong)} downloads differ, e.g. {wrong[:5]}; queue {queue}\n"
 
 

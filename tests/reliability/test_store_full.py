@@ -29,6 +29,7 @@ from jobs.deadletter import read_dead_letters
 from jobs.progress import update_progress
 from tests.conftest import cache_config_for
 from tests.integration.test_worker import fast_settings
+from tests.support.layout import LAYOUT, queue_length, result_key
 from tests.support.processes import Fleet
 from tests.support.updates import upd
 from tests.support.waiting import wait_until
@@ -140,7 +141,7 @@ def job_ids() -> list[tuple[str, int]]:
 
 
 async def results(client: Redis, ids: list[str]) -> list[Any]:
-    raw = await client.mget([f"arq:result:{i}" for i in ids])
+    raw = await client.mget([result_key(i) for i in ids])
     return [json.loads(r) if r else None for r in raw]
 
 
@@ -153,13 +154,13 @@ async def test_worker_waits_out_a_full_store_and_then_runs_every_job_once(
         for d, s in job_ids()
     ]
     ids = [job_id for _, _, job_id in specs]
-    assert all(await enqueue_jobs(client, specs))
+    assert all(await enqueue_jobs(client, specs, layout=LAYOUT))
     fillers = await fill_until_full(client)
     with Fleet(tmp_path, private_server.addr) as fleet:
         (worker,) = fleet.start(1)
         await asyncio.sleep(4)  # many polls and backoffs on the full store
         assert worker.running, fleet.logs()[-4000:]
-        assert await client.zcard("arq:queue") == 30  # nothing lost, nothing failed
+        assert await queue_length(client) == 30  # nothing lost, nothing failed
         assert await results(client, ids) == [None] * 30
         assert "OutOfMemoryError" in worker.log()
 
@@ -167,7 +168,7 @@ async def test_worker_waits_out_a_full_store_and_then_runs_every_job_once(
 
         async def all_done() -> bool:
             assert worker.running, fleet.logs()[-4000:]
-            return await client.zcard("arq:queue") == 0 and None not in await results(client, ids)
+            return await queue_length(client) == 0 and None not in await results(client, ids)
 
         await wait_until(all_done, 30, "every job to finish after memory was freed")
         finished = await results(client, ids)
@@ -199,7 +200,7 @@ async def test_stopping_on_a_full_store_exits_cleanly(
             (UPDATE_FUNCTION, [upd(f"s-{i}", 1).model_dump(mode="json")], f"s-{i}")
             for i in range(5)
         ]
-        await enqueue_jobs(client, specs)
+        await enqueue_jobs(client, specs, layout=LAYOUT)
 
         async def ran() -> bool:
             assert worker.running, fleet.logs()[-4000:]
@@ -233,7 +234,7 @@ async def test_store_filling_up_under_a_running_worker_loses_no_job(
             job_id = f"m-{len(accepted) + refused}"
             spec = (UPDATE_FUNCTION, [upd(job_id, 1).model_dump(mode="json")], job_id)
             try:
-                await enqueue_jobs(client, [spec])
+                await enqueue_jobs(client, [spec], layout=LAYOUT)
                 accepted.append(job_id)
             except CacheOutOfMemoryError:
                 refused += 1
@@ -249,9 +250,7 @@ async def test_store_filling_up_under_a_running_worker_loses_no_job(
 
         async def drained() -> bool:
             assert worker.running, fleet.logs()[-4000:]
-            return await client.zcard("arq:queue") == 0 and None not in await results(
-                client, accepted
-            )
+            return await queue_length(client) == 0 and None not in await results(client, accepted)
 
         await wait_until(drained, 40, "every accepted job to finish")
         finished = await results(client, accepted)
@@ -291,7 +290,7 @@ async def test_a_store_at_its_limit_does_not_use_up_tries(
     )
     task = asyncio.create_task(worker.run())
     try:
-        await enqueue_jobs(client, [("writes", (f"k-{j}",), j) for j in jobs])
+        await enqueue_jobs(client, [("writes", (f"k-{j}",), j) for j in jobs], layout=LAYOUT)
         await asyncio.wait_for(full.wait(), 10)
         await asyncio.sleep(1.0)  # polls, claims and finishes meet the full store meanwhile
         await client.config_set("maxmemory", "0")

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from arq.jobs import Job, JobResult
 from redis.asyncio import Redis
 
+from jobs.handle import JobInfo
 from tests.conftest import TestServer
 from tests.support.processes import Fleet, queue_pool
+from tests.support.queue import TestJob
 from tests.support.sources import SLOW_EVENTS
 from tests.support.waiting import fresh_beats, items, wait_until
 from worker.embedded import EmbeddedServer
@@ -24,7 +25,7 @@ LEASE = 2.0  # worker.job_lease in tests.support.processes.write_settings
 SLOW_SECONDS = 1.5
 
 
-async def _result(job: Job, within: float) -> JobResult:
+async def _result(job: TestJob, within: float) -> JobInfo:
     async def done() -> bool:
         return await job.result_info() is not None
 

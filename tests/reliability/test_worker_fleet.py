@@ -16,6 +16,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from tests.conftest import TestServer
+from tests.support.layout import lease_key
 from tests.support.processes import Fleet, queue_pool
 from tests.support.waiting import fresh_beats, items, wait_until
 
@@ -42,7 +43,7 @@ async def test_three_workers_run_each_slot_exactly_once(
         try:
             for slot in sorted(set(await _slots(raw, "log_cache_stats")))[-2:]:
                 job_id = f"log_cache_stats:{slot * 1000 + 123}"
-                await raw.delete(f"arq:in-progress:{job_id}")
+                await raw.delete(lease_key(job_id))
                 assert await pool.enqueue_job("log_cache_stats", _job_id=job_id) is not None
         finally:
             await pool.aclose()

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio import Redis
-
 from cache.backoff import Backoff
 from cache.scripts import ScriptRunner
 from jobs.outcome import Outcome
 from jobs.wire.layout import QueueLayout
+from tests.support.layout import LAYOUT
+from tests.support.queue import queue_client
 from worker.engine import Engine, EngineConfig
 from worker.engine.functions import JobFunction
 from worker.outage import OutageLog
@@ -74,7 +74,7 @@ async def engine_on(
     **config: Any,
 ) -> AsyncIterator[Engine]:
     """An engine running on the store at ``url`` until the block ends (then stopped, bounded)."""
-    client = Redis.from_url(url)
+    client = queue_client(url, layout or LAYOUT)
     values: dict[str, Any] = {
         "max_jobs": 4,
         "poll_delay_s": 0.02,
@@ -87,7 +87,7 @@ async def engine_on(
         **config,
     }
     engine = Engine(
-        layout=layout or QueueLayout.arq(),
+        layout=layout or LAYOUT,
         client=client,
         scripts=ScriptRunner(client),
         functions=table,

@@ -24,6 +24,8 @@ from arq.connections import ArqRedis
 from arq.worker import Function
 
 from jobs.outcome import JobCounts
+from tests.support.layout import QUEUE_SECTION
+from tests.support.queue import TestQueue, producer
 from worker.app import SeenWorker, create_queue_pool
 from worker.processes import stop_process
 from worker.settings import Settings, load_settings
@@ -54,6 +56,7 @@ def write_settings(path: Path, addr: str, **sections: dict[str, Any]) -> Path:
         },
         "health": {"stale_after": 1.5},
         "http": {"addr": "127.0.0.1:0"},
+        "queue": dict(QUEUE_SECTION),
         # no schedules unless a test asks: a slot at a full minute would add a job to the
         # counts tests compare, depending on the second a test ran at
         "maintenance": {
@@ -182,14 +185,21 @@ def run_cli(
     )
 
 
-def queue_pool(addr: str) -> ArqRedis:
-    """A producer's client on the queue store (JSON job format)."""
+def queue_pool(addr: str) -> TestQueue:
+    """A producer on the queue store, on the lane's layout (``tests.support.queue``)."""
+    return producer(addr)
+
+
+def arq_pool(addr: str) -> ArqRedis:
+    """ARQ's own client on the queue store (ARQ's layout), for tests of ARQ compatibility."""
     return create_queue_pool(load_settings(cache={"addr": addr}))
 
 
 def worker_settings(addr: str, **sections: dict[str, Any]) -> Settings:
     """Worker settings pointing at ``addr`` (settings.toml + env + ``sections``)."""
-    overrides: dict[str, Any] = {"cache": {"addr": addr}, **sections}
+    overrides: dict[str, Any] = {"cache": {"addr": addr}, "queue": dict(QUEUE_SECTION)}
+    for name, values in sections.items():
+        overrides[name] = {**overrides.get(name, {}), **values}
     return load_settings(**overrides)
 
 

@@ -1,7 +1,7 @@
 """docs/alerts.yml is a Prometheus rule file whose expressions name only series that exist.
 
-The series names come from the fleet exporter itself (``exporter.snapshot_families`` and
-``scrape_families`` on a snapshot built from empty views), so a renamed series breaks this test.
+The series names come from the fleet exporter itself (``tests.support.fleet_series``), so a
+renamed series breaks this test.
 """
 
 from __future__ import annotations
@@ -11,44 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
-from worker.http.fleet.exporter import (
-    FleetSnapshot,
-    StaticCollector,
-    scrape_families,
-    snapshot_families,
-)
-from worker.http.fleet.models import (
-    DeadLetters,
-    JobTotals,
-    Overview,
-    QueueView,
-    Schedule,
-    ShardView,
-    StoreView,
-)
+from tests.support.fleet_series import SERIES, exported_sample_names
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 RULES = DOCS / "alerts.yml"
-SERIES = re.compile(r"\b(seen_[a-z0-9_]+)\b")
-
-
-def exported_sample_names() -> set[str]:
-    queue = QueueView("arq:queue", 0, 0, 0, 0, None, True, True)
-    overview = Overview(0, [], queue, JobTotals(0, 0, 0), StoreView(ok=True), 0, 15.0)
-    snapshot = FleetSnapshot(
-        overview,
-        [Schedule("log_cache_stats", 300, [], [], None)],
-        [ShardView(0, 0, 0, 0, None)],
-        DeadLetters(0, [], []),
-    )
-    registry = CollectorRegistry(auto_describe=False)
-    families = scrape_families(True, 0.0, {}) + snapshot_families(snapshot, "arq:queue")
-    registry.register(StaticCollector(families))
-    text = generate_latest(registry).decode()
-    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def rules() -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ def test_bad_cluster_settings(fields: dict[str, object], message: str) -> None:
 
 
 def test_cluster_cache_needs_a_queue_of_its_own() -> None:
-    with pytest.raises(SettingsError, match=r"set queue\.addr to a single instance"):
+    with pytest.raises(SettingsError, match=r"set queue\.addr to a standalone server"):
         load_settings(cache={"addr": NODES})
     with pytest.raises(SettingsError, match="needs one instance"):
         load_settings(queue={"addr": "q1:6379,q2:6379"})

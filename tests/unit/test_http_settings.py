@@ -47,3 +47,24 @@ def test_dashboard_token_from_a_file_loses_its_newline_and_must_be_long() -> Non
     assert token is not None and token.get_secret_value() == "k" * 40
     with pytest.raises(SettingsError, match="at least 32 bytes"):
         load_settings(dashboard={"token": "short\n"})
+
+
+@pytest.mark.parametrize("section", ["http", "dashboard"])
+@pytest.mark.parametrize(
+    "entry", ["", "*.example.com", "https://dash.example.com", "dash.example.com/x", "a b", "x:0"]
+)
+def test_bad_allowed_host_names_the_setting(section: str, entry: str) -> None:
+    overrides: dict[str, object] = {section: {"allowed_hosts": [entry]}}
+    with pytest.raises(SettingsError, match=rf"{section}\.allowed_hosts"):
+        load_settings(None, **overrides)
+
+
+def test_allowed_hosts_are_normalised_and_read_from_json_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hosts = ["Dash.Example.COM.", "worker:9464", "[FD00::1]:9470", "10.0.0.5"]
+    got = load_settings(dashboard={"allowed_hosts": hosts}).dashboard.allowed_hosts
+    assert got == ("dash.example.com", "worker:9464", "[fd00::1]:9470", "10.0.0.5")
+    monkeypatch.setenv("SEEN_HTTP_ALLOWED_HOSTS", '["prometheus-target.internal"]')
+    assert load_settings().http.allowed_hosts == ("prometheus-target.internal",)
+    assert load_settings().dashboard.allowed_hosts == ()

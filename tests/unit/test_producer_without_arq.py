@@ -1,6 +1,6 @@
 """The producer API needs no ARQ (the base install has none): what it took from ARQ is written
 in ``jobs`` and checked here against the pinned ARQ, and the whole API imports with ARQ (and the
-worker's and dashboard's packages) made unimportable."""
+worker's and dashboard's packages, and OpenTelemetry) made unimportable."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ BLOCKED = (
     "starlette",
     "uvicorn",
     "jinja2",
+    "opentelemetry",
 )
 PROBE = f"""
 import sys
@@ -65,6 +66,9 @@ from cache import CacheManager
 @job(timeout=5)
 async def hello(ctx: JobContext) -> str:
     return "hi"
+
+from jobs.wire.trace import current_trace_context
+assert current_trace_context() is None  # no OpenTelemetry: records carry no trace context
 
 try:
     deserialize(b"[]")

@@ -78,7 +78,9 @@ def test_as_update_raises_job_error() -> None:
 
 def test_status_and_outcome_flags() -> None:
     assert {s for s in DownloadStatus if s.terminal} == {"completed", "failed", "cancelled"}
-    assert [int(o) for o in ApplyOutcome] == [0, 1, 2, 3, 4, 5]  # the script's return codes
+    assert [int(o) for o in ApplyOutcome] == [0, 1, 2, 3, 4, 5, 6]  # the script's return codes
+    # ...and CORRUPT (6), its BADKEY error reply; PublishOutcome.CORRUPT (5) likewise
+    assert int(ApplyOutcome.CORRUPT) == 6 and int(PublishOutcome.CORRUPT) == 5
     assert PublishOutcome.SCHEDULED.needs_enqueue and PublishOutcome.RESCHEDULED.needs_enqueue
     assert not PublishOutcome.COALESCED.needs_enqueue
 

@@ -129,7 +129,7 @@ class Script:
             result = store.call(*args)
             return self.runtime.table(*result) if isinstance(result, list) else result
 
-        self.runtime.globals().redis = self.runtime.table(call=call)
+        self.runtime.globals().redis = self.runtime.table(call=call, pcall=call)
         self.source = (SCRIPTS / f"{name}.lua").read_text()
 
     def run(self, key: str, *args: int) -> list[int]:

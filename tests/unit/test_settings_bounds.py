@@ -165,3 +165,27 @@ def test_every_seen_variable_in_the_repository_is_known() -> None:
         SECTION_TYPO,
     }  # the deliberate mistakes of these tests
     assert not unknown, f"SEEN_* names neither settings nor in NOT_SETTINGS: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize(
+    ("worker", "fault"),
+    [
+        ({"lease_replicas": 6}, "lease_replicas"),
+        ({"lease_replicas": -1}, "lease_replicas"),
+        ({"lease_replica_timeout": 0}, "lease_replica_timeout"),
+        (
+            {
+                "job_lease": 1.6,
+                "heartbeat_interval": 0.5,
+                "lease_replicas": 1,
+                "lease_replica_timeout": 0.5,
+            },
+            "job_lease / 4",
+        ),
+    ],
+)
+def test_lease_replica_settings_out_of_range_are_refused(
+    worker: dict[str, object], fault: str
+) -> None:
+    with pytest.raises(SettingsError, match=re.escape(fault)):
+        load_settings(worker=worker)

@@ -52,3 +52,17 @@ def test_failed_downloads_carry_an_error() -> None:
     for d in sim.downloads:
         assert d.last is not None
         assert (d.last.error is not None) == (d.status is DownloadStatus.FAILED)
+
+
+def test_a_continuous_simulation_keeps_starting_downloads_and_holds_at_most_count() -> None:
+    sim = Simulation(10, duration=4, seed=5, continuous=True)
+    seen: set[str] = set()
+    for i in range(2000):  # 1000 s of demo
+        for update in sim.step(1000.0 + i * 0.5):
+            seen.add(update.job_id)
+        assert len(sim.downloads) == 10
+        assert not sim.finished
+    assert sim.started > 100 and len(seen) == sim.started
+    assert sum(sim.status_counts().values()) == sim.started
+    assert sum(sim.retired.values()) >= sim.started - 10
+    assert set(sim.retired) == {"completed", "failed", "cancelled"}

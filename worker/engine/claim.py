@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cache.errors import CacheResponseError
-from cache.scripts import ScriptArg, ScriptCall, ScriptRunner
+from cache.scripts import Replicas, ScriptArg, ScriptCall, ScriptRunner
 from jobs.wire.layout import QueueShard
 from worker.engine.job import Job
 
@@ -41,11 +41,13 @@ class ClaimRequest:
 
 @dataclass(frozen=True, slots=True)
 class ClaimRound:
-    """What one claim call per shard gave: the claimed jobs, and the shards whose call failed
-    (with the error: the other shards' claims stand)."""
+    """What one claim call per shard gave: the claimed jobs, the shards whose call failed
+    (with the error: the other shards' claims stand), and the jobs claimed but whose lease no
+    replica confirmed in time (when replicas are asked for: they are handed back unrun)."""
 
     claimed: list[Job]
     failed: list[tuple[QueueShard, CacheResponseError]]
+    unconfirmed: list[Job]
 
 
 def claim_call(
@@ -68,6 +70,7 @@ async def claim(
     lease_ms: int,
     honour_aborts: bool,
     single_hashtag: bool,
+    replicas: Replicas | None = None,
 ) -> ClaimRound:
     """Claim every request's ids, one script call per shard, all in one round trip.
 
@@ -76,16 +79,23 @@ async def claim(
     refuses (say the shard's queue key is not a sorted set) fails that shard alone."""
     live = [r for r in requests if r.ids]
     if not live:
-        return ClaimRound([], [])
+        return ClaimRound([], [], [])
     calls = [
         claim_call(r, now_ms=now_ms, lease_ms=lease_ms, honour_aborts=honour_aborts) for r in live
     ]
-    replies = await scripts.run_many(
-        CLAIM, calls, single_hashtag=single_hashtag, return_errors=True
-    )
+    if replicas is None:
+        replies = await scripts.run_many(
+            CLAIM, calls, single_hashtag=single_hashtag, return_errors=True
+        )
+        acked = [True] * len(replies)
+    else:
+        replies, acked = await scripts.run_many_replicated(
+            CLAIM, calls, replicas, single_hashtag=single_hashtag, return_errors=True
+        )
     claimed: list[Job] = []
+    unconfirmed: list[Job] = []
     failed: list[tuple[QueueShard, CacheResponseError]] = []
-    for request, reply in zip(live, replies, strict=True):
+    for request, reply, confirmed in zip(live, replies, acked, strict=True):
         if isinstance(reply, CacheResponseError):
             failed.append((request.shard, reply))
             continue
@@ -96,19 +106,18 @@ async def claim(
             status, score, record, job_try, aborted, problem = reply[1 + 6 * i : 7 + 6 * i]
             if not status:
                 continue
-            claimed.append(
-                Job(
-                    job_id,
-                    request.shard,
-                    token,
-                    int(float(score)),
-                    record or None,
-                    int(job_try),
-                    aborted == 1,
-                    _text(problem) if status == 2 else None,
-                )
+            job = Job(
+                job_id,
+                request.shard,
+                token,
+                int(float(score)),
+                record or None,
+                int(job_try),
+                aborted == 1,
+                _text(problem) if status == 2 else None,
             )
-    return ClaimRound(claimed, failed)
+            (claimed if confirmed else unconfirmed).append(job)
+    return ClaimRound(claimed, failed, unconfirmed)
 
 
 def _text(value: bytes | str) -> str:

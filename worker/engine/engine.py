@@ -40,9 +40,9 @@ from redis.asyncio import Redis
 
 from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
-from cache.clock import wall_ms
+from cache.clock import wall_ms, wall_ns
 from cache.errors import CacheResponseError
-from cache.scripts import ScriptRunner
+from cache.scripts import Replicas, ScriptRunner
 from jobs.client import enqueue_jobs
 from jobs.outcome import JobCounts, Outcome
 from jobs.wire.layout import QueueLayout, QueueShard
@@ -55,6 +55,7 @@ from worker.engine.poll import Picker
 from worker.engine.run import DeadLetters, EngineObserver, JobRun
 from worker.engine.runners import ReadyQueue, Runner
 from worker.engine.schedule import Periodic, due_now
+from worker.engine.tracing import JobTracing
 from worker.engine.watchdog import Watchdog
 from worker.outage import OutageLog, is_store_outage
 
@@ -103,6 +104,11 @@ class EngineConfig:
     max_burst_jobs: int = -1
     honour_aborts: bool = True
     log_successes: bool = False
+    lease_replicas: int = 0
+    """Replicas that must confirm a claim's and a renewal's lease writes (``WAIT``) before they
+    count: with 1 or more a failover of the queue store never loses a running job's lease, so
+    no job runs twice at once; 0 trusts the primary (at least once across a failover)."""
+    replica_timeout_ms: int = 500
 
 
 class Engine:
@@ -124,6 +130,7 @@ class Engine:
         worker_id: str,
         outage: OutageLog,
         on_stopping: Callable[[], None] = lambda: None,
+        tracing: JobTracing | None = None,
     ) -> None:
         self.layout = layout
         self.client = client
@@ -134,8 +141,15 @@ class Engine:
         self.observer = observer
         self.outage = outage
         self.on_stopping = on_stopping
+        self.tracing = tracing
+        """Spans of traced jobs (``worker.engine.tracing``); None: tracing is off."""
         self.single_hashtag = layout.kind == "sharded"
-        self.leases = Leases(worker_id, config.job_lease_s)
+        self.replicas = (
+            Replicas(config.lease_replicas, config.replica_timeout_ms)
+            if config.lease_replicas > 0
+            else None
+        )
+        self.leases = Leases(worker_id, config.job_lease_s, self.replicas)
         self.counts = JobCounts()
         self.trips = RoundTrips()
         self.poll_errors = 0
@@ -157,6 +171,7 @@ class Engine:
             log_successes=config.log_successes,
             arm=self.watchdog.arm,
             store_full_delay=self._store_full_delay,
+            tracing=tracing,
         )
         self._poll_backoff = Backoff(config.backoff_base_s, config.backoff_cap_s)
         self._full_backoff = Backoff(config.backoff_base_s, config.backoff_cap_s)
@@ -343,6 +358,7 @@ class Engine:
         new_token = self.leases.new_token
         requests = [ClaimRequest(s, ids, [new_token() for _ in ids]) for s, ids in picks]
         sent_at = self.loop.time()
+        sent_ns = wall_ns() if self.tracing is not None else 0
         self.trips.claims += 1
         result = await claim(
             self.scripts,
@@ -351,12 +367,25 @@ class Engine:
             lease_ms=self.leases.lease_ms,
             honour_aborts=self.config.honour_aborts,
             single_hashtag=self.single_hashtag,
+            replicas=self.replicas,
         )
+        if result.unconfirmed:
+            log.warning(
+                "%d claimed job(s) handed back: no replica confirmed their leases within %d ms",
+                len(result.unconfirmed),
+                self.config.replica_timeout_ms,
+            )
+            for job in result.unconfirmed:
+                self.leases.grant(job, sent_at)
+            self._active += len(result.unconfirmed)
+            self._hand_back(result.unconfirmed)
         for shard, error in result.failed:
             self.poll_errors += 1
             log.error("claim on queue shard %d refused by the store: %s", shard.index, error)
         if not result.claimed:
             return
+        if self.tracing is not None:
+            self.tracing.claimed(result.claimed, sent_ns)
         for job in result.claimed:
             self.leases.grant(job, sent_at)
         self._active += len(result.claimed)
@@ -485,6 +514,7 @@ class Engine:
             del self._finishes[:MAX_FINISH_BATCH]
             self.trips.finishes += 1
             self.trips.finished += len(batch)
+            sent_ns = wall_ns() if self.tracing is not None else 0
             try:
                 done, refused = await finish(
                     self.scripts, [f for _, _, f in batch], single_hashtag=self.single_hashtag
@@ -497,6 +527,8 @@ class Engine:
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
+            if self.tracing is not None:
+                self.tracing.finished((job for job, _, _ in batch), sent_ns, len(batch))
             self._finished(batch, done, refused)
 
     def _finished(
@@ -552,6 +584,8 @@ class Engine:
 
     def _end(self, job: Job, outcome: Outcome | None) -> None:
         """The job is no longer ours: count it."""
+        if self.tracing is not None and job.trace is not None:
+            self.tracing.ended(job, outcome)
         if self.leases.held.get(job.job_id) is not job:
             return
         self._run_ended(job)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from jobs.wire.layout import QueueShard
 
@@ -57,6 +58,9 @@ class Job:
     cancelled: Cancel | None = None
     """Why the engine cancelled its body, if it did."""
     function: str = "<unknown>"
+    trace: Any = None
+    """What the engine's tracing keeps for the job (``worker.engine.tracing``); None while
+    tracing is off."""
 
     @property
     def key(self) -> str:

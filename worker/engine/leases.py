@@ -11,7 +11,9 @@ worker that cancels its job at the deadline has stopped before any other worker 
 When a renewal is refused (the key expired or another run holds it) or the deadline passes
 without a confirmed renewal (store paused, network cut), the lease is lost: the engine cancels
 the job, and its finish is refused by the token check, so the new holder's result stands
-alone. The deadlines are watched by the engine's one timer (``worker.engine.watchdog``), not one
+alone. With ``lease_replicas`` a claim or renewal counts only once that many replicas confirmed
+it (``WAIT``): a failover then never brings back an older expiry than the one the worker goes
+by. The deadlines are watched by the engine's one timer (``worker.engine.watchdog``), not one
 timer per job. See docs/operations.md "Delivery guarantees".
 """
 
@@ -23,7 +25,7 @@ import secrets
 from collections.abc import Iterator
 
 from cache.coordination import Lease
-from cache.scripts import ScriptRunner
+from cache.scripts import Replicas, ScriptRunner
 from worker.engine.job import Job, Phase
 
 log = logging.getLogger("seen.worker.leases")
@@ -36,9 +38,11 @@ SAFETY_MIN_S = 0.05
 class Leases:
     """The leases one worker process holds (its claimed jobs, by id) and their renewal."""
 
-    def __init__(self, worker_id: str, lease_s: float) -> None:
+    def __init__(self, worker_id: str, lease_s: float, replicas: Replicas | None = None) -> None:
         self.worker_id = worker_id
         self.lease_s = lease_s
+        self.replicas = replicas
+        """Replicas a renewal must reach to count (``EngineConfig.lease_replicas``)."""
         self.held: dict[str, Job] = {}
         self.lost_total = 0
         # a token is unique per claim: this process's id, a random run prefix, a counter
@@ -104,13 +108,24 @@ class Leases:
         jobs = [j for j in self.held.values() if j.lost is None]
         if not jobs:
             return []
-        replies = await Lease(scripts).extend_many([(j.key, j.token) for j in jobs], self.lease_ms)
+        leases = [(j.key, j.token) for j in jobs]
+        if self.replicas is None:
+            replies = [(r, True) for r in await Lease(scripts).extend_many(leases, self.lease_ms)]
+        else:
+            replies = await Lease(scripts).extend_many_confirmed(
+                leases, self.lease_ms, self.replicas
+            )
         refused: list[tuple[Job, str]] = []
-        for job, renewed in zip(jobs, replies, strict=True):
+        for job, (renewed, confirmed) in zip(jobs, replies, strict=True):
             if job.lost is not None or self.held.get(job.job_id) is not job:
                 continue  # lost or ended while the renewal was on its way
-            if renewed:
+            if renewed and confirmed:
                 job.valid_until = max(job.valid_until, now + self.valid_for)
+            elif renewed:
+                # the primary extended it but no replica confirmed in time: a failover now
+                # would bring back the older expiry, so the local deadline stays where the
+                # last confirmed renewal put it (a later confirmed renewal moves it on)
+                continue
             elif job.phase is not Phase.FINISHING:
                 refused.append((job, "the lease expired or another run holds the job"))
         return refused

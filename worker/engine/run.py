@@ -40,6 +40,7 @@ from worker.engine.functions import KEEP_PERIODIC_LEASE_MS, JobFunction
 from worker.engine.job import Cancel, Job, Phase
 from worker.engine.records import JobRecord, read_record, result_record
 from worker.engine.runners import Runner, in_context
+from worker.engine.tracing import JobTracing
 from worker.outage import is_store_outage
 
 log = logging.getLogger("seen.worker.jobs")
@@ -109,6 +110,7 @@ class JobRun:
         log_successes: bool,
         arm: Callable[[float], None],
         store_full_delay: Callable[[], float],
+        tracing: JobTracing | None = None,
     ) -> None:
         self.functions = functions
         self.context = context
@@ -121,6 +123,8 @@ class JobRun:
         self.log_successes = log_successes
         self.arm = arm
         self.store_full_delay = store_full_delay
+        self.tracing = tracing
+        """Spans of traced jobs (``worker.engine.tracing``); None: tracing is off."""
         self.loop = asyncio.get_running_loop()
 
     async def run(self, job: Job, runner: Runner) -> None:
@@ -142,6 +146,8 @@ class JobRun:
             await self._unrunnable(job, start_ms, str(exc), None, letter=True, error=exc)
             return
         job.function = record.function
+        if self.tracing is not None:
+            self.tracing.start(job, record, record.function in self.functions)
         if job.aborted:
             log.info("job %s %s aborted before it started", job.job_id, record.function)
             self._fail_before_run(
@@ -186,6 +192,9 @@ class JobRun:
         ctx["lease"] = job
         if record.trace is not None:
             ctx["trace"] = record.trace
+        context = contextvars.copy_context()
+        if self.tracing is not None:
+            self.tracing.enter(job, context, ctx)
         name = function.name
         start_ms = wall_ms()
         self.observer.job_started(name, max(0.0, (start_ms - job.score) / 1000))
@@ -198,7 +207,7 @@ class JobRun:
         error: BaseException | None = None
         try:
             coro = function.coroutine(ctx, *record.args, **record.kwargs)
-            result = await in_context(coro, contextvars.copy_context())
+            result = await in_context(coro, context)
         except BaseException as exc:
             error = exc
         finally:
@@ -223,6 +232,8 @@ class JobRun:
         outcome, value, incr, retry_to = self._decide(
             job, function, result, error, cancelled, seconds, retry_to, job_try
         )
+        if self.tracing is not None:
+            self.tracing.ran(job, job_try, value if outcome is Outcome.FAILED else None)
         if outcome is Outcome.COMPLETE and self.log_successes:
             log.info("job %s %s complete in %.3fs", job.job_id, name, seconds)
         over = outcome is not Outcome.RETRIED
@@ -266,6 +277,8 @@ class JobRun:
     ) -> None:
         """ARQ's ``finish_failed_job``: the job ends without running; lease, record and try
         counter go, the result (with the worker's ``keep_result``) stays."""
+        if self.tracing is not None:
+            self.tracing.ran(job, job.job_try if job_try is None else job_try, error)
         data = None
         if self.failed_result_ms != 0:
             data = result_record(

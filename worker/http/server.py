@@ -4,6 +4,10 @@ A minimal HTTP/1.1 server on ``asyncio.start_server`` (one request per connectio
 bounded reads and writes): three fixed routes do not justify a web framework in the worker, and
 the exposition itself is ``prometheus_client``'s (text 0.0.4, or OpenMetrics when the
 ``Accept`` header asks for it). ``/livez`` is answered by the loop itself, which is the proof.
+
+Every route first checks the ``Host`` (``worker.http.hosts``): loopback names, IP addresses
+(Kubernetes probes send the pod IP) and ``http.allowed_hosts`` are answered, any other name
+gets 421 (a page on a DNS name rebound to this address must not read ``/metrics``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from cache.ratelog import RateLimitedLog
+from worker.http.hosts import HostPolicy
 from worker.settings import HttpSettings
 
 log = logging.getLogger("seen.worker.http")
@@ -33,7 +39,7 @@ Readiness = Callable[[], str | None]
 """Returns None when ready, else a short reason."""
 
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
-_REASONS |= {400: "Bad Request", 503: "Service Unavailable"}
+_REASONS |= {400: "Bad Request", 421: "Misdirected Request", 503: "Service Unavailable"}
 
 
 def is_loopback(host: str) -> bool:
@@ -54,6 +60,10 @@ class HttpServer:
         self.settings = settings
         self.registry = registry
         self.readiness = readiness
+        self.hosts = HostPolicy(
+            settings.host_port()[0], settings.allowed_hosts, "http.allowed_hosts"
+        )
+        self.refusals = RateLimitedLog(log)
         self.port: int | None = None
         self._server: asyncio.Server | None = None
 
@@ -108,11 +118,20 @@ class HttpServer:
             return _text(400, "bad request line")
         method, target, _version = parts
         headers: dict[str, str] = {}
+        hosts: list[str] = []
         for line in lines[1:]:
             name, sep, value = line.partition(":")
             if sep:
                 headers[name.strip().lower()] = value.strip()
+                if name.strip().lower() == "host":
+                    hosts.append(value.strip())
         path = target.split("?", 1)[0]
+        if len(hosts) > 1 or not self.hosts.allows_host(hosts[0] if hosts else None):
+            shown = hosts[0] if len(hosts) == 1 else f"{len(hosts)} Host headers"
+            self.refusals.warning(
+                "http: refused %s for Host %r (not in http.allowed_hosts)", path[:100], shown[:100]
+            )
+            return _text(421, self.hosts.refusal(shown).rstrip("\n"))
         if path not in ("/metrics", "/livez", "/readyz"):
             return _text(404, "not found")
         if method != "GET":

@@ -6,6 +6,7 @@ package redigoconn_test
 //   SEEN_TEST_QUEUE_LAYOUT "arq" or "sharded" (SEEN_TEST_QUEUE_SHARDS shards), as the worker
 //   SEEN_TEST_SPARE_DB     an empty database no worker reads (refusals, exact put outcomes)
 //   SEEN_TEST_PREFIX       prefix of every id this run uses
+//   SEEN_TEST_TRACEPARENT  the trace the traced jobs carry (the worker's spans must join it)
 // It then reads the download states this test leaves with the Python CacheManager.
 
 import (
@@ -27,6 +28,15 @@ const (
 	traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	waitFor     = 20 * time.Second
 )
+
+// traceparentOf is the trace of this run: pytest's (it reads the worker's spans of that trace),
+// else a fixed one.
+func traceparentOf() string {
+	if given := os.Getenv("SEEN_TEST_TRACEPARENT"); given != "" {
+		return given
+	}
+	return traceparent
+}
 
 type env struct {
 	addr, prefix string
@@ -278,7 +288,7 @@ func TestE2EWithWorker(t *testing.T) {
 	ctx := ctxFor(t)
 	p := e.prefix
 
-	trace := seen.TraceContext{Traceparent: traceparent, Tracestate: "congo=t61rcWkgMzE"}
+	trace := seen.TraceContext{Traceparent: traceparentOf(), Tracestate: "congo=t61rcWkgMzE"}
 	pingID, err := client.Enqueue(ctx, "ping", nil, seen.EnqueueOptions{JobID: p + "-ping", Trace: trace})
 	if err != nil {
 		t.Fatal(err)

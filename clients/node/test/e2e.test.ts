@@ -4,6 +4,7 @@
 //   SEEN_TEST_QUEUE_LAYOUT "arq" or "sharded" (SEEN_TEST_QUEUE_SHARDS shards), as the worker
 //   SEEN_TEST_SPARE_DB     an empty database no worker reads (refusals, exact put outcomes)
 //   SEEN_TEST_PREFIX       prefix of every id this run uses
+//   SEEN_TEST_TRACEPARENT  the trace the traced jobs carry (the worker's spans must join it)
 // It then reads the download states this test leaves with the Python CacheManager.
 import assert from "node:assert/strict";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -27,6 +28,7 @@ const ADDR = process.env.SEEN_TEST_REDIS_ADDR;
 const PREFIX = process.env.SEEN_TEST_PREFIX ?? "node";
 const SPARE_DB = Number(process.env.SEEN_TEST_SPARE_DB ?? "9");
 const TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const RUN_TRACEPARENT = process.env.SEEN_TEST_TRACEPARENT || TRACEPARENT;
 const WAIT = { timeoutMs: 20_000, pollMs: 20 };
 
 function layout(): QueueLayout {
@@ -154,7 +156,7 @@ describe("end to end", { skip: ADDR ? false : "SEEN_TEST_REDIS_ADDR unset: tests
   it("runs every operation against the worker", async () => {
     const conn = fromNodeRedis(main);
     const client = new SeenClient(conn, layout());
-    const trace = { traceparent: TRACEPARENT, tracestate: "congo=t61rcWkgMzE" };
+    const trace = { traceparent: RUN_TRACEPARENT, tracestate: "congo=t61rcWkgMzE" };
 
     const pingId = (await client.enqueue("ping", [], { jobId: `${PREFIX}-ping`, trace })) as string;
     const ping = await client.waitResult(pingId, WAIT);

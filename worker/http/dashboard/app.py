@@ -31,9 +31,13 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from cache.errors import CacheError
+from cache.ratelog import RateLimitedLog
+from cache.unreadable import Unreadable
 from worker.http.dashboard import readers
 from worker.http.dashboard.actions import ActionError, requeue_dead_letters, run_now
+from worker.http.dashboard.failures import describe_failure
 from worker.http.dashboard.security import (
+    AllowedHosts,
     Guard,
     RequireToken,
     SecurityHeaders,
@@ -46,6 +50,7 @@ from worker.http.dashboard.state import DashboardState
 from worker.http.dashboard.stream import live_events
 from worker.http.fleet import FleetTimeout
 from worker.http.fleet.exporter import render_fleet_metrics
+from worker.http.hosts import HostPolicy
 from worker.job_modules import load_jobs
 from worker.settings import Settings
 
@@ -56,6 +61,9 @@ MAX_FORM_BYTES = 64 * 1024
 SNAPSHOT_LIMIT = 10_000
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+Reader = Callable[[DashboardState, Unreadable], Awaitable[Any]]
+UNREADABLE_HEADER = "X-Seen-Unreadable"
+"""Rows a page or JSON twin skipped because they could not be read (0 when none)."""
 
 
 def _env() -> Environment:
@@ -67,11 +75,19 @@ def _env() -> Environment:
     env.filters["ago"] = _ago
     env.filters["pct"] = lambda v: "-" if v is None else f"{100 * v:.1f} %"
     env.filters["rate"] = lambda v: "-" if v is None else f"{v:g}"
-    env.filters["hm"] = lambda ms: time.strftime("%H:%M", time.gmtime(ms / 1000)) if ms else "-"
-    env.filters["when"] = lambda ms: (
-        time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) if ms else "-"
-    )
+    env.filters["hm"] = lambda ms: _utc("%H:%M", ms)
+    env.filters["when"] = lambda ms: _utc("%Y-%m-%d %H:%M:%S", ms)
     return env
+
+
+def _utc(fmt: str, ms: int | None) -> str:
+    """A stored time (ms) as UTC text; "?" for one no calendar holds (a bad row's)."""
+    if not ms:
+        return "-"
+    try:
+        return time.strftime(fmt, time.gmtime(ms / 1000))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _bytes(count: int | None) -> str:
@@ -106,6 +122,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     token = cfg.token.get_secret_value() if cfg.token is not None else None
     metrics_token = cfg.metrics_token.get_secret_value() if cfg.metrics_token else None
     guard = Guard(token)
+    hosts = HostPolicy(cfg.host_port()[0], cfg.allowed_hosts, "dashboard.allowed_hosts")
     env = _env()
     registry = load_jobs(settings)
     periodic = set(registry.slot_periods(settings))  # what "run now" may enqueue
@@ -124,7 +141,13 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         state: DashboardState = request.app.state.dashboard
         return state
 
-    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(
+        request: Request,
+        name: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        **context: Any,
+    ) -> HTMLResponse:
         html = env.get_template(name).render(
             csrf=guard.csrf,
             actions=actions_on,
@@ -132,26 +155,37 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
             path=request.url.path,
             **context,
         )
-        return HTMLResponse(html, status_code=status)
+        return HTMLResponse(html, status_code=status, headers=headers)
 
-    def guarded(kind: str, read: Callable[[DashboardState], Awaitable[Any]]) -> Endpoint:
-        """A page (``kind``.html) and its JSON twin share one reader; store errors -> 503."""
+    def guarded(kind: str, read: Reader) -> Endpoint:
+        """A page (``kind``.html) and its JSON twin share one reader. Rows it could not read
+        are skipped and counted (the page's notice, ``unreadable`` in a JSON object, the
+        ``X-Seen-Unreadable`` header on both); a failed read is worded by its kind."""
 
         async def endpoint(request: Request) -> Response:
+            state = st(request)
+            skipped = state.fleet.unreadable()
+            api = request.url.path.startswith("/api/")
             try:
-                data = await read(st(request))
+                data = await read(state, skipped)
             except (CacheError, FleetTimeout) as exc:
-                if request.url.path.startswith("/api/"):
-                    return JSONResponse({"error": f"store unavailable: {exc}"}, 503)
-                return page(request, "error.html", 503, error=f"store unavailable: {exc}")
-            if request.url.path.startswith("/api/"):
-                return JSONResponse(data)
-            return page(request, f"{kind}.html", data=data)
+                status, text = describe_failure(exc)
+                if api:
+                    return JSONResponse({"error": text}, status)
+                return page(request, "error.html", status, error=text)
+            headers = {UNREADABLE_HEADER: str(skipped.total)}
+            if api:
+                if isinstance(data, dict):
+                    data = {**data, "unreadable": skipped.summary()}
+                return JSONResponse(data, headers=headers)
+            return page(
+                request, f"{kind}.html", headers=headers, data=data, unreadable=skipped.describe()
+            )
 
         return endpoint
 
-    async def read_overview(s: DashboardState) -> Any:
-        overview = await s.fleet.overview()
+    async def read_overview(s: DashboardState, skipped: Unreadable) -> Any:
+        overview = await s.fleet.overview(skipped)
         shards = await s.fleet.downloads()
         return {
             **asdict(overview),
@@ -161,18 +195,20 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
             "pending_updates": sum(x.pending for x in shards),
         }
 
-    async def read_schedules(s: DashboardState) -> Any:
-        return [asdict(job) for job in await s.fleet.schedules()]  # with its counts by state
+    async def read_schedules(s: DashboardState, skipped: Unreadable) -> Any:
+        return [asdict(job) for job in await s.fleet.schedules(skipped)]  # with counts by state
 
-    async def read_dead(s: DashboardState) -> Any:
-        dead = await s.fleet.dead_letters(cfg.page_limit, cfg.payload_chars)
+    async def read_dead(s: DashboardState, skipped: Unreadable) -> Any:
+        dead = await s.fleet.dead_letters(cfg.page_limit, cfg.payload_chars, skipped)
         return readers.dead_letter_page(dead)
 
-    async def read_locks(s: DashboardState) -> Any:
-        return [asdict(lock) for lock in await s.fleet.locks(cfg.page_limit)]
+    async def read_locks(s: DashboardState, skipped: Unreadable) -> Any:
+        return [asdict(lock) for lock in await s.fleet.locks(cfg.page_limit, skipped)]
 
-    async def read_downloads(s: DashboardState) -> Any:
-        rows = await s.manager.download.get_active_downloads(limit=cfg.page_limit)
+    async def read_downloads(s: DashboardState, skipped: Unreadable) -> Any:
+        rows = await s.manager.download.get_active_downloads(
+            limit=cfg.page_limit, unreadable=skipped
+        )
         return {"downloads": [p.model_dump(mode="json") for p in rows]}
 
     async def downloads_page(request: Request) -> Response:
@@ -186,6 +222,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         body = live_events(
             state.hub,
             state.manager,
+            state.fleet.unreadable,
             last,
             heartbeat=cfg.heartbeat,
             gap_limit=cfg.gap_limit,
@@ -203,7 +240,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     async def login(request: Request) -> Response:
         if not guard.required:
             return RedirectResponse("/", 303)
-        why = same_origin(request)
+        why = same_origin(request, hosts)
         if why is not None:
             return page(request, "login.html", 403, error=f"refused: {why}")
         try:
@@ -231,7 +268,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
             return None, _refuse(
                 request, 403, "read-only dashboard (start it with --allow-actions)"
             )
-        why = same_origin(request)
+        why = same_origin(request, hosts)
         if why is not None:
             return None, _refuse(request, 403, f"refused: {why}")
         try:
@@ -265,7 +302,8 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         except ActionError as exc:
             return _refuse(request, 400, str(exc))
         except CacheError as exc:
-            return PlainTextResponse(f"store unavailable: {exc}\n", 503)
+            status, text = describe_failure(exc)
+            return PlainTextResponse(text + "\n", status)
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"done": result.done, "refused": result.refused})
         return RedirectResponse("/dead-letters?done=" + str(len(result.done)), 303)
@@ -282,7 +320,8 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
         except ActionError as exc:
             return _refuse(request, 400, str(exc))
         except CacheError as exc:
-            return PlainTextResponse(f"store unavailable: {exc}\n", 503)
+            status, text = describe_failure(exc)
+            return PlainTextResponse(text + "\n", status)
         if "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"job_id": job_id})
         return RedirectResponse("/schedules", 303)
@@ -326,6 +365,7 @@ def create_app(settings: Settings, *, allow_actions: bool | None = None) -> Star
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(RequireToken, guard=guard)
+    app.add_middleware(AllowedHosts, policy=hosts, log=RateLimitedLog(log))
     app.add_middleware(SecurityHeaders)
     return app
 

@@ -4,8 +4,9 @@ A frame is ``id: <cursor>`` (``cursor.py``), ``event: <kind>`` and one JSON ``da
 Frames are built once per batch by the hub and the same bytes are written to every client,
 so 100 browsers cost 100 socket writes, not 100 JSON encodings. Kinds:
 
-- ``snapshot``: ``{"downloads": [item...]}``, every active download (initial load, or a resume
-  older than what the streams still hold);
+- ``snapshot``: ``{"downloads": [item...], "unreadable": n}``, every active download (initial
+  load, or a resume older than what the streams still hold) and how many entries could not be
+  read (skipped);
 - ``progress``: ``{"events": [item...]}``, stream entries in order, each with its entry id
   ``i`` (its first part is the server's XADD time in ms, used for latency) and shard ``h``
   (entry ids are unique per shard's stream, so ``(h, i)`` names an event);
@@ -60,10 +61,11 @@ def progress_frame(cursor: str, items: Iterable[dict[str, Any]]) -> bytes:
     return frame("progress", cursor, {"events": list(items)})
 
 
-def snapshot_data(downloads: Iterable[DownloadProgress]) -> bytes:
-    """The ``data:`` of a snapshot, encoded once and shared by the clients that wait for it."""
-    body = json.dumps({"downloads": [item(p) for p in downloads]}, separators=(",", ":"))
-    return body.encode()
+def snapshot_data(downloads: Iterable[DownloadProgress], unreadable: int = 0) -> bytes:
+    """The ``data:`` of a snapshot, encoded once and shared by the clients that wait for it;
+    ``unreadable``: entries the read skipped because they could not be read."""
+    data = {"downloads": [item(p) for p in downloads], "unreadable": unreadable}
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def snapshot_frame(cursor: str, data: bytes) -> bytes:

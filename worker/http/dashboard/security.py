@@ -5,7 +5,11 @@
   SameSite=Strict, Secure on HTTPS; its value is an HMAC of the token, never the token).
   Compared with ``hmac.compare_digest``. Without a token the dashboard only runs on loopback
   (``server.check_bind``).
-- **Actions** (POST only, when allowed): the ``Origin`` must be this dashboard's own (or
+- **Host** (``AllowedHosts``, before anything else): only a ``Host`` that is loopback, an IP
+  address or in ``dashboard.allowed_hosts`` is answered; any other gets 421 with a one-line
+  reason, never a page, JSON or the CSRF token (DNS rebinding: ``worker.http.hosts``).
+- **Actions** (POST only, when allowed): the ``Origin`` must be one of this dashboard's
+  (``HostPolicy.origin_refusal``: this request's checked ``Host``, or an allowed name; or
   ``Sec-Fetch-Site`` same-origin) and the form must carry the CSRF token of this process, which
   only a page of this dashboard knows (no CORS headers: other origins cannot read it).
 - **Headers**: a strict CSP (no inline script or style, so pages load ``/static`` only),
@@ -20,11 +24,13 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
+
+from cache.ratelog import RateLimitedLog
+from worker.http.hosts import HostPolicy
 
 log = logging.getLogger("seen.dashboard.security")
 
@@ -101,14 +107,17 @@ class Guard:
         return given is not None and same(given, self.csrf)
 
 
-def same_origin(request: Request) -> str | None:
+def same_origin(request: Request, hosts: HostPolicy) -> str | None:
     """None when the request comes from this dashboard's own pages (or no browser), else why.
 
     ``Sec-Fetch-Site`` (sent by every current browser) must be ``same-origin`` (or ``none``:
-    typed by the user); an ``Origin`` must be this host. Chromium sends ``Origin: null`` on
-    same-origin form posts under ``Referrer-Policy: no-referrer``, so ``null`` passes only with
-    ``Sec-Fetch-Site: same-origin``. A request with neither header is not a browser's
-    cross-site form, and still needs the CSRF token.
+    typed by the user); an ``Origin`` must be one of this dashboard's (``hosts``: this
+    request's own, already checked ``Host``, or an allowed name; never the ``Host`` alone,
+    which a rebound name controls). Chromium sends ``Origin: null`` on same-origin form posts
+    under ``Referrer-Policy: no-referrer``, so ``null`` passes only with ``Sec-Fetch-Site:
+    same-origin`` (the ``Host`` check has run before: a rebound page never gets here). A
+    request with neither header is not a browser's cross-site form, and still needs the CSRF
+    token.
     """
     site = request.headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
@@ -116,11 +125,9 @@ def same_origin(request: Request) -> str | None:
     origin = request.headers.get("origin")
     if origin is None or (origin == "null" and site == "same-origin"):
         return None
-    host = request.headers.get("host", "")
-    parts = urlsplit(origin)
-    if origin == "null" or parts.netloc != host or parts.scheme != request.url.scheme:
+    if origin == "null":
         return f"foreign Origin {origin!r}"
-    return None
+    return hosts.origin_refusal(origin, request.headers.get("host"), request.url.scheme)
 
 
 def set_session_cookie(response: Response, guard: Guard, secure: bool) -> None:
@@ -152,6 +159,41 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, add_headers)
+
+
+class AllowedHosts:
+    """ASGI middleware: a request whose ``Host`` is not one of ours gets 421 and nothing else.
+
+    Runs before the token check and every route, streams and ``/static`` included; refusals
+    are logged through a ``RateLimitedLog`` (a script hammering the port cannot flood the log).
+    """
+
+    def __init__(self, app: ASGIApp, policy: HostPolicy, log: RateLimitedLog) -> None:
+        self.app = app
+        self.policy = policy
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hosts = [v for k, v in scope.get("headers", []) if k.lower() == b"host"]
+        header = hosts[0].decode("latin-1") if len(hosts) == 1 else None
+        if len(hosts) <= 1 and self.policy.allows_host(header):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client") or ("?", 0)
+        shown = header if len(hosts) <= 1 else f"{len(hosts)} Host headers"
+        self.log.warning(
+            "dashboard: refused %s %s for Host %r from %s (not in %s)",
+            scope.get("method", "?"),
+            scope.get("path", "?"),
+            (shown or "")[:100],
+            client[0],
+            self.policy.setting,
+        )
+        response = PlainTextResponse(self.policy.refusal(shown), status_code=421)
+        await response(scope, receive, send)
 
 
 class RequireToken:

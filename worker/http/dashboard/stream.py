@@ -7,7 +7,8 @@ Catch-up, in order of preference, for a client that sends ``Last-Event-ID``:
    themselves with ``XRANGE`` (from the client's position, inclusive, to the position the client
    was registered at) and sent as one ``progress`` frame, when every shard still holds the
    client's last entry (nothing was trimmed in between) and the gap is under ``gap_limit``;
-3. otherwise (no id, unknown id, trimmed, too long): a ``snapshot`` of the active downloads.
+3. otherwise (no id, unknown id, trimmed, too long): a ``snapshot`` of the active downloads
+   (an entry that cannot be read is skipped and counted: the snapshot's ``unreadable``).
 
 Live batches queue up from the moment of registration, so 1 and 2 give every entry exactly once.
 Idle streams get a comment every ``heartbeat`` seconds so proxies keep them open.
@@ -16,7 +17,7 @@ Idle streams get a comment every ``heartbeat`` seconds so proxies keep them open
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -25,7 +26,9 @@ from cache.codec import as_text
 from cache.download import progress_from_fields
 from cache.errors import CacheError, translate_errors
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 from worker.http.dashboard import cursor as cursors
+from worker.http.dashboard.failures import describe_failure
 from worker.http.dashboard.frames import (
     PING_FRAME,
     RESYNC_FRAME,
@@ -84,6 +87,7 @@ async def read_gap(
 async def catch_up(
     hub: EventHub,
     manager: CacheManager,
+    unreadable: Callable[[], Unreadable],
     last_id: str | None,
     sub: Subscriber,
     *,
@@ -107,7 +111,9 @@ async def catch_up(
             return progress_frame(start, items)
 
     async def read() -> bytes:
-        return snapshot_data(await manager.download.get_active_downloads(limit=snapshot_limit))
+        skipped = unreadable()  # a bad entry is skipped and counted, never fails the snapshot
+        rows = await manager.download.get_active_downloads(limit=snapshot_limit, unreadable=skipped)
+        return snapshot_data(rows, skipped.total)
 
     return await hub.snapshot(sub, read)
 
@@ -115,6 +121,7 @@ async def catch_up(
 async def live_events(
     hub: EventHub,
     manager: CacheManager,
+    unreadable: Callable[[], Unreadable],
     last_id: str | None,
     *,
     heartbeat: float,
@@ -137,13 +144,14 @@ async def live_events(
                 yield await catch_up(
                     hub,
                     manager,
+                    unreadable,
                     last_id,
                     sub,
                     gap_limit=gap_limit,
                     snapshot_limit=snapshot_limit,
                 )
             except CacheError as exc:
-                yield frame("error", None, {"error": f"store unavailable: {exc}"})
+                yield frame("error", None, {"error": describe_failure(exc)[1]})
                 return
         while True:
             try:

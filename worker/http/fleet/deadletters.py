@@ -14,6 +14,7 @@ from typing import cast
 
 from cache.errors import translate_errors
 from cache.manager import CacheManager
+from cache.unreadable import Unreadable
 from jobs.deadletter import StoredLetter, read_stored
 from worker.http.fleet.models import DeadLetters, DeadLetterView, ReasonGroup
 
@@ -54,9 +55,20 @@ async def count_dead_letters(manager: CacheManager) -> int:
         return int(await cast(Awaitable[int], manager.client.llen(key)))
 
 
-async def read_grouped(manager: CacheManager, limit: int, payload_chars: int) -> DeadLetters:
-    """The newest ``limit`` entries, grouped by reason, and the list's whole length."""
+async def read_grouped(
+    manager: CacheManager, limit: int, payload_chars: int, unreadable: Unreadable | None = None
+) -> DeadLetters:
+    """The newest ``limit`` entries, grouped by reason, and the list's whole length.
+
+    An entry that is not a dead letter is still shown (reason ``unreadable``, its raw text as
+    payload: an operator may want to see what it was) and noted in ``unreadable``."""
     stored, total = await read_stored(manager, limit)
+    skipped = unreadable if unreadable is not None else Unreadable()
+    for entry in stored:
+        if not entry.readable:
+            skipped.skip(
+                "dead_letter", f"{manager.keys.dead_letter()} entry {entry.id}", "not a dead letter"
+            )
     entries = [letter_view(x, payload_chars) for x in stored]
     counts: Counter[str] = Counter(e.reason for e in entries)
     newest: dict[str, int] = {}

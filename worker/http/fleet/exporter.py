@@ -9,8 +9,14 @@ fail) the scrape still answers at once, with ``seen_fleet_up 0``, the scrape dur
 error counter only: a series the stores could not vouch for is left out rather than shown as 0.
 
 Labels are bounded: queue (the configured one), state, cron (the configured periodic jobs),
-shard (``0..download.shards-1``), reason (``DEAD_LETTER_KINDS``); never a worker, job, download
-or user id. Every labelled series exists at zero from the first scrape that reached the stores.
+shard (``0..download.shards-1``), reason (``DEAD_LETTER_KINDS``), kind (``UNREADABLE_KINDS``);
+never a worker, job, download or user id. Every labelled series exists at zero from the first
+scrape that reached the stores.
+
+Rows the scrape could not read (a bad heartbeat, dead letter, slot claim, history entry, job
+counter) do not fail it: they are skipped and counted in ``seen_fleet_unreadable_records``. A
+job counter that is not an integer leaves its ``seen_fleet_jobs_total`` sample out (unknown is
+not 0, and a counter dropping to 0 would look like a reset).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -26,11 +32,13 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from cache.errors import CacheError
+from cache.unreadable import Unreadable
 from worker.http.fleet.bounds import concurrently, deadline
 from worker.http.fleet.deadletters import DEAD_LETTER_KINDS
 from worker.http.fleet.models import (
     QUEUE_STATES,
     SLOT_STATES,
+    UNREADABLE_KINDS,
     WORKER_STATES,
     DeadLetters,
     Overview,
@@ -52,17 +60,34 @@ class FleetSnapshot:
     schedules: list[Schedule]
     downloads: list[ShardView]
     dead_letters: DeadLetters
+    unreadable: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNREADABLE_KINDS, 0))
+    """Rows skipped because they could not be read, by ``UNREADABLE_KINDS``."""
 
 
 async def read_snapshot(reader: FleetReader) -> FleetSnapshot:
     """Every view the series need, read concurrently (a failure cancels the others)."""
     sample = reader.settings.fleet.dead_letter_sample
+    skipped = reader.unreadable()
     async with concurrently() as group:
-        overview = group.create_task(reader.overview())
-        schedules = group.create_task(reader.schedules())
+        overview = group.create_task(reader.overview(skipped))
+        schedules = group.create_task(reader.schedules(skipped))
         downloads = group.create_task(reader.downloads())
-        dead = group.create_task(reader.dead_letters(sample, payload_chars=0))
-    return FleetSnapshot(overview.result(), schedules.result(), downloads.result(), dead.result())
+        dead = group.create_task(reader.dead_letters(sample, 0, skipped))
+    return FleetSnapshot(
+        overview.result(),
+        schedules.result(),
+        downloads.result(),
+        dead.result(),
+        bounded_kinds(skipped),
+    )
+
+
+def bounded_kinds(skipped: Unreadable) -> dict[str, int]:
+    """Every one of ``UNREADABLE_KINDS`` with its count (a kind not listed counts as other)."""
+    counts = dict.fromkeys(UNREADABLE_KINDS, 0)
+    for kind, count in skipped.counts.items():
+        counts[kind if kind in counts else "other"] += count
+    return counts
 
 
 def _gauge(name: str, doc: str, labels: Iterable[str] = (), unit: str = "") -> GaugeMetricFamily:
@@ -95,9 +120,10 @@ def snapshot_families(snapshot: FleetSnapshot, queue_name: str) -> list[Metric]:
     jobs = CounterMetricFamily(
         "seen_fleet_jobs", "Jobs ended fleet-wide (seen:jobs:stats), by outcome", labels=["outcome"]
     )
-    jobs.add_metric(["done"], o.jobs.done)
-    jobs.add_metric(["failed"], o.jobs.failed)
-    jobs.add_metric(["retried"], o.jobs.retried)
+    totals = {"done": o.jobs.done, "failed": o.jobs.failed, "retried": o.jobs.retried}
+    for outcome, total in totals.items():
+        if total is not None:  # unreadable: unknown, left out
+            jobs.add_metric([outcome], total)
     dead = _gauge("seen_fleet_dead_letters", "Entries in the dead-letter list")
     dead.add_metric([], o.dead_letters)
     by_kind = _gauge(
@@ -118,7 +144,14 @@ def snapshot_families(snapshot: FleetSnapshot, queue_name: str) -> list[Metric]:
     )
     hits.add_metric(["hit"], o.store.keyspace_hits)
     hits.add_metric(["miss"], o.store.keyspace_misses)
-    families: list[Metric] = [queue, oldest, workers, running, jobs, dead, by_kind]
+    unreadable = _gauge(
+        "seen_fleet_unreadable_records",
+        "Rows this scrape skipped because they could not be read, by kind",
+        ["kind"],
+    )
+    for kind, count in snapshot.unreadable.items():
+        unreadable.add_metric([kind], count)
+    families: list[Metric] = [queue, oldest, workers, running, jobs, dead, by_kind, unreadable]
     families += [memory, max_memory, hits]
     families += cron_families(snapshot.schedules)
     families += download_families(snapshot.downloads)

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from cache.codec import as_text
 from cache.errors import translate_errors
 from cache.keys import KeyBuilder
+from cache.unreadable import Unreadable
 from worker.http.fleet.bounds import scan_keys
 from worker.http.fleet.models import LockView
 
@@ -42,8 +43,12 @@ def _ttl(pttl: object) -> float | None:
     return None if ms < 0 else round(ms / 1000, 3)
 
 
-async def _read(client: Redis, found: list[tuple[str, str, str]]) -> list[LockView]:
-    """``found``: (kind, name, key). Keys gone between the SCAN and the read are dropped."""
+async def _read(
+    client: Redis, found: list[tuple[str, str, str]], unreadable: Unreadable
+) -> list[LockView]:
+    """``found``: (kind, name, key). Keys gone between the SCAN and the read are dropped; a
+    key that is not a string (the store refuses GET) is skipped and noted in ``unreadable``
+    (kind ``lease`` or ``lock``; a run guard is a lock)."""
     if not found:
         return []
     with translate_errors(found[0][2], operation="read locks"):
@@ -56,11 +61,14 @@ async def _read(client: Redis, found: list[tuple[str, str, str]]) -> list[LockVi
             replies = await pipe.execute(raise_on_error=False)
     views = []
     at = 0
-    for kind, name, _ in found:
+    for kind, name, key in found:
         token, pttl = replies[at : at + 2]
         fence = replies[at + 2] if kind == "lock" else None
         at += 3 if kind == "lock" else 2
-        if token is None or isinstance(token, Exception):
+        if isinstance(token, Exception):
+            unreadable.skip("lease" if kind == "lease" else "lock", key, str(token))
+            continue
+        if token is None:
             continue
         text = as_text(token)
         if kind == "lease":
@@ -104,20 +112,22 @@ async def read_locks(
     limit: int,
     count: int,
     max_keys: int,
+    unreadable: Unreadable | None = None,
 ) -> list[LockView]:
     """At most ``limit`` of each kind, soonest to expire first within each kind."""
+    skipped = unreadable if unreadable is not None else Unreadable()
     cache_kinds = {"lock"} if separate else {"lock", "guard"}
     on_cache = await _scan_locks(cache, keys, cache_kinds, count, max_keys, limit)
-    views = await _read(cache, on_cache)
+    views = await _read(cache, on_cache, skipped)
     if separate:
         views += await _read(
-            queue, await _scan_locks(queue, keys, {"guard"}, count, max_keys, limit)
+            queue, await _scan_locks(queue, keys, {"guard"}, count, max_keys, limit), skipped
         )
     leases = await scan_keys(
         queue, in_progress_key_prefix + "*", count=count, max_keys=max_keys, max_items=limit
     )
     found = [("lease", k.removeprefix(in_progress_key_prefix), k) for k in leases.keys]
-    views += await _read(queue, found)
+    views += await _read(queue, found, skipped)
     order = {"lease": 0, "guard": 1, "lock": 2}
     views.sort(key=lambda v: (order[v.kind], v.ttl_s is None, v.ttl_s or 0.0, v.name))
     return views

@@ -30,6 +30,20 @@ kept (``arq:result:<id>``)."""
 
 WORKER_STATES = ("alive", "stale")
 
+UNREADABLE_KINDS = (
+    "heartbeat",
+    "download",
+    "dead_letter",
+    "lock",
+    "lease",
+    "cron_slot",
+    "cron_history",
+    "job_counter",
+    "other",
+)
+"""Kinds of rows a fleet read skips when it cannot read them (``cache.unreadable``): the
+exporter's ``kind`` label, a fixed set (a kind not listed here counts as ``other``)."""
+
 
 @dataclass(frozen=True)
 class WorkerView:
@@ -73,11 +87,12 @@ class QueueView:
 
 @dataclass(frozen=True)
 class JobTotals:
-    """Fleet-wide job counters (``seen:jobs:stats``), and their rates since the previous read."""
+    """Fleet-wide job counters (``seen:jobs:stats``), and their rates since the previous read.
+    None: that counter is not an integer in the store (unreadable, so unknown)."""
 
-    done: int
-    failed: int
-    retried: int
+    done: int | None
+    failed: int | None
+    retried: int | None
     done_per_s: float | None = None
     failed_per_s: float | None = None
     retried_per_s: float | None = None

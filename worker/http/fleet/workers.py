@@ -10,6 +10,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 
 from cache.keys import KeyBuilder
+from cache.unreadable import Unreadable
 from worker.heartbeat import WorkerBeat, read_beats
 from worker.http.fleet.models import WorkerView
 
@@ -33,8 +34,14 @@ def worker_view(beat: WorkerBeat, now_ms: int, stale_after_s: float) -> WorkerVi
 
 
 async def read_workers(
-    queue: Redis, keys: KeyBuilder, now_ms: int, stale_after_s: float, limit: int
+    queue: Redis,
+    keys: KeyBuilder,
+    now_ms: int,
+    stale_after_s: float,
+    limit: int,
+    unreadable: Unreadable | None = None,
 ) -> list[WorkerView]:
-    """Every worker in the heartbeat index (at most ``limit``), newest beat first."""
-    beats = await read_beats(queue, keys, limit=limit, include_expired=True)
+    """Every worker in the heartbeat index (at most ``limit``), newest beat first; a heartbeat
+    that cannot be read is skipped and noted in ``unreadable``."""
+    beats = await read_beats(queue, keys, limit=limit, include_expired=True, unreadable=unreadable)
     return [worker_view(b, now_ms, stale_after_s) for b in beats]

@@ -52,7 +52,12 @@
       source.addEventListener("snapshot", (ev) => {
         stats.snapshots++;
         stats.lastId = ev.lastEventId;
-        for (const item of JSON.parse(ev.data).downloads) apply(item, false);
+        const snap = JSON.parse(ev.data);
+        const bad = document.getElementById("unreadable");
+        bad.hidden = !snap.unreadable;
+        bad.textContent = snap.unreadable ? snap.unreadable + " unreadable " +
+          (snap.unreadable === 1 ? "entry" : "entries") + " skipped; the dashboard's log names their keys" : "";
+        for (const item of snap.downloads) apply(item, false);
       });
       source.addEventListener("progress", (ev) => {
         stats.lastId = ev.lastEventId;
