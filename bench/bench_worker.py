@@ -14,6 +14,8 @@
 - **pickup**: enqueue-to-start latency of one job at a time on an idle worker (``bench.pickup``),
   ours on both layouts, ARQ and BullMQ (at its best drain concurrency), interleaved by round.
 - **scaling**: 1, 2 and 4 of our worker processes on one queue, both layouts (``drains.fleet``).
+- **cluster**: the same 1, 2 and 4 processes with the sharded queue on a 3-primary Redis
+  Cluster, store CPU per job per node (``bench.cluster_section``).
 - **profile**: one drain of ours per layout under a sampling profiler (``bench.profile``): what
   caps it; the store's time per job by command (INFO commandstats) for every queue.
 """
@@ -26,8 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench import bullmq, drains, pickup
-from bench.cluster_section import cluster_status
+from bench import bullmq, cluster_section, drains, pickup
 from bench.common import BenchEnv, BenchResult, Spread, percentile, spreads
 from bench.profile import profiled_drain
 from bench.worker_proc import bench_settings
@@ -114,6 +115,7 @@ async def run(env: BenchEnv) -> list[BenchResult]:
     best_dramatiq = _best(figs, "dramatiq_")
     pickups = await _rounds(plan, _pickup_steps(env, plan, poll_delay, skip, best_bullmq))
     scaling = await _rounds(plan, _scaling_steps(env, plan))
+    cluster = await cluster_section.measure(env, plan.jobs, plan.rounds, PROCESSES)
     profile: dict[str, Any] = {
         layout: await profiled_drain(env.url, env.addr, layout, plan.jobs, env.py_spy)
         for layout in LAYOUTS
@@ -124,7 +126,7 @@ async def run(env: BenchEnv) -> list[BenchResult]:
         "rounds": plan.rounds,
         "settings_of_ours": series["ours"][0]["settings"],
         "bullmq": skip or bullmq.versions(),
-        "cluster": cluster_status(),
+        "cluster": cluster_section.cluster_status(),
     }
     return [
         _drain_result(figs, series, best_bullmq, best_dramatiq, skip, profile, context),
@@ -132,6 +134,7 @@ async def run(env: BenchEnv) -> list[BenchResult]:
         _sharded_result(figs, series),
         _pickup_result(pickups, poll_delay, best_bullmq, skip),
         _scaling_result(scaling),
+        *([cluster] if cluster is not None else []),
     ]
 
 

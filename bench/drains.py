@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from bench import bullmq
 from bench.procs import Child, run_to_end
 from bench.store_stats import StoreSample, sample
+from cache.client import create_client
 from jobs.client import JobSpec, enqueue_jobs
 from jobs.wire.layout import QueueLayout
 from worker.settings import load_settings
@@ -95,6 +96,18 @@ async def _used_memory(raw: Redis) -> int:
 async def _fresh(raw: Redis) -> int:
     await raw.flushdb()
     return await _used_memory(raw)
+
+
+def _queue_client(url: str, addr: str, layout: Layout, overrides: Mapping[str, object]) -> Redis:
+    """The harness's client of the queue's store: ``url``'s server, or the cluster that
+    ``overrides`` name (a cluster client, as the workers have)."""
+    if not overrides.get("queue.cluster"):
+        standalone: Redis = Redis.from_url(url)
+        return standalone
+    queue = {k.removeprefix("queue."): v for k, v in overrides.items() if k.startswith("queue.")}
+    settings = load_settings(None, cache={"addr": addr}, queue={"layout": layout, **queue})
+    client: Redis = create_client(settings.queue_cache_settings())
+    return client
 
 
 def worker_cmd(
@@ -167,11 +180,20 @@ async def fleet(
     nodes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``processes`` of our workers on one queue, started paused (module docstring). ``url`` is
-    the queue store's; ``overrides`` go to every worker's settings; with ``nodes`` (store URLs)
-    the store figures are also given per node (a cluster's primaries: bench.cluster_section)."""
-    raw = Redis.from_url(url)
+    the store's (the queue's unless ``overrides`` move it); ``overrides`` go to every worker's
+    settings and, with ``queue.addr``/``queue.cluster``, say where the harness writes the jobs
+    (a Redis Cluster: bench.cluster_section); with ``nodes`` (store URLs: a cluster's nodes) the
+    store figures are INFO deltas per node and their sum."""
+    raw = _queue_client(url, addr, layout, overrides)
     node_clients = [Redis.from_url(n) for n in nodes]
     children: list[Child] = []
+
+    async def store() -> tuple[StoreSample, list[StoreSample]]:
+        if not node_clients:
+            return await sample(raw), []
+        each = [await sample(c) for c in node_clients]
+        return StoreSample.total(each), each
+
     try:
         await raw.flushdb()
         where = our_layout(addr, layout)
@@ -181,12 +203,10 @@ async def fleet(
             cmd = worker_cmd("ours", addr, layout, 0, overrides)
             children.append(await Child.start(cmd, f"ours {layout} #{n}"))
         await asyncio.gather(*(c.ready() for c in children))
-        before = await sample(raw)
-        per_node = [await sample(c) for c in node_clients]
+        before, per_node = await store()
         await raw.delete(where.paused_key)
         reports = await asyncio.gather(*(c.report() for c in children))
-        after = await sample(raw)
-        per_node_after = [await sample(c) for c in node_clients]
+        after, per_node_after = await store()
         ran = sum(int(r["jobs"]) for r in reports)
         if ran != jobs:
             raise RuntimeError(f"{processes} processes ran {ran} jobs, not {jobs}")

@@ -32,6 +32,17 @@ class StoreSample:
         cpu_s = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
         return cls(calls, cpu_s, by_command)
 
+    @classmethod
+    def total(cls, samples: list[StoreSample]) -> StoreSample:
+        """Several servers' samples as one (a cluster's nodes): commands, CPU and time by
+        command added up."""
+        by_command: dict[str, list[int]] = {}
+        for s in samples:
+            for name, (calls, usec) in s.by_command.items():
+                c, u = by_command.get(name, [0, 0])
+                by_command[name] = [c + calls, u + usec]
+        return cls(sum(s.commands for s in samples), sum(s.cpu_s for s in samples), by_command)
+
     def as_dict(self) -> dict[str, Any]:
         return {"commands": self.commands, "cpu_s": self.cpu_s, "by_command": self.by_command}
 
