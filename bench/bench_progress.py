@@ -278,7 +278,7 @@ async def run(env: BenchEnv) -> list[BenchResult]:
 def _medians(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, list[float]]]:
     spread = spreads(runs)
     return (
-        {k: round(s.median, 1) for k, s in spread.items()},
+        {k: round(s.median, 2) for k, s in spread.items()},
         {k: s.range for k, s in spread.items()},
     )
 

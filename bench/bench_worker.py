@@ -183,7 +183,7 @@ def _scaling_steps(
 def _metrics(
     pairs: list[tuple[str, Spread | None]],
 ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    metrics = {k: round(s.median, 1) for k, s in pairs if s is not None and s.runs}
+    metrics = {k: round(s.median, 2) for k, s in pairs if s is not None and s.runs}
     ranges = {k: s.range for k, s in pairs if s is not None and s.runs}
     return metrics, ranges
 

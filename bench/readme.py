@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.bench_worker import SHARDED_TARGET, STORE_CPU_TARGET_US
 from bench.common import figure
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,17 +22,43 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 README = ROOT / "README.md"
 TABLE = ("<!-- bench-table -->\n", "<!-- /bench-table -->")
 TARGETS = ("<!-- bench-targets -->\n", "<!-- /bench-targets -->")
+MIN_RUNS = 3
+"""The README shows medians of at least this many runs (the project's rule for claims)."""
 
 
 class NotAFullRun(ValueError):
     """The results are of a quick or partial run."""
 
 
+def spread(result: dict[str, Any]) -> tuple[int, dict[str, float], dict[str, list[float]]]:
+    """How many runs a result's figures are the median of, its figures and their ranges.
+
+    Most benchmarks give ``runs`` and ``ranges``; the sizing one gives each range as two more
+    figures (``<name>_min``, ``<name>_max``) and its runs in its notes, the tracing one its
+    rounds and ranges in its notes. Anything else was measured once in the run."""
+    metrics: dict[str, float] = dict(result["metrics"])
+    ranges: dict[str, list[float]] = dict(result.get("ranges") or {})
+    notes = result.get("notes", {})
+    runs = int(result.get("runs", 1))
+    paired = [m for m in metrics if f"{m}_min" in metrics and f"{m}_max" in metrics]
+    if paired:
+        for name in paired:
+            ranges[name] = [metrics.pop(f"{name}_min"), metrics.pop(f"{name}_max")]
+        counted = notes.get("runs")
+        runs = len(counted) if isinstance(counted, list) else int(counted or runs)
+    per_variant = notes.get("ranges_cpu_us_per_job")
+    if isinstance(per_variant, dict):
+        for variant, span in per_variant.items():
+            if f"{variant}_cpu_us_per_job" in metrics:
+                ranges[f"{variant}_cpu_us_per_job"] = span
+        runs = int(notes.get("rounds", runs))
+    return runs, metrics, ranges
+
+
 def _figures(result: dict[str, Any], limit: int = 4) -> str:
-    ranges = result.get("ranges", {})
+    _, metrics, ranges = spread(result)
     shown = [
-        f"{name} {figure(value, ranges.get(name))}"
-        for name, value in list(result["metrics"].items())[:limit]
+        f"{name} {figure(value, ranges.get(name))}" for name, value in list(metrics.items())[:limit]
     ]
     return ", ".join(shown)
 
@@ -48,36 +75,59 @@ def _partial(report: dict[str, Any]) -> str:
     )
 
 
+def command(report: dict[str, Any]) -> str:
+    """The command that made the run (``PYSPY=`` when the worker's profile came from py-spy)."""
+    drain = _by_name(report).get("worker.drain_noop_jobs") or {}
+    profiles = drain.get("notes", {}).get("profile_of_ours", {}).values()
+    spied = any(str(p.get("profiler", "")).startswith("py-spy") for p in profiles)
+    return "make bench PYSPY=<py-spy binary>" if spied else "make bench"
+
+
+def _load(report: dict[str, Any]) -> tuple[float, float]:
+    load = report.get("load_average", {})
+    return (load.get("start") or [0.0])[0], (load.get("end") or [0.0])[0]
+
+
 def header(report: dict[str, Any]) -> str:
     m = report["machine"]
-    load = report.get("load_average", {})
-    start, end = load.get("start") or [0.0], load.get("end") or [0.0]
+    start, end = _load(report)
     return (
-        f"`make bench` on {m.get('cpus')} cores ({m.get('cpu', 'unknown CPU')}), "
+        f"`{command(report)}` on {m.get('cpus')} cores ({m.get('cpu', 'unknown CPU')}), "
         f"Python {m.get('python')}, {report['server']} (`{report.get('server_binary', '?')}`); "
-        f"{report['started']}, {report['seconds']} s; load average {start[0]:g} at the start "
-        f"and {end[0]:g} at the end (a shared machine: absolute figures are low and noisy, the "
+        f"{report['started']}, {report['seconds']} s; load average {start:g} at the start "
+        f"and {end:g} at the end (a shared machine: absolute figures are low and noisy, the "
         "ratios are what carries over). Figures with a range are the median [min-max] of that "
         "many runs (`runs` in the JSON), ratios come from the medians of peers measured in the "
-        "same run, interleaved. Reproduce: `make bench` (BullMQ needs node and npm; "
+        f"same run, interleaved. Reproduce: `{command(report)}` (BullMQ needs node and npm; "
         "`bench/results/latest.json` has every run)." + _partial(report)
     )
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The table of every result."""
+    """The table of every result measured at least ``MIN_RUNS`` times (medians with ranges),
+    then the names of those measured once: the README shows no single-run figure."""
     lines = [
         header(report),
         "",
         "| benchmark | figures | runs | ratio | baseline |",
         "| --- | --- | --- | --- | --- |",
     ]
+    once: list[str] = []
     for r in report["results"]:
+        runs = spread(r)[0]
+        if runs < MIN_RUNS:
+            once.append(f"`{r['name']}`")
+            continue
         ratio = "" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
         lines.append(
-            f"| {r['name']} | {_figures(r)} | {r.get('runs', 1)} | {ratio} "
-            f"| {r.get('baseline') or ''} |"
+            f"| {r['name']} | {_figures(r)} | {runs} | {ratio} | {r.get('baseline') or ''} |"
         )
+    if once:
+        lines += [
+            "",
+            f"Measured once in this run, so not shown here (single measurements, not medians; "
+            f"each module's docs give its method, the JSON its figures): {', '.join(once)}.",
+        ]
     return "\n".join(lines)
 
 
@@ -91,10 +141,21 @@ def _fig(result: dict[str, Any] | None, name: str, unit: str = "") -> str:
     return figure(result["metrics"][name], result.get("ranges", {}).get(name)) + unit
 
 
+def _verdict(met: bool) -> str:
+    return "**met**" if met else "**missed**"
+
+
 def _met(result: dict[str, Any] | None, key: str = "meets_target") -> str:
     if result is None or key not in result.get("notes", {}):
         return "?"
-    return "**met**" if result["notes"][key] else "**missed**"
+    return _verdict(bool(result["notes"][key]))
+
+
+def _commands(drain: dict[str, Any] | None) -> str:
+    """Store commands per job of ours (arq layout), median and range at full precision."""
+    per = (drain or {}).get("notes", {}).get("per_configuration", {}).get("ours", {})
+    cmds = per.get("store_cmds_per_job")
+    return "?" if cmds is None else figure(cmds["median"], cmds["range"])
 
 
 def _ratio(value: float | None) -> str:
@@ -107,6 +168,7 @@ def targets(report: dict[str, Any]) -> str:
     drain, cost = r.get("worker.drain_noop_jobs"), r.get("worker.cost_per_job")
     sharded, pickup = r.get("worker.sharded_layout"), r.get("worker.pickup_latency")
     scaling, progress = r.get("worker.scaling_processes"), r.get("progress.update_progress")
+    arq_tuned = r.get("progress.baseline_arq_tuned")
     notes = drain["notes"] if drain else {}
     rows: list[tuple[str, str, str, str]] = []
     if drain:
@@ -126,8 +188,9 @@ def targets(report: dict[str, Any]) -> str:
         rows.append(
             (
                 "plain `update_progress` jobs >= 10,000/s",
-                f"{_fig(progress, 'updates_s')} updates/s",
-                f"plain ARQ job per update: {_ratio(progress.get('ratio'))} of its rate",
+                f"{_fig(progress, 'updates_s')} updates/s: {_ratio(progress.get('ratio'))} plain "
+                "ARQ",
+                f"plain ARQ, one job per update (tuned): {_fig(arq_tuned, 'updates_s')} updates/s",
                 _met(progress),
             )
         )
@@ -137,7 +200,7 @@ def targets(report: dict[str, Any]) -> str:
                 "store CPU per job <= 20 us",
                 f"{_fig(cost, 'store_cpu_us', ' us')} (arq layout), "
                 f"{_fig(cost, 'sharded_store_cpu_us', ' us')} (sharded); "
-                f"{_fig(cost, 'store_cmds')} commands",
+                f"{_commands(drain)} commands (scripts' own included)",
                 f"BullMQ {_fig(cost, 'bullmq_store_cpu_us', ' us')}, "
                 f"ARQ {_fig(cost, 'arq_store_cpu_us', ' us')}, "
                 f"Dramatiq {_fig(cost, 'dramatiq_store_cpu_us', ' us')}",
@@ -158,7 +221,8 @@ def targets(report: dict[str, Any]) -> str:
         rows.append(
             (
                 "pickup latency p50 no worse than ARQ at the same poll_delay",
-                f"p50 {_fig(pickup, 'p50_ms', ' ms')}, p99 {_fig(pickup, 'p99_ms', ' ms')}",
+                f"p50 {_fig(pickup, 'p50_ms', ' ms')} (**{_ratio(pickup.get('ratio'))}** ARQ's), "
+                f"p99 {_fig(pickup, 'p99_ms', ' ms')}",
                 f"ARQ p50 {_fig(pickup, 'arq_p50_ms', ' ms')}; BullMQ (blocking pop) p50 "
                 f"{_fig(pickup, 'bullmq_p50_ms', ' ms')}",
                 _met(pickup),
@@ -178,10 +242,12 @@ def targets(report: dict[str, Any]) -> str:
     if sharded:
         rows.append(
             (
-                "sharded layout >= 0.95x the arq layout, store CPU per job <= 20 us",
-                f"**{_ratio(sharded.get('ratio'))}**; {_fig(sharded, 'store_cpu_us', ' us')}",
+                "sharded layout >= 0.95x the arq layout (jobs/s), store CPU per job <= 20 us",
+                f"{_fig(sharded, 'jobs_s')} jobs/s: **{_ratio(sharded.get('ratio'))}**; "
+                f"{_fig(sharded, 'store_cpu_us', ' us')}",
                 f"arq layout {_fig(sharded, 'arq_layout_jobs_s')} jobs/s",
-                _met(sharded),
+                f"{_verdict((sharded.get('ratio') or 0) >= SHARDED_TARGET)} / "
+                f"{_verdict(sharded['metrics'].get('store_cpu_us', 1e9) <= STORE_CPU_TARGET_US)}",
             )
         )
     cluster, status = r.get("worker.cluster_sharded"), notes.get("cluster")
@@ -207,7 +273,14 @@ def targets(report: dict[str, Any]) -> str:
         )
     elif status:
         rows.append((what, status["status"], status["why"], status["status"]))
-    lines = ["| target | measured | peers, same run | |", "| --- | --- | --- | --- |"]
+    start, end = _load(report)
+    lines = [
+        f"`{command(report)}`, {report['started']} (load average {start:g} to {end:g}); "
+        "median [min-max] of 3 runs each, peers interleaved with ours:",
+        "",
+        "| target | measured | peers, same run | |",
+        "| --- | --- | --- | --- |",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
 
