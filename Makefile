@@ -44,9 +44,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-## bench: every benchmark plus baselines; QUICK=1 for a short run
+## bench: every benchmark and its peers in one run (medians of 3 runs; results in
+##        bench/results/latest.json); QUICK=1 for a short smoke run. BullMQ for Node is an
+##        optional peer: `npm ci` in bench/node when npm is installed (else its rows say skipped);
+##        PYSPY=<py-spy binary> profiles the worker with py-spy (else cProfile)
 bench: $(STAMP)
-	$(PY) -m bench $(if $(QUICK),--quick,)
+	@if command -v npm >/dev/null 2>&1; then \
+		(cd bench/node && npm ci --no-audit --no-fund --loglevel=error) || \
+		echo "bench: npm ci in bench/node failed; BullMQ will be skipped"; \
+	else echo "bench: node/npm not found; BullMQ will be skipped"; fi
+	$(PY) -m bench $(if $(QUICK),--quick,) $(if $(PYSPY),--py-spy $(PYSPY),)
 
 ## sync-clients: copy the coalescing put script into the Go and Node clients (they ship it;
 ##               tests/conformance/test_script_copies.py fails while a copy differs)

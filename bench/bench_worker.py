@@ -1,272 +1,377 @@
-"""The job engine: ``SeenWorker`` against plain ARQ and Dramatiq, same server, same run.
+"""The job engine against BullMQ for Node, ARQ and Dramatiq: one private server, one
+``make bench`` run, every figure the median of ``ROUNDS`` runs with its range.
 
-- drain: N no-op jobs enqueued up front (per docs/wire-format.md), a burst worker runs them
-  all; jobs/s per process, and the store's commands and CPU per job (INFO deltas over the
-  worker's run). Ours carries everything of ``seen-worker run`` (hooks, leases, heartbeats,
-  counters, metrics); ARQ's Worker has the same queue client, serializer, ``max_jobs`` (200)
-  and ``poll_delay`` (0.01 s) and no hooks; Dramatiq runs in its own process with its Redis
-  broker, the best of 8 and 32 threads.
-- profile: one in-process drain of ours under cProfile; the share of CPU per package and the
-  top functions by own time go into the result's notes.
-- pickup: one job at a time on an idle running worker, enqueued at a random point of its poll
-  cycle; enqueue-to-start latency (ARQ's own ``et``/``st`` stamps, ms), bounded by
-  ``poll_delay``.
-- scaling: 1, 2 and 4 worker processes on one server; jobs are made due a moment after every
-  worker is up, and the rate is jobs / (last finish - first start) from the result records.
+- **drain**: 20,000 no-op jobs enqueued before the worker starts; one worker process runs them
+  all (``bench.drains``: jobs/s over the window from the first job's start to the last one's
+  end, the worker's CPU, the store's CPU and commands per job, all from the probe inside the
+  worker). Ours at the project's defaults (``bench.worker_proc``), on both queue layouts
+  (``arq``, ``sharded`` with the default shard count). BullMQ at each concurrency of
+  ``BULLMQ_CONCURRENCY`` (its default is 1; the best median is the one compared), Dramatiq at
+  each of ``DRAMATIQ_THREADS`` worker threads (8 is its default; the best median is compared),
+  ARQ 0.28 with our ``max_jobs`` and ``poll_delay`` (its own defaults, 10 and 0.5 s, are
+  slower). Each round runs every one of them once, in the same order, so machine noise hits all
+  alike.
+- **pickup**: enqueue-to-start latency of one job at a time on an idle worker (``bench.pickup``),
+  ours on both layouts, ARQ and BullMQ (at its best drain concurrency), interleaved by round.
+- **scaling**: 1, 2 and 4 of our worker processes on one queue, both layouts (``drains.fleet``).
+- **cluster**: the same 1, 2 and 4 processes with the sharded queue on a 3-primary Redis
+  Cluster, store CPU per job per node (``bench.cluster_section``).
+- **profile**: one drain of ours per layout under a sampling profiler (``bench.profile``): what
+  caps it; the store's time per job by command (INFO commandstats) for every queue.
 """
 
 from __future__ import annotations
 
-import asyncio
-import cProfile
-import json
-import pstats
-import random
-import statistics
-import subprocess
-import sys
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from arq.jobs import Job
-from arq.worker import Worker, func
-from redis.asyncio import Redis
+from bench import bullmq, cluster_section, drains, pickup
+from bench.common import BenchEnv, BenchResult, Spread, percentile, spreads
+from bench.profile import profiled_drain
+from bench.worker_proc import bench_settings
 
-from bench.common import BenchEnv, BenchResult, percentile
-from bench.store_stats import sample
-from bench.worker_proc import bench_settings, enqueue_raw, noop, ours
-from jobs import serializer
-from worker.app import create_queue_pool
-from worker.settings import Settings
+ROUNDS = 3
+BULLMQ_CONCURRENCY = (1, 10, 50, 100)
+DRAMATIQ_THREADS = (8, 32)
+PROCESSES = (1, 2, 4)
+LAYOUTS: tuple[drains.Layout, ...] = ("arq", "sharded")
 
-
-def _plain(settings: Settings, burst: bool) -> Worker:
-    w = settings.worker
-    return Worker(
-        functions=[func(noop, name="noop")],
-        queue_name=settings.queue.name,
-        redis_pool=create_queue_pool(settings),
-        max_jobs=w.max_jobs,
-        poll_delay=w.poll_delay,
-        keep_result=w.keep_result,
-        job_serializer=serializer.serialize,
-        job_deserializer=serializer.deserialize,
-        handle_signals=False,
-        burst=burst,
-    )
+NOOP_TARGET = 1.25
+"""Ours / BullMQ at its best concurrency, no-op jobs/s per process (issue 19)."""
+STORE_CPU_TARGET_US = 20.0
+SHARDED_TARGET = 0.95
+"""Sharded / ARQ layout jobs/s on one server (issue 20)."""
 
 
-async def _drain(
-    env: BenchEnv, queue: str, make: Any, jobs: int, profile: cProfile.Profile | None = None
-) -> dict[str, float]:
-    settings = bench_settings(env.addr, queue)
-    raw = Redis.from_url(env.url)
-    try:
-        await raw.flushdb()
-        await enqueue_raw(raw, queue, jobs)
-        worker: Worker = make(settings, True)
-        before = await sample(raw)
-        start = time.perf_counter()
-        if profile is not None:
-            profile.enable()
-        try:
-            await worker.async_run()
-        finally:
-            if profile is not None:
-                profile.disable()
-        elapsed = time.perf_counter() - start
-        after = await sample(raw)
-        await worker.close()
-        assert await raw.zcard(queue) == 0, "the drain left jobs behind"
-        return {"jobs_s": round(jobs / elapsed), **before.per_job(after, jobs)}
-    finally:
-        await raw.aclose()
+@dataclass(frozen=True)
+class Plan:
+    jobs: int
+    samples: int
+    rounds: int = ROUNDS
+
+    @classmethod
+    def of(cls, env: BenchEnv) -> Plan:
+        return cls(jobs=env.scale(20_000, 3000), samples=env.scale(200, 40))
 
 
-async def _dramatiq(env: BenchEnv, jobs: int) -> dict[str, float]:
-    best: dict[str, float] = {}
-    for threads in (8, 32):
-        raw = Redis.from_url(env.url)
-        await raw.flushdb()
-        await raw.aclose()
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "bench.dramatiq_drain",
-            env.url,
-            str(jobs),
-            str(threads),
-            stdout=subprocess.PIPE,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 600)
-        figures = json.loads(out)
-        if figures["jobs_s"] > best.get("jobs_s", 0):
-            best = {**figures, "threads": threads}
-    return best
+Series = dict[str, list[dict[str, Any]]]
 
 
-def _profile_summary(profile: cProfile.Profile, top: int = 12) -> dict[str, Any]:
-    stats = pstats.Stats(profile)
-    entries: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total = sum(tt for (_, _, tt, _, _) in entries.values()) or 1.0
-    by_package: dict[str, float] = defaultdict(float)
-    rows = []
-    for (path, line, name), (_, calls, tt, _, _) in entries.items():
-        parts = path.replace("\\", "/").split("/")
-        package = next(
-            (
-                p
-                for p in ("arq", "redis", "asyncio", "worker", "jobs", "cache", "json")
-                if p in parts
-            ),
-            "builtins" if path == "~" else "other",
-        )
-        by_package[package] += tt
-        rows.append((tt, f"{'/'.join(parts[-2:])}:{line}:{name}", calls))
-    rows.sort(reverse=True)
-    return {
-        "cpu_share_by_package": {
-            k: round(v / total, 3) for k, v in sorted(by_package.items(), key=lambda x: -x[1])
-        },
-        "top_own_time": [
-            {"function": f, "share": round(tt / total, 3), "calls": calls}
-            for tt, f, calls in rows[:top]
-        ],
-    }
+async def _rounds(
+    plan: Plan, steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]]
+) -> Series:
+    """Every step once per round, in order, ``plan.rounds`` times."""
+    out: Series = defaultdict(list)
+    for round_ in range(plan.rounds):
+        for name, step in steps:
+            started = time.perf_counter()
+            out[name].append(await step())
+            took = time.perf_counter() - started
+            print(f"   round {round_ + 1}/{plan.rounds}: {name} ({took:.1f}s)", flush=True)
+    return out
 
 
-async def _profiled_drain(env: BenchEnv, jobs: int) -> dict[str, Any]:
-    profile = cProfile.Profile()
-    figures = await _drain(env, "bench:q:profile", ours, jobs, profile)
-    return {"jobs_s_under_profiler": figures["jobs_s"], **_profile_summary(profile)}
+def _drain_steps(
+    env: BenchEnv, plan: Plan, bullmq_skip: str | None
+) -> list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]]:
+    url, addr, jobs = env.url, env.addr, plan.jobs
+    steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+        ("ours", lambda: drains.python_worker(url, addr, "ours", "arq", jobs)),
+        ("ours_sharded", lambda: drains.python_worker(url, addr, "ours", "sharded", jobs)),
+    ]
+    if bullmq_skip is None:
+        for c in BULLMQ_CONCURRENCY:
+            steps.append((f"bullmq_c{c}", lambda c=c: drains.bullmq_worker(url, addr, jobs, c)))  # type: ignore[misc]
+    steps.append(("arq", lambda: drains.python_worker(url, addr, "arq", "arq", jobs)))
+    for t in DRAMATIQ_THREADS:
+        steps.append((f"dramatiq_t{t}", lambda t=t: drains.dramatiq_worker(url, jobs, t)))  # type: ignore[misc]
+    return steps
 
 
-async def _pickup(settings: Settings, make: Any, samples: int) -> list[float]:
-    worker: Worker = make(settings, False)
-    task = asyncio.create_task(worker.async_run())
-    pool = create_queue_pool(settings)
-    latencies: list[float] = []
-    try:
-        await asyncio.sleep(0.3)
-        for _ in range(samples):
-            # A random pause, so enqueues do not lock onto the worker's poll phase.
-            await asyncio.sleep(random.uniform(0, settings.worker.poll_delay))
-            job: Job | None = await pool.enqueue_job("noop")
-            assert job is not None
-            await job.result(timeout=5, poll_delay=0.005)
-            info = await job.result_info()
-            assert info is not None
-            latencies.append((info.start_time - info.enqueue_time).total_seconds() * 1000)
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await worker.close()
-        await pool.aclose()
-    return latencies
+def _figures(series: Series) -> dict[str, dict[str, Spread]]:
+    return {name: spreads([r["figures"] for r in runs]) for name, runs in series.items()}
 
 
-async def _scaling(env: BenchEnv, processes: int, jobs: int) -> float:
-    queue = f"bench:q:scale:{processes}"
-    raw = Redis.from_url(env.url)
-    procs = []
-    try:
-        await raw.flushdb()
-        # due once every process has started and polls (imports take about a second)
-        await enqueue_raw(raw, queue, jobs, due_ms=int(time.time() * 1000) + 4000)
-        for _ in range(processes):
-            procs.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "bench.worker_proc", env.addr, queue
-                )
-            )
-        await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), 600)
-        starts, finishes = [], []
-        async for key in raw.scan_iter("arq:result:*", count=1000):
-            record = json.loads(await raw.get(key) or b"{}")
-            starts.append(record["st"])
-            finishes.append(record["ft"])
-        assert len(starts) == jobs, f"{len(starts)} results for {jobs} jobs"
-        return float(jobs / ((max(finishes) - min(starts)) / 1000))
-    finally:
-        for p in procs:
-            if p.returncode is None:
-                p.kill()
-                await p.wait()
-        await raw.aclose()
+def _best(figs: dict[str, dict[str, Spread]], prefix: str) -> str | None:
+    """The configuration of a peer with the best median jobs/s (its name), if it ran."""
+    names = [n for n in figs if n.startswith(prefix)]
+    return max(names, key=lambda n: figs[n]["jobs_s"].median) if names else None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 3)
 
 
 async def run(env: BenchEnv) -> list[BenchResult]:
-    jobs = env.scale(20_000, 3000)
-    samples = env.scale(200, 40)
-    runs: dict[str, list[dict[str, float]]] = {"ours": [], "arq": []}
-    for round_ in range(2):  # alternate, so neither side always runs on a warmer server
-        for name, make in (("ours", ours), ("arq", _plain)):
-            runs[name].append(await _drain(env, f"bench:q:{name}:{round_}", make, jobs))
-    best = {name: max(r, key=lambda x: x["jobs_s"]) for name, r in runs.items()}
-    ours_d, arq_d = best["ours"], best["arq"]
-    dramatiq = await _dramatiq(env, jobs)
-    profile = await _profiled_drain(env, env.scale(5000, 1000))
-    lat_ours = await _pickup(bench_settings(env.addr, "bench:q:lat:ours"), ours, samples)
-    lat_arq = await _pickup(bench_settings(env.addr, "bench:q:lat:arq"), _plain, samples)
-    scale = {n: await _scaling(env, n, jobs) for n in (1, 2, 4)}
-    await Redis.from_url(env.url).flushdb()
+    plan = Plan.of(env)
+    skip = bullmq.available()
+    poll_delay = bench_settings(env.addr).worker.poll_delay
+    series = await _rounds(plan, _drain_steps(env, plan, skip))
+    figs = _figures(series)
+    best_bullmq = _best(figs, "bullmq_")
+    best_dramatiq = _best(figs, "dramatiq_")
+    pickups = await _rounds(plan, _pickup_steps(env, plan, poll_delay, skip, best_bullmq))
+    scaling = await _rounds(plan, _scaling_steps(env, plan))
+    cluster = await cluster_section.measure(env, plan.jobs, plan.rounds, PROCESSES)
+    profile: dict[str, Any] = {
+        layout: await profiled_drain(env.url, env.addr, layout, plan.jobs, env.py_spy)
+        for layout in LAYOUTS
+    }
+    context = {
+        "method": __doc__,
+        "jobs": plan.jobs,
+        "rounds": plan.rounds,
+        "settings_of_ours": series["ours"][0]["settings"],
+        "bullmq": skip or bullmq.versions(),
+        "cluster": cluster_section.cluster_status(),
+    }
     return [
-        BenchResult(
-            name="worker.drain_noop_jobs",
-            metrics={
-                "jobs_s": ours_d["jobs_s"],
-                "arq_jobs_s": arq_d["jobs_s"],
-                "dramatiq_jobs_s": dramatiq["jobs_s"],
-                "jobs": jobs,
-            },
-            baseline="arq Worker, same settings, no hooks (max_jobs 200, poll 0.01)",
-            ratio=round(ours_d["jobs_s"] / arq_d["jobs_s"], 3),
-            ratio_meaning="ours/arq jobs/s per process (>1 = faster)",
-            target="ratio >= 3 and jobs_s >= dramatiq_jobs_s",
-            notes={
-                "vs_dramatiq": round(ours_d["jobs_s"] / dramatiq["jobs_s"], 3),
-                "dramatiq_threads": dramatiq["threads"],
-                "rounds": runs,
-                "profile_of_ours": profile,
-            },
-        ),
-        BenchResult(
-            name="worker.store_cost_per_job",
-            metrics={
-                "cmds_per_job": ours_d["store_cmds_per_job"],
-                "arq_cmds_per_job": arq_d["store_cmds_per_job"],
-                "dramatiq_cmds_per_job": dramatiq["store_cmds_per_job"],
-                "cpu_us_per_job": ours_d["store_cpu_us_per_job"],
-                "arq_cpu_us_per_job": arq_d["store_cpu_us_per_job"],
-                "dramatiq_cpu_us_per_job": dramatiq["store_cpu_us_per_job"],
-            },
-            baseline="arq Worker store CPU per job",
-            ratio=round(
-                ours_d["store_cpu_us_per_job"] / max(arq_d["store_cpu_us_per_job"], 0.1), 3
-            ),
-            ratio_meaning="ours/arq store CPU per job (<1 = cheaper); commands count script calls "
-            "and the commands scripts run (INFO commandstats)",
-            target="cmds_per_job <= 5 and ratio <= 0.33",
-        ),
-        BenchResult(
-            name="worker.pickup_latency",
-            metrics={
-                "p50_ms": round(percentile(lat_ours, 50), 2),
-                "p99_ms": round(percentile(lat_ours, 99), 2),
-                "mean_ms": round(statistics.fmean(lat_ours), 2),
-                "arq_p50_ms": round(percentile(lat_arq, 50), 2),
-            },
-            baseline="arq Worker p50 (poll 0.01)",
-            ratio=round(percentile(lat_ours, 50) / max(percentile(lat_arq, 50), 0.001), 3),
-            ratio_meaning="ours/arq p50 enqueue-to-start (<=1 = no worse)",
-            target="ratio <= 1",
-        ),
-        BenchResult(
-            name="worker.scaling_processes",
-            metrics={f"jobs_s_{n}p": round(rate) for n, rate in scale.items()},
-            baseline="1 worker process",
-            ratio=round(scale[4] / scale[1], 3),
-            ratio_meaning="4 processes / 1 process jobs/s on one server (2 cores here)",
-        ),
+        _drain_result(figs, series, best_bullmq, best_dramatiq, skip, profile, context),
+        _cost_result(figs, best_bullmq, best_dramatiq),
+        _sharded_result(figs, series),
+        _pickup_result(pickups, poll_delay, best_bullmq, skip),
+        _scaling_result(scaling),
+        *([cluster] if cluster is not None else []),
     ]
+
+
+def _pickup_steps(
+    env: BenchEnv, plan: Plan, poll_delay: float, skip: str | None, best_bullmq: str | None
+) -> list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]]:
+    url, addr, n = env.url, env.addr, plan.samples
+
+    def summary(samples: list[float]) -> dict[str, Any]:
+        return {"figures": {"p50_ms": percentile(samples, 50), "p99_ms": percentile(samples, 99)}}
+
+    async def ours(layout: drains.Layout) -> dict[str, Any]:
+        return summary(await pickup.python_worker(url, addr, "ours", layout, n, poll_delay))
+
+    async def arq() -> dict[str, Any]:
+        return summary(await pickup.python_worker(url, addr, "arq", "arq", n, poll_delay))
+
+    steps: list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]] = [
+        ("ours", lambda: ours("arq")),
+        ("ours_sharded", lambda: ours("sharded")),
+        ("arq", arq),
+    ]
+    if skip is None and best_bullmq is not None:
+        concurrency = int(best_bullmq.removeprefix("bullmq_c"))
+
+        async def bull() -> dict[str, Any]:
+            return summary(await pickup.bullmq_worker(url, addr, n, concurrency, poll_delay))
+
+        steps.append(("bullmq", bull))
+    return steps
+
+
+def _scaling_steps(
+    env: BenchEnv, plan: Plan
+) -> list[tuple[str, Callable[[], Awaitable[dict[str, Any]]]]]:
+    return [
+        (
+            f"{layout}_{n}p",
+            lambda layout=layout, n=n: drains.fleet(env.url, env.addr, layout, n, plan.jobs),  # type: ignore[misc]
+        )
+        for layout in LAYOUTS
+        for n in PROCESSES
+    ]
+
+
+def _metrics(
+    pairs: list[tuple[str, Spread | None]],
+) -> tuple[dict[str, float], dict[str, list[float]]]:
+    metrics = {k: round(s.median, 2) for k, s in pairs if s is not None and s.runs}
+    ranges = {k: s.range for k, s in pairs if s is not None and s.runs}
+    return metrics, ranges
+
+
+def _drain_result(
+    figs: dict[str, dict[str, Spread]],
+    series: Series,
+    best_bullmq: str | None,
+    best_dramatiq: str | None,
+    skip: str | None,
+    profile: dict[str, Any],
+    context: dict[str, Any],
+) -> BenchResult:
+    ours = figs["ours"]["jobs_s"].median
+    bull = figs[best_bullmq]["jobs_s"] if best_bullmq else None
+    metrics, ranges = _metrics(
+        [
+            ("jobs_s", figs["ours"]["jobs_s"]),
+            ("bullmq_best_jobs_s", bull),
+            ("arq_jobs_s", figs["arq"]["jobs_s"]),
+            ("dramatiq_best_jobs_s", figs[best_dramatiq]["jobs_s"] if best_dramatiq else None),
+            ("sharded_jobs_s", figs["ours_sharded"]["jobs_s"]),
+        ]
+    )
+    vs_bullmq = _ratio(ours, bull.median if bull else None)
+    met = vs_bullmq is not None and vs_bullmq >= NOOP_TARGET
+    notes: dict[str, Any] = {
+        **context,
+        "bullmq_best": best_bullmq or skip,
+        "dramatiq_best": best_dramatiq,
+        "vs_bullmq_best": vs_bullmq,
+        "vs_arq": _ratio(ours, figs["arq"]["jobs_s"].median),
+        "vs_dramatiq_best": _ratio(ours, figs[best_dramatiq]["jobs_s"].median)
+        if best_dramatiq
+        else None,
+        "meets_target": met,
+        "per_configuration": {
+            name: {k: s.as_dict() for k, s in f.items()} for name, f in figs.items()
+        },
+        "batches_of_ours": {
+            name: [r.get("batches", {}) for r in series[name]] for name in ("ours", "ours_sharded")
+        },
+        "store_by_command": {
+            name: [r.get("store", {}) for r in series[name]]
+            for name in ("ours", "ours_sharded", best_bullmq, "arq", best_dramatiq)
+            if name is not None
+        },
+        "profile_of_ours": profile,
+    }
+    return BenchResult(
+        name="worker.drain_noop_jobs",
+        metrics=metrics,
+        ranges=ranges,
+        runs=len(series["ours"]),
+        baseline=f"BullMQ for Node at its best concurrency ({best_bullmq or skip})",
+        ratio=vs_bullmq,
+        ratio_meaning="ours/BullMQ best, median no-op jobs/s per worker process (>1 = faster)",
+        target=f"ratio >= {NOOP_TARGET}",
+        notes=notes,
+    )
+
+
+def _cost_result(
+    figs: dict[str, dict[str, Spread]], best_bullmq: str | None, best_dramatiq: str | None
+) -> BenchResult:
+    ours, sharded = figs["ours"], figs["ours_sharded"]
+    pairs: list[tuple[str, Spread | None]] = [
+        ("worker_cpu_us", ours.get("worker_cpu_us_per_job")),
+        ("store_cpu_us", ours.get("store_cpu_us_per_job")),
+        ("store_cmds", ours.get("store_cmds_per_job")),
+        ("sharded_store_cpu_us", sharded.get("store_cpu_us_per_job")),
+        ("sharded_worker_cpu_us", sharded.get("worker_cpu_us_per_job")),
+        ("store_bytes", ours.get("store_bytes_per_job")),
+    ]
+    for label, name in (("bullmq", best_bullmq), ("arq", "arq"), ("dramatiq", best_dramatiq)):
+        if name is None:
+            continue
+        pairs += [
+            (f"{label}_worker_cpu_us", figs[name].get("worker_cpu_us_per_job")),
+            (f"{label}_store_cpu_us", figs[name].get("store_cpu_us_per_job")),
+            (f"{label}_store_cmds", figs[name].get("store_cmds_per_job")),
+            (f"{label}_store_bytes", figs[name].get("store_bytes_per_job")),
+        ]
+    metrics, ranges = _metrics(pairs)
+    store = metrics.get("store_cpu_us")
+    met = store is not None and store <= STORE_CPU_TARGET_US
+    met_sharded = metrics.get("sharded_store_cpu_us", 1e9) <= STORE_CPU_TARGET_US
+    return BenchResult(
+        name="worker.cost_per_job",
+        metrics=metrics,
+        ranges=ranges,
+        runs=len(ours["jobs_s"].runs),
+        baseline="BullMQ for Node at its best concurrency, store CPU per job",
+        ratio=_ratio(store, metrics.get("bullmq_store_cpu_us")),
+        ratio_meaning="ours/BullMQ store CPU per job (<1 = cheaper); per job, over the drain's "
+        "window; commands include those scripts run; store_bytes: what the store holds per "
+        "job after the drain (our results live keep_result; BullMQ keeps completed jobs)",
+        target=f"store_cpu_us <= {STORE_CPU_TARGET_US} (both layouts)",
+        notes={"meets_target": met, "meets_target_sharded": met_sharded},
+    )
+
+
+def _sharded_result(figs: dict[str, dict[str, Spread]], series: Series) -> BenchResult:
+    arq_layout, sharded = figs["ours"], figs["ours_sharded"]
+    metrics, ranges = _metrics(
+        [
+            ("jobs_s", sharded["jobs_s"]),
+            ("arq_layout_jobs_s", arq_layout["jobs_s"]),
+            ("store_cpu_us", sharded.get("store_cpu_us_per_job")),
+            ("store_cmds", sharded.get("store_cmds_per_job")),
+        ]
+    )
+    ratio = _ratio(sharded["jobs_s"].median, arq_layout["jobs_s"].median)
+    shards = series["ours_sharded"][0]["settings"]["shards"]
+    return BenchResult(
+        name="worker.sharded_layout",
+        metrics=metrics,
+        ranges=ranges,
+        runs=len(sharded["jobs_s"].runs),
+        baseline="ours on the arq layout, same run",
+        ratio=ratio,
+        ratio_meaning=f"sharded ({shards} shards) / arq layout, median no-op jobs/s, one server",
+        target=f"ratio >= {SHARDED_TARGET} and store_cpu_us <= {STORE_CPU_TARGET_US}",
+        notes={
+            "meets_target": ratio is not None
+            and ratio >= SHARDED_TARGET
+            and metrics.get("store_cpu_us", 1e9) <= STORE_CPU_TARGET_US
+        },
+    )
+
+
+def _pickup_result(
+    series: Series, poll_delay: float, best_bullmq: str | None, skip: str | None
+) -> BenchResult:
+    figs = _figures(series)
+    pairs: list[tuple[str, Spread | None]] = [
+        ("p50_ms", figs["ours"]["p50_ms"]),
+        ("p99_ms", figs["ours"]["p99_ms"]),
+        ("arq_p50_ms", figs["arq"]["p50_ms"]),
+        ("arq_p99_ms", figs["arq"]["p99_ms"]),
+        ("sharded_p50_ms", figs["ours_sharded"]["p50_ms"]),
+        ("sharded_p99_ms", figs["ours_sharded"]["p99_ms"]),
+    ]
+    if "bullmq" in figs:
+        pairs += [("bullmq_p50_ms", figs["bullmq"]["p50_ms"])]
+        pairs += [("bullmq_p99_ms", figs["bullmq"]["p99_ms"])]
+    metrics, ranges = _metrics(pairs)
+    ratio = _ratio(metrics["p50_ms"], metrics["arq_p50_ms"])
+    return BenchResult(
+        name="worker.pickup_latency",
+        metrics=metrics,
+        ranges=ranges,
+        runs=len(series["ours"]),
+        baseline=f"ARQ at the same poll_delay ({poll_delay} s)",
+        ratio=ratio,
+        ratio_meaning="ours/ARQ p50 enqueue-to-start (<=1 = no worse); a polling worker's p50 "
+        "is about poll_delay/2; BullMQ blocks on the queue instead of polling",
+        target="ratio <= 1",
+        notes={
+            "meets_target": ratio is not None and ratio <= 1.0,
+            "poll_delay_s": poll_delay,
+            "bullmq": f"{best_bullmq} (its best drain concurrency)" if best_bullmq else skip,
+            "per_run": {k: {m: s.as_dict() for m, s in v.items()} for k, v in figs.items()},
+        },
+    )
+
+
+def _scaling_result(series: Series) -> BenchResult:
+    figs = _figures(series)
+    pairs: list[tuple[str, Spread | None]] = []
+    for layout in LAYOUTS:
+        prefix = "" if layout == "arq" else "sharded_"
+        pairs += [(f"{prefix}jobs_s_{n}p", figs[f"{layout}_{n}p"]["jobs_s"]) for n in PROCESSES]
+    metrics, ranges = _metrics(pairs)
+    return BenchResult(
+        name="worker.scaling_processes",
+        metrics=metrics,
+        ranges=ranges,
+        runs=len(series["arq_1p"]),
+        baseline="1 worker process",
+        ratio=_ratio(metrics["jobs_s_4p"], metrics["jobs_s_1p"]),
+        ratio_meaning="4 processes / 1 process, median jobs/s on one server (arq layout); the "
+        "queue is paused until every process is up; burst mode (each process counts the queue "
+        "after a fill)",
+        notes={
+            "per_configuration": {
+                k: {m: s.as_dict() for m, s in v.items()} for k, v in figs.items()
+            },
+            "jobs_per_process": {k: [r["jobs_per_process"] for r in v] for k, v in series.items()},
+        },
+    )

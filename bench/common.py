@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,8 @@ class BenchEnv:
     quick: bool
     server_binary: str
     redis_benchmark: str | None = None
+    py_spy: str | None = None
+    """py-spy's binary for the worker's profile (``--py-spy``; else cProfile)."""
 
     def scale(self, full: int, quick: int) -> int:
         """A loop count: ``quick`` under QUICK=1, else ``full``."""
@@ -32,7 +34,10 @@ class BenchEnv:
 
 @dataclass
 class BenchResult:
-    """One measured figure set, with its same-run baseline."""
+    """One measured figure set, with its same-run baseline.
+
+    Where a result was measured ``runs`` times, ``metrics`` holds the medians, ``ranges`` each
+    metric's [min, max] over the runs, and ``ratio`` is computed from medians."""
 
     name: str
     metrics: dict[str, float]
@@ -41,6 +46,49 @@ class BenchResult:
     ratio_meaning: str = ""
     target: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
+    runs: int = 1
+    ranges: dict[str, list[float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A figure measured in several runs: its median and range (never a best-of)."""
+
+    runs: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return float(statistics.median(self.runs))
+
+    @property
+    def range(self) -> list[float]:
+        return [min(self.runs), max(self.runs)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"median": _round(self.median), "range": self.range, "runs": list(self.runs)}
+
+
+def spreads(runs: Sequence[Mapping[str, float]]) -> dict[str, Spread]:
+    """Per figure, its values over ``runs`` (each run a dict of figures; the keys of the first)."""
+    return {key: Spread(tuple(r[key] for r in runs if key in r)) for key in runs[0]} if runs else {}
+
+
+def figure(value: float, span: Sequence[float] | None = None) -> str:
+    """``10,508 [9,512-11,188]``: a median and its range (just the value without one)."""
+
+    def text(v: float) -> str:
+        return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
+
+    if not span:
+        return text(value)
+    # a median kept to fewer decimals than its runs can round past its range (4.2 of runs all
+    # 4.21): the median is one of the runs' values, so it is shown at the range's end
+    value = min(max(value, span[0]), span[1])
+    return f"{text(value)} [{text(span[0])}-{text(span[1])}]"
+
+
+def _round(value: float) -> float:
+    return round(value) if abs(value) >= 100 else round(value, 2)
 
 
 def percentile(samples: list[float], q: float) -> float:

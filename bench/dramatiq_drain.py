@@ -1,9 +1,12 @@
-"""Dramatiq's drain of N no-op messages, as a subprocess of ``bench_worker`` (its own process,
-like each worker of ours): ``python -m bench.dramatiq_drain <url> <jobs> <threads>`` prints
-one JSON object: jobs/s, and store commands and CPU per job over the worker's run.
+"""Dramatiq's drain of N no-op messages in a process of its own (as each worker of the bench):
+``python -m bench.dramatiq_drain <url> <jobs> <threads>`` enqueues them, starts one Dramatiq
+worker with ``threads`` worker threads and prints the probe's JSON report (``bench.probe``: the
+window from the first message's start to the last one's end, process CPU and store INFO over
+it).
 
 Dramatiq runs with its Redis broker and its default middleware (Prometheus left out, as it
-starts an HTTP server); the messages are enqueued before the worker starts, as ours are.
+starts an HTTP server); the messages are enqueued before the worker starts, as every queue's
+are; its no-op ticks the probe under a lock (its actors run on threads).
 """
 
 from __future__ import annotations
@@ -11,46 +14,40 @@ from __future__ import annotations
 import json
 import sys
 import threading
-import time
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.middleware import default_middleware
-from redis import Redis
 
-from bench.store_stats import sample_sync
+from bench.probe import Probe
+
+WITHIN_S = 600.0
 
 
-def main(url: str, jobs: int, threads: int) -> dict[str, float]:
+def main(url: str, jobs: int, threads: int) -> dict[str, object]:
     middleware = [m() for m in default_middleware]
     broker = RedisBroker(url=url, middleware=middleware)  # type: ignore[no-untyped-call]
     dramatiq.set_broker(broker)
+    probe = Probe(jobs, url)
     done = threading.Event()
     lock = threading.Lock()
-    count = [0]
 
     @dramatiq.actor(broker=broker, queue_name="bench", max_retries=0)
     def noop() -> None:
         with lock:
-            count[0] += 1
-            if count[0] >= jobs:
+            probe.tick()
+            if probe.count >= jobs:
                 done.set()
 
     for _ in range(jobs):
         noop.send()
-    client = Redis.from_url(url)
-    before = sample_sync(client)
     worker = dramatiq.Worker(broker, worker_threads=threads)
-    start = time.perf_counter()
     worker.start()
-    if not done.wait(300):
-        raise SystemExit(f"dramatiq drained only {count[0]} of {jobs} in 300 s")
-    elapsed = time.perf_counter() - start
-    after = sample_sync(client)
+    if not done.wait(WITHIN_S):
+        raise SystemExit(f"dramatiq ran only {probe.count} of {jobs} in {WITHIN_S:.0f} s")
     worker.stop()
     broker.close()
-    client.close()
-    return {"jobs_s": round(jobs / elapsed), **before.per_job(after, jobs)}
+    return {**probe.report(), "threads": threads}
 
 
 if __name__ == "__main__":

@@ -23,13 +23,19 @@ from pathlib import Path
 from typing import Any
 
 from arq.connections import RedisSettings
-from arq.constants import default_queue_name, expires_extra_ms, job_key_prefix
+from arq.constants import (
+    default_queue_name,
+    expires_extra_ms,
+    health_check_key_suffix,
+    job_key_prefix,
+)
 from arq.jobs import serialize_job
 from arq.worker import Worker
 from redis.asyncio import Redis
 
 from bench.common import percentile
 from cache.download import ProgressUpdate
+from jobs.client import enqueue
 from worker.processes import stop_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +71,7 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     """A worker subprocess: "naive" (plain ARQ) or "ours" (``seen-worker run``)."""
     env = {**os.environ, "SEEN_CACHE_ADDR": url, "SEEN_LOG_LEVEL": "WARNING"}
+    env["SEEN_HTTP_ADDR"] = "127.0.0.1:0"  # /metrics on any free port (a shared machine)
     if kind == "naive":
         cmd = [sys.executable, "-m", "bench.progress_workload", "naive-worker", "--addr", url]
         cmd += ["--poll-delay", str(poll_delay if poll_delay is not None else 0.5)]
@@ -75,6 +82,25 @@ def start_worker(
     return subprocess.Popen(
         cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
+
+READY_WITHIN_S = 60.0
+
+
+async def wait_ready(queue: Redis, kind: str, proc: subprocess.Popen[bytes]) -> None:
+    """Wait until the worker subprocess runs jobs, so no measurement includes its start-up:
+    ours answers a ``ping`` job; plain ARQ has written its health-check key (its first poll)."""
+    deadline = time.monotonic() + READY_WITHIN_S
+    if kind == "naive":
+        key = default_queue_name + health_check_key_suffix
+        while not await queue.exists(key):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the naive worker did not start within {READY_WITHIN_S}s")
+            await asyncio.sleep(0.05)
+        return
+    handle = await enqueue(queue, "ping")
+    if handle is None or await handle.result(READY_WITHIN_S, poll_delay=0.05) != "pong":
+        raise RuntimeError(f"the worker did not answer a ping within {READY_WITHIN_S}s")
 
 
 def stop_worker(proc: subprocess.Popen[bytes]) -> None:

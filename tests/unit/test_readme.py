@@ -23,3 +23,16 @@ def test_readme_shows_the_two_commands() -> None:
     text = README.read_text()
     assert "make run" in text
     assert "make test" in text
+
+
+def test_benchmark_blocks_are_the_committed_full_run() -> None:
+    """The README's benchmark table and targets are what ``bench/readme.py`` renders from
+    ``bench/results/latest.json``, and that JSON is one full ``make bench`` run (not QUICK, not
+    a partial run)."""
+    from bench.readme import RESULTS, load, render
+
+    text = README.read_text()
+    assert render(load(RESULTS), text) == text, (
+        "README's benchmark blocks differ from bench/results/latest.json: "
+        "run `python -m bench.readme` after a full `make bench`"
+    )

@@ -66,6 +66,33 @@ def test_hashtag_rules() -> None:
         check_keys(script, ["seen:{dl:1}:a"])
 
 
+@pytest.mark.parametrize(
+    ("keys", "one_tag"),
+    [
+        (["{q:1}:queue", "{q:1}:job:x"], True),  # the sharded queue's keys: the prefix check
+        (["{q:1}:queue", "a{q:1}b"], True),  # the same tag after other text: compared in full
+        (["{a{b}:x", "{a{b}:y"], True),  # a tag holding "{": still the first "}" that ends it
+        (["{q:1}:queue", "{q:10}:job:x"], False),  # a prefix of the tag is not the tag
+        (["{q:1}:queue", "{q:2}:job:x"], False),
+        (["{q:1}:queue", "q:1"], True),  # no braces: the whole key is the tag
+        (["{}:a", "{}:b"], False),  # an empty tag is no tag: the whole keys differ
+        (["x{q}", "{q}y", "{q}z"], True),
+        (["{q}y", "{q}z", "{r}w"], False),
+    ],
+)
+def test_single_hashtag_check_follows_the_hashtag_rules(keys: list[str], one_tag: bool) -> None:
+    """The fast prefix check gives the same verdict as comparing ``hashtag`` of every key."""
+    assert (len({hashtag(k) for k in keys}) == 1) is one_tag
+    script = Script.parse(
+        "batch", "-- KEYS[1]: a\n-- KEYS[2]: item\n-- repeat: KEYS[2..2] for each item\nreturn 1"
+    )
+    if one_tag:
+        check_keys(script, keys)
+    else:
+        with pytest.raises(CacheError, match="hashtag"):
+            check_keys(script, keys)
+
+
 def test_header_must_number_keys_in_order() -> None:
     with pytest.raises(CacheError):
         Script.parse("bad", "-- KEYS[2]: b\nreturn 1")
