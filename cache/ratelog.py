@@ -51,6 +51,15 @@ class RateLimitedLog:
     def warning(self, message: str, *args: object, topic: str = "") -> bool:
         """Log ``message % args`` unless ``topic``'s lines of this window are used up; True
         when written."""
+        return self.log(logging.WARNING, message, *args, topic=topic)
+
+    def error(self, message: str, *args: object, topic: str = "") -> bool:
+        """As ``warning``, at ERROR."""
+        return self.log(logging.ERROR, message, *args, topic=topic)
+
+    def log(self, level: int, message: str, *args: object, topic: str = "") -> bool:
+        """Log ``message % args`` at ``level`` unless ``topic``'s lines of this window are used
+        up; True when written."""
         now = self.clock()
         window = self._windows.get(topic)
         if window is None:
@@ -66,5 +75,5 @@ class RateLimitedLog:
             message += " (%d similar line(s) suppressed before this one)"
             args = (*args, window.suppressed)
             window.suppressed = 0
-        self.logger.warning(message, *args)
+        self.logger.log(level, message, *args)
         return True

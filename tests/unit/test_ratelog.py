@@ -35,3 +35,12 @@ def test_each_topic_has_its_own_limit(caplog: pytest.LogCaptureFixture) -> None:
         assert log.warning("a dead letter", topic="dead_letter")
     assert [r.getMessage() for r in caplog.records][-1] == "a dead letter"
     assert log.suppressed == 98
+
+
+def test_errors_share_the_limit_and_keep_their_level(caplog: pytest.LogCaptureFixture) -> None:
+    """The engine's refused claims: a store at its limit refuses every poll (20 a second)."""
+    log = RateLimitedLog(logging.getLogger("t.ratelog3"), burst=5, clock=lambda: 0.0)
+    with caplog.at_level(logging.WARNING, "t.ratelog3"):
+        written = [log.error("claim on queue shard 0 refused", topic="claim:0") for _ in range(200)]
+    assert sum(written) == 5 and log.suppressed == 195
+    assert {r.levelno for r in caplog.records} == {logging.ERROR} and len(caplog.records) == 5

@@ -42,6 +42,7 @@ from cache.backoff import Backoff
 from cache.cancellation import cancel_and_wait
 from cache.clock import wall_ms, wall_ns
 from cache.errors import CacheResponseError
+from cache.ratelog import RateLimitedLog
 from cache.scripts import Replicas, ScriptRunner
 from jobs.client import enqueue_jobs
 from jobs.outcome import JobCounts, Outcome
@@ -144,6 +145,9 @@ class Engine:
         self.tracing = tracing
         """Spans of traced jobs (``worker.engine.tracing``); None: tracing is off."""
         self.single_hashtag = layout.kind == "sharded"
+        self.refusals = RateLimitedLog(log, burst=5, window_s=60.0)
+        """Claims and finishes the store refused, per shard: a store at its memory limit refuses
+        every poll (20 a second), which must not become 20 ERROR lines a second."""
         self.replicas = (
             Replicas(config.lease_replicas, config.replica_timeout_ms)
             if config.lease_replicas > 0
@@ -381,7 +385,12 @@ class Engine:
             self._hand_back(result.unconfirmed)
         for shard, error in result.failed:
             self.poll_errors += 1
-            log.error("claim on queue shard %d refused by the store: %s", shard.index, error)
+            self.refusals.error(
+                "claim on queue shard %d refused by the store: %s",
+                shard.index,
+                error,
+                topic=f"claim:{shard.index}",
+            )
         if not result.claimed:
             return
         if self.tracing is not None:
@@ -549,7 +558,9 @@ class Engine:
             else:
                 self._end(job, Outcome.STALE)
         for group, error in refused:
-            log.error("finish of %d job(s) refused by the store: %s", len(group), error)
+            self.refusals.error(
+                "finish of %d job(s) refused by the store: %s", len(group), error, topic="finish"
+            )
             for f in group:
                 job, _ = by_finish[id(f)]
                 self._end(job, Outcome.STALE)
