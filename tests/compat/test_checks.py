@@ -9,7 +9,14 @@ from redis.asyncio import Redis
 
 from cache.scripts import Script
 from tests.compat.lua54 import CommandKeys, Lua54FloatReturn, Lua54Runner
-from tests.compat.monitor import MonitorRecorder, parse_line, split_args, violations
+from tests.compat.monitor import (
+    MonitorLine,
+    MonitorRecorder,
+    parse_line,
+    script_hashtags,
+    split_args,
+    violations,
+)
 from tests.compat.resp import RespConnection
 from tests.conftest import TestServer
 
@@ -24,6 +31,25 @@ GOOD = Script.parse(
 )
 UNDECLARED = Script.parse("undeclared", "-- KEYS[1]: k\nreturn redis.call('GET', 'other')")
 SCRIPTS = {s.name: s for s in (FLOAT, WHOLE_FLOAT, GOOD, UNDECLARED)}
+
+
+def test_hashtags_of_queue_calls_on_each_layout() -> None:
+    """A queue script on ARQ's keys (the ARQ-compatibility tests, every lane) counts as one
+    hashtag; on the sharded layout the count is of the keys' tags, so a spread still shows."""
+
+    def call(*keys: str) -> MonitorLine:
+        args = (b"EVALSHA", b"sha", str(len(keys)).encode(), *(k.encode() for k in keys))
+        return MonitorLine("127.0.0.1:1", args)
+
+    names = {"sha": "queue_claim"}
+    arq = call("arq:queue", "arq:job:a", "arq:in-progress:a")
+    one = call("{arq:queue:1}:queue", "{arq:queue:1}:job:a")
+    spread = call("{arq:queue:1}:queue", "{arq:queue:2}:job:a")
+    assert script_hashtags([arq, one, spread], names) == [
+        ("queue_claim", 1),
+        ("queue_claim", 1),
+        ("queue_claim", 2),
+    ]
 
 
 def test_split_args_handles_escapes() -> None:
